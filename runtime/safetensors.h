@@ -1,0 +1,50 @@
+// safetensors.h — reading and writing the safetensors format, and the model's
+// weights in it under timm's parameter names.
+//
+// Format: an 8-byte little-endian header length N, N bytes of JSON
+// ({"name": {"dtype": "F32", "shape": [...], "data_offsets": [begin, end]}, ...,
+// "__metadata__": {string: string}}), then the raw little-endian tensor bytes.
+// Writes are atomic: a temporary file in the same directory, fsync, rename.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace vitscale {
+
+class ViTModel;
+
+struct NamedTensor {
+  std::string name;
+  std::vector<std::int64_t> shape;
+  std::vector<float> values;  // F32 (BF16/F16 files are widened on read)
+};
+
+struct SafetensorsFile {
+  std::vector<NamedTensor> tensors;  // in file order
+  std::map<std::string, std::string> metadata;
+
+  const NamedTensor* find(const std::string& name) const;
+};
+
+// Throws std::runtime_error naming the file and the problem (truncated file,
+// bad header, offsets out of range or overlapping, unsupported dtype).
+SafetensorsFile read_safetensors(const std::string& path);
+void write_safetensors(const std::string& path, const SafetensorsFile& file);
+
+// Write `bytes` to `path` atomically (temporary file, fsync, rename, fsync of
+// the directory). A crash leaves either the old file or the new one.
+void write_file_atomically(const std::string& path, const std::string& bytes);
+
+// The model's parameters under timm names.
+void save_weights(const ViTModel& model, const std::string& path,
+                  const std::map<std::string, std::string>& metadata = {});
+// Every model parameter must be present with its timm shape; anything missing,
+// mis-shaped or unknown is refused with one line naming it.
+void load_weights(ViTModel& model, const std::string& path);
+// The same, from an already-read file.
+void load_weights(ViTModel& model, const SafetensorsFile& file, const std::string& what);
+
+}  // namespace vitscale

@@ -1,0 +1,351 @@
+#include "runtime/vit_model.h"
+
+#include <cmath>
+#include <cstdio>
+#include <sstream>
+#include <stdexcept>
+
+#include "runtime/rng.h"
+
+namespace vitscale {
+
+std::string MemoryPlan::format() const {
+  auto mib = [](std::size_t b) { return static_cast<double>(b) / (1024.0 * 1024.0); };
+  char line[160];
+  std::ostringstream s;
+  s << "memory plan (one allocation per arena):\n";
+  auto row = [&](const char* name, std::size_t b) {
+    std::snprintf(line, sizeof line, "  %-16s %12zu bytes  %10.2f MiB\n", name, b, mib(b));
+    s << line;
+  };
+  row("parameters", params);
+  row("gradients", grads);
+  if (compute_params) row("bf16 weights", compute_params);
+  row("optimizer", optimizer);
+  row("activations", activations);
+  row("peak (total)", total());
+  return s.str();
+}
+
+namespace {
+
+// Replaces dimension 0 of a view planned at the maximum batch.
+TensorView with_batch(TensorView v, int batch) {
+  if (!v.empty() || v.rank > 0) v.shape[0] = batch;
+  return v;
+}
+
+}  // namespace
+
+ViTModel::ViTModel(const ViTConfig& config, Backend& backend, ModelShape shape, ImageNorm norm)
+    : config_(config), backend_(backend), shape_(shape), norm_(norm), table_(config) {
+  if (shape_.source_image_size == 0) shape_.source_image_size = config_.image_size;
+  if (shape_.micro_batch <= 0)
+    throw std::invalid_argument("micro batch must be positive, got " + std::to_string(shape_.micro_batch));
+  if (shape_.source_image_size <= 0)
+    throw std::invalid_argument("source image size must be positive, got " + std::to_string(shape_.source_image_size));
+  if (norm_.channels != config_.channels)
+    throw std::invalid_argument("image normalisation has " + std::to_string(norm_.channels) +
+                                " channels but the model takes " + std::to_string(config_.channels));
+
+  const std::int64_t n = table_.total_numel();
+  params_arena_ = make_arena(backend_, "parameters", [&](ArenaCarver& c) { params_ = c.take(DType::f32, {n}); });
+  grads_arena_ = make_arena(backend_, "gradients", [&](ArenaCarver& c) { grads_ = c.take(DType::f32, {n}); });
+  if (backend_.activation_dtype() == DType::f32) {
+    compute_params_ = params_;
+  } else {
+    compute_arena_ = make_arena(backend_, "compute weights",
+                                [&](ArenaCarver& c) { compute_params_ = c.take(backend_.activation_dtype(), {n}); });
+  }
+  Activations planned;
+  activations_arena_ = make_arena(backend_, "activations",
+                                  [&](ArenaCarver& c) { layout_activations(c, shape_.micro_batch, planned); });
+
+  plan_.params = params_arena_.buffer.bytes();
+  plan_.grads = grads_arena_.buffer.bytes();
+  plan_.compute_params = compute_arena_.buffer.bytes();
+  plan_.activations = activations_arena_.buffer.bytes();
+  backend_.fill_zero(params_);
+  backend_.fill_zero(grads_);
+}
+
+void ViTModel::layout_activations(ArenaCarver& c, int B, Activations& a) const {
+  const std::int64_t T = config_.tokens(), D = config_.dim, F = config_.mlp_dim, K = config_.num_classes,
+                     H = config_.heads, Np = config_.num_patches(), S = shape_.source_image_size;
+  const DType act = backend_.activation_dtype();
+  a.images = c.take(DType::u8, {B, config_.channels, S, S});
+  a.targets = c.take(DType::f32, {B, K});
+  a.patches = c.take(act, {B, Np, config_.patch_dim()});
+  a.patch_emb = c.take(act, {B, Np, D});
+  a.blocks.resize(static_cast<std::size_t>(config_.depth));
+  for (auto& b : a.blocks) {
+    b.x = c.take(act, {B, T, D});
+    b.ln1 = c.take(act, {B, T, D});
+    b.ln1_mean = c.take(DType::f32, {B, T});
+    b.ln1_rstd = c.take(DType::f32, {B, T});
+    b.qkv = c.take(act, {B, T, 3 * D});
+    b.attn = c.take(act, {B, T, D});
+    b.attn_lse = c.take(DType::f32, {B, H, T});
+    b.mid = c.take(act, {B, T, D});
+    b.ln2 = c.take(act, {B, T, D});
+    b.ln2_mean = c.take(DType::f32, {B, T});
+    b.ln2_rstd = c.take(DType::f32, {B, T});
+    b.fc1_pre = c.take(act, {B, T, F});
+    b.fc1_act = c.take(act, {B, T, F});
+  }
+  a.x_final = c.take(act, {B, T, D});
+  a.pooled = c.take(act, {B, D});
+  a.lnf = c.take(act, {B, D});
+  a.lnf_mean = c.take(DType::f32, {B});
+  a.lnf_rstd = c.take(DType::f32, {B});
+  a.logits = c.take(act, {B, K});
+  a.losses = c.take(DType::f32, {B});
+  a.logits_f32 = c.take(DType::f32, {B, K});
+  a.branch_out = c.take(act, {B, T, D});
+  a.d_logits = c.take(act, {B, K});
+  a.d_lnf = c.take(act, {B, D});
+  a.d_pooled = c.take(act, {B, D});
+  a.d_x = c.take(act, {B, T, D});
+  a.d_ln = c.take(act, {B, T, D});
+  a.d_attn = c.take(act, {B, T, D});
+  a.d_qkv = c.take(act, {B, T, 3 * D});
+  a.d_fc1 = c.take(act, {B, T, F});
+  a.d_patch_emb = c.take(act, {B, Np, D});
+}
+
+Activations ViTModel::activations_for(int batch) const {
+  Activations a;
+  ArenaCarver c(activations_arena_.buffer.get());
+  layout_activations(c, shape_.micro_batch, a);
+  if (batch == shape_.micro_batch) return a;
+  for (TensorView* v : {&a.images, &a.targets, &a.patches, &a.patch_emb, &a.x_final, &a.pooled, &a.lnf, &a.lnf_mean,
+                        &a.lnf_rstd, &a.logits, &a.losses, &a.logits_f32, &a.branch_out, &a.d_logits, &a.d_lnf, &a.d_pooled, &a.d_x,
+                        &a.d_ln, &a.d_attn, &a.d_qkv, &a.d_fc1, &a.d_patch_emb})
+    *v = with_batch(*v, batch);
+  for (auto& b : a.blocks)
+    for (TensorView* v : {&b.x, &b.ln1, &b.ln1_mean, &b.ln1_rstd, &b.qkv, &b.attn, &b.attn_lse, &b.mid, &b.ln2,
+                          &b.ln2_mean, &b.ln2_rstd, &b.fc1_pre, &b.fc1_act})
+      *v = with_batch(*v, batch);
+  return a;
+}
+
+namespace {
+
+// A parameter's view with the given dims (its numel must match).
+TensorView flat_view(TensorView flat, const ParamInfo& p, std::initializer_list<std::int64_t> dims) {
+  return flat.slice_flat(p.offset, p.numel).reshaped(dims);
+}
+
+}  // namespace
+
+TensorView ViTModel::param(int index) const {
+  const auto& p = table_.params().at(static_cast<std::size_t>(index));
+  return params_.slice_flat(p.offset, p.numel);
+}
+
+TensorView ViTModel::grad(int index) const {
+  const auto& p = table_.params().at(static_cast<std::size_t>(index));
+  return grads_.slice_flat(p.offset, p.numel);
+}
+
+void ViTModel::init_parameters(std::uint64_t seed) {
+  Rng rng(seed);
+  std::vector<float> host(static_cast<std::size_t>(table_.total_numel()), 0.f);
+  const std::vector<ParamInfo>& ps = table_.params();
+  auto fill = [&](int index, auto&& draw) {
+    if (index < 0) return;
+    const auto& p = ps[static_cast<std::size_t>(index)];
+    for (std::int64_t i = 0; i < p.numel; ++i) host[static_cast<std::size_t>(p.offset + i)] = static_cast<float>(draw());
+  };
+  auto trunc02 = [&] { return rng.truncated_normal(0.02, -2.0, 2.0); };
+  auto one = [] { return 1.0; };
+  // Draw in table order so the stream of random numbers is fixed by the layout.
+  fill(table_.cls_token, [&] { return rng.normal() * 1e-6; });
+  fill(table_.pos_embed, trunc02);
+  {
+    // nn.Conv2d's default: kaiming_uniform(a=√5) → U(±1/√fan_in) for weight and bias.
+    const double bound = 1.0 / std::sqrt(static_cast<double>(config_.patch_dim()));
+    auto uniform = [&] { return (2.0 * rng.uniform() - 1.0) * bound; };
+    fill(table_.patch_w, uniform);
+    fill(table_.patch_b, uniform);
+  }
+  for (const auto& b : table_.blocks) {
+    fill(b.norm1_w, one);
+    fill(b.qkv_w, trunc02);
+    fill(b.proj_w, trunc02);
+    fill(b.norm2_w, one);
+    fill(b.fc1_w, trunc02);
+    fill(b.fc2_w, trunc02);
+  }
+  fill(table_.norm_w, one);
+  fill(table_.head_w, trunc02);
+  write_params(host);
+}
+
+void ViTModel::read_params(std::span<float> host) const {
+  if (static_cast<std::int64_t>(host.size()) != table_.total_numel())
+    throw std::invalid_argument("read_params: host buffer has " + std::to_string(host.size()) + " floats, model has " +
+                                std::to_string(table_.total_numel()));
+  backend_.copy_to_host(host.data(), params_.data, params_.bytes());
+}
+
+void ViTModel::write_params(std::span<const float> host) {
+  if (static_cast<std::int64_t>(host.size()) != table_.total_numel())
+    throw std::invalid_argument("write_params: host buffer has " + std::to_string(host.size()) + " floats, model has " +
+                                std::to_string(table_.total_numel()));
+  backend_.copy_to_device(params_.data, host.data(), params_.bytes());
+  backend_.synchronize();
+  sync_compute_params();
+}
+
+void ViTModel::sync_compute_params() {
+  if (compute_params_.data != params_.data) backend_.cast(compute_params_, params_);
+}
+
+void ViTModel::zero_grads() { backend_.fill_zero(grads_); }
+
+void ViTModel::upload_batch(const std::uint8_t* images, const float* targets, int batch) {
+  if (batch < 1 || batch > shape_.micro_batch)
+    throw std::invalid_argument("upload_batch: batch " + std::to_string(batch) + " is outside 1.." +
+                                std::to_string(shape_.micro_batch));
+  batch_ = batch;
+  const Activations a = activations_for(batch);
+  backend_.copy_to_device(a.images.data, images, a.images.bytes());
+  backend_.copy_to_device(a.targets.data, targets, a.targets.bytes());
+}
+
+void ViTModel::forward(float grad_scale) {
+  if (batch_ == 0) throw std::logic_error("forward: no batch uploaded");
+  const Activations a = activations_for(batch_);
+  Backend& be = backend_;
+  const ViTConfig& c = config_;
+  const std::int64_t B = batch_, T = c.tokens(), D = c.dim, F = c.mlp_dim, K = c.num_classes;
+  const auto& ps = table_.params();
+  auto w = [&](int idx, std::initializer_list<std::int64_t> dims) {
+    return idx < 0 ? TensorView{} : flat_view(compute_params_, ps[static_cast<std::size_t>(idx)], dims);
+  };
+
+  // Patch embedding: uint8 images → normalised patches → a Linear over C·P·P.
+  be.image_to_patches(a.patches, a.images, norm_, c.patch_size, c.image_size);
+  be.linear(a.patch_emb.reshaped({B * c.num_patches(), D}), a.patches.reshaped({B * c.num_patches(), c.patch_dim()}),
+            w(table_.patch_w, {D, c.patch_dim()}), w(table_.patch_b, {D}));
+  be.embed_tokens(a.blocks[0].x, a.patch_emb, w(table_.cls_token, {D}), w(table_.pos_embed, {T, D}));
+
+  const std::int64_t R = B * T;  // rows of every token-wise op
+  for (int l = 0; l < c.depth; ++l) {
+    const BlockActivations& b = a.blocks[static_cast<std::size_t>(l)];
+    const BlockParamIndex& p = table_.blocks[static_cast<std::size_t>(l)];
+    // ln1: block 0 normalises x0; later blocks fuse the previous block's
+    // residual add (x_l = mid_{l-1} + fc2_{l-1}) into their first layernorm.
+    if (l == 0) {
+      be.layernorm(b.ln1.reshaped({R, D}), b.ln1_mean.reshaped({R}), b.ln1_rstd.reshaped({R}), b.x.reshaped({R, D}),
+                   w(p.norm1_w, {D}), w(p.norm1_b, {D}));
+    } else {
+      const BlockActivations& prev = a.blocks[static_cast<std::size_t>(l - 1)];
+      be.add_layernorm(b.x.reshaped({R, D}), b.ln1.reshaped({R, D}), b.ln1_mean.reshaped({R}),
+                       b.ln1_rstd.reshaped({R}), prev.mid.reshaped({R, D}), a.branch_out.reshaped({R, D}),
+                       w(p.norm1_w, {D}), w(p.norm1_b, {D}));
+    }
+    be.linear(b.qkv.reshaped({R, 3 * D}), b.ln1.reshaped({R, D}), w(p.qkv_w, {3 * D, D}), w(p.qkv_b, {3 * D}));
+    be.attention(b.attn, b.attn_lse, b.qkv, c.heads);
+    be.linear(a.branch_out.reshaped({R, D}), b.attn.reshaped({R, D}), w(p.proj_w, {D, D}), w(p.proj_b, {D}));
+    be.add_layernorm(b.mid.reshaped({R, D}), b.ln2.reshaped({R, D}), b.ln2_mean.reshaped({R}),
+                     b.ln2_rstd.reshaped({R}), b.x.reshaped({R, D}), a.branch_out.reshaped({R, D}),
+                     w(p.norm2_w, {D}), w(p.norm2_b, {D}));
+    be.linear_gelu(b.fc1_pre.reshaped({R, F}), b.fc1_act.reshaped({R, F}), b.ln2.reshaped({R, D}),
+                   w(p.fc1_w, {F, D}), w(p.fc1_b, {F}));
+    be.linear(a.branch_out.reshaped({R, D}), b.fc1_act.reshaped({R, F}), w(p.fc2_w, {D, F}), w(p.fc2_b, {D}));
+  }
+  be.add(a.x_final, a.blocks.back().mid, a.branch_out);
+
+  // Head: pool first, then the final norm. For cls pooling this equals timm's
+  // norm-all-tokens-then-take-cls (layernorm is per token) at 1/T of the cost;
+  // for mean pooling it is timm's fc_norm.
+  be.pool(a.pooled, a.x_final, c.pooling);
+  be.layernorm(a.lnf, a.lnf_mean, a.lnf_rstd, a.pooled, w(table_.norm_w, {D}), w(table_.norm_b, {D}));
+  be.linear(a.logits, a.lnf, w(table_.head_w, {K, D}), w(table_.head_b, {K}));
+  be.cross_entropy(a.losses, a.d_logits, a.logits, a.targets, grad_scale);
+}
+
+void ViTModel::backward(GradReadyListener* listener) {
+  if (batch_ == 0) throw std::logic_error("backward: no forward pass to go back through");
+  const Activations a = activations_for(batch_);
+  Backend& be = backend_;
+  const ViTConfig& c = config_;
+  const std::int64_t B = batch_, T = c.tokens(), D = c.dim, F = c.mlp_dim, K = c.num_classes;
+  const std::int64_t R = B * T;
+  const auto& ps = table_.params();
+  auto w = [&](int idx, std::initializer_list<std::int64_t> dims) {
+    return idx < 0 ? TensorView{} : flat_view(compute_params_, ps[static_cast<std::size_t>(idx)], dims);
+  };
+  auto g = [&](int idx, std::initializer_list<std::int64_t> dims) {
+    return idx < 0 ? TensorView{} : flat_view(grads_, ps[static_cast<std::size_t>(idx)], dims);
+  };
+  auto ready_from = [&](int idx) {
+    if (listener) listener->grads_ready_from(ps[static_cast<std::size_t>(idx)].offset);
+  };
+
+  // Head and final norm.
+  be.linear_backward(a.d_lnf, g(table_.head_w, {K, D}), g(table_.head_b, {K}), a.d_logits, a.lnf,
+                     w(table_.head_w, {K, D}));
+  ready_from(table_.head_w);
+  be.fill_zero(a.d_pooled);  // layernorm_backward accumulates into d_in
+  be.layernorm_backward(a.d_pooled, g(table_.norm_w, {D}), g(table_.norm_b, {D}), a.d_lnf, a.pooled, a.lnf_mean,
+                        a.lnf_rstd, w(table_.norm_w, {D}));
+  ready_from(table_.norm_w);
+  be.pool_backward(a.d_x, a.d_pooled, c.pooling);
+
+  // Blocks, last to first. d_x holds the residual stream's gradient: it is at
+  // once d(fc2 out), d(mid) (before ln2's share is added), and, after the
+  // layernorm backwards accumulate into it, d(x_l).
+  for (int l = c.depth - 1; l >= 0; --l) {
+    const BlockActivations& b = a.blocks[static_cast<std::size_t>(l)];
+    const BlockParamIndex& p = table_.blocks[static_cast<std::size_t>(l)];
+    be.linear_backward(a.d_fc1.reshaped({R, F}), g(p.fc2_w, {D, F}), g(p.fc2_b, {D}), a.d_x.reshaped({R, D}),
+                       b.fc1_act.reshaped({R, F}), w(p.fc2_w, {D, F}));
+    be.gelu_backward(a.d_fc1.reshaped({R, F}), a.d_fc1.reshaped({R, F}), b.fc1_pre.reshaped({R, F}));
+    be.linear_backward(a.d_ln.reshaped({R, D}), g(p.fc1_w, {F, D}), g(p.fc1_b, {F}), a.d_fc1.reshaped({R, F}),
+                       b.ln2.reshaped({R, D}), w(p.fc1_w, {F, D}));
+    be.layernorm_backward(a.d_x.reshaped({R, D}), g(p.norm2_w, {D}), g(p.norm2_b, {D}), a.d_ln.reshaped({R, D}),
+                          b.mid.reshaped({R, D}), b.ln2_mean.reshaped({R}), b.ln2_rstd.reshaped({R}),
+                          w(p.norm2_w, {D}));
+    be.linear_backward(a.d_attn.reshaped({R, D}), g(p.proj_w, {D, D}), g(p.proj_b, {D}), a.d_x.reshaped({R, D}),
+                       b.attn.reshaped({R, D}), w(p.proj_w, {D, D}));
+    be.attention_backward(a.d_qkv, a.d_attn, b.qkv, b.attn, b.attn_lse, c.heads);
+    be.linear_backward(a.d_ln.reshaped({R, D}), g(p.qkv_w, {3 * D, D}), g(p.qkv_b, {3 * D}),
+                       a.d_qkv.reshaped({R, 3 * D}), b.ln1.reshaped({R, D}), w(p.qkv_w, {3 * D, D}));
+    be.layernorm_backward(a.d_x.reshaped({R, D}), g(p.norm1_w, {D}), g(p.norm1_b, {D}), a.d_ln.reshaped({R, D}),
+                          b.x.reshaped({R, D}), b.ln1_mean.reshaped({R}), b.ln1_rstd.reshaped({R}),
+                          w(p.norm1_w, {D}));
+    ready_from(p.norm1_w);
+  }
+
+  // Embedding: cls/pos gradients, then the patch Linear (its input gradient is
+  // not needed: the images are data).
+  be.embed_tokens_backward(a.d_patch_emb, g(table_.cls_token, {D}), g(table_.pos_embed, {T, D}), a.d_x);
+  be.linear_backward(TensorView{}, g(table_.patch_w, {D, c.patch_dim()}), g(table_.patch_b, {D}),
+                     a.d_patch_emb.reshaped({B * c.num_patches(), D}),
+                     a.patches.reshaped({B * c.num_patches(), c.patch_dim()}), w(table_.patch_w, {D, c.patch_dim()}));
+  if (listener) listener->grads_ready_from(0);
+}
+
+std::vector<float> ViTModel::read_losses() const {
+  const Activations a = activations_for(batch_);
+  std::vector<float> out(static_cast<std::size_t>(batch_));
+  backend_.copy_to_host(out.data(), a.losses.data, a.losses.bytes());
+  return out;
+}
+
+std::vector<float> ViTModel::read_logits() const {
+  const Activations a = activations_for(batch_);
+  TensorView src = a.logits;
+  if (src.dtype != DType::f32) {
+    backend_.cast(a.logits_f32, a.logits);
+    src = a.logits_f32;
+  }
+  std::vector<float> out(static_cast<std::size_t>(src.numel()));
+  backend_.copy_to_host(out.data(), src.data, src.bytes());
+  return out;
+}
+
+}  // namespace vitscale
