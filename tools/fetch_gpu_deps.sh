@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# fetch_gpu_deps.sh — run on the (networked) dev machine before a GPU check:
+# downloads the Debian packages the build needs but the air-gapped GPU node
+# lacks (Catch2, nlohmann-json, CLI11, OpenBLAS + libgfortran, zlib headers)
+# into .deps/ (git-ignored). gpu_check.sh unpacks them on the node (dpkg -x
+# into .deps/root) and points CMake there; the device tool carries `.deps`.
+# Only the .deb files are kept here (~14 MB): unpacked, OpenBLAS's static
+# archive alone would push the carried tree past the tool's 64 MiB limit.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+DEPS="$ROOT/.deps"
+PACKAGES=(catch2 nlohmann-json3-dev libcli11-dev libopenblas-dev libopenblas0-pthread libopenblas-pthread-dev
+          libopenblas0 libgfortran5 zlib1g-dev)
+mkdir -p "$DEPS"
+cd "$DEPS"
+rm -f ./*.deb
+if ! apt-get download "${PACKAGES[@]}"; then
+  echo "fetch_gpu_deps: apt-get download failed; try 'apt-get update' first" >&2
+  exit 1
+fi
+rm -rf root  # unpacked on the GPU node, not here
+du -sh "$DEPS" | sed 's/^/fetch_gpu_deps: /'
+ls ./*.deb
