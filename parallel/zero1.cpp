@@ -1,0 +1,79 @@
+#include "parallel/zero1.h"
+
+#include <cstdio>
+#include <stdexcept>
+
+namespace vitscale {
+
+Zero1Optimizer::Zero1Optimizer(Communicator& comm, Backend& backend, const ParamTable& table)
+    : comm_(comm),
+      backend_(backend),
+      layout_(table.total_numel(), comm.world_size()),
+      adamw_(backend, table, layout_.begin(comm.rank()), layout_.count(comm.rank())) {
+  const std::int64_t n = layout_.count(comm.rank());
+  shard_grads_arena_ = make_arena(backend_, "zero1 shard gradients", [&](ArenaCarver& c) {
+    shard_grads_ = c.take(DType::f32, {std::max<std::int64_t>(n, 1)}).slice_flat(0, n);
+  });
+  if (n > 0) backend_.fill_zero(shard_grads_);
+}
+
+void Zero1Optimizer::step(TensorView params, const AdamWHyper& hyper, CommTiming* timing) {
+  if (params.dtype != DType::f32 || params.numel() != layout_.total)
+    throw std::invalid_argument("rank " + std::to_string(comm_.rank()) + ": ZeRO-1 step: parameters " +
+                                params.describe() + " are not the model's " + std::to_string(layout_.total) +
+                                " f32 weights");
+  adamw_.compute_grad_norm_sq(shard_grads_);
+  CommRequest norm = comm_.all_reduce(adamw_.grad_norm_sq());
+  norm.wait();
+  adamw_.update(params.slice_flat(shard_begin(), shard_count()), shard_grads_, hyper);
+  const std::vector<std::int64_t> counts = layout_.counts();
+  CommRequest gather = comm_.all_gather(params, counts);
+  gather.wait();
+  if (timing) timing->gather_s += norm.busy_seconds() + gather.busy_seconds();
+}
+
+std::size_t Zero1Optimizer::full_state_bytes() const {
+  return 2 * static_cast<std::size_t>(layout_.total) * sizeof(float);
+}
+
+std::string Zero1Optimizer::memory_report() const {
+  auto mib = [](std::size_t b) { return static_cast<double>(b) / (1024.0 * 1024.0); };
+  char line[256];
+  std::snprintf(line, sizeof line,
+                "ZeRO-1: optimizer state on rank %d: %.2f MiB (elements %lld..%lld of %lld; %.2f MiB unsharded, "
+                "1/%d), shard gradients %.2f MiB",
+                comm_.rank(), mib(state_bytes()), static_cast<long long>(shard_begin()),
+                static_cast<long long>(shard_begin() + shard_count()), static_cast<long long>(layout_.total),
+                mib(full_state_bytes()), layout_.world, mib(shard_grad_bytes()));
+  return line;
+}
+
+void Zero1Optimizer::gather_state(std::vector<float>& exp_avg, std::vector<float>& exp_avg_sq) {
+  const auto n = static_cast<std::size_t>(layout_.total);
+  // A temporary full-length device buffer: checkpointing only, never in the step.
+  Buffer full = backend_.allocate(n * sizeof(float), "zero1 state gather");
+  const TensorView all(full.get(), DType::f32, {layout_.total});
+  const std::vector<std::int64_t> counts = layout_.counts();
+  for (auto [src, dst] : {std::pair{adamw_.exp_avg(), &exp_avg}, std::pair{adamw_.exp_avg_sq(), &exp_avg_sq}}) {
+    if (shard_count() > 0)
+      backend_.copy_device(all.slice_flat(shard_begin(), shard_count()).data, src.data, src.bytes());
+    comm_.all_gather(all, counts).wait();
+    dst->resize(n);
+    backend_.copy_to_host(dst->data(), all.data, all.bytes());
+  }
+}
+
+void Zero1Optimizer::load_state(std::span<const float> exp_avg, std::span<const float> exp_avg_sq) {
+  const auto n = static_cast<std::size_t>(layout_.total);
+  if (exp_avg.size() != n || exp_avg_sq.size() != n)
+    throw std::invalid_argument("rank " + std::to_string(comm_.rank()) + ": ZeRO-1 state has " +
+                                std::to_string(exp_avg.size()) + " / " + std::to_string(exp_avg_sq.size()) +
+                                " moments, the model has " + std::to_string(n) + " parameters");
+  if (shard_count() == 0) return;
+  const auto at = static_cast<std::size_t>(shard_begin());
+  backend_.copy_to_device(adamw_.exp_avg().data, exp_avg.data() + at, adamw_.exp_avg().bytes());
+  backend_.copy_to_device(adamw_.exp_avg_sq().data, exp_avg_sq.data() + at, adamw_.exp_avg_sq().bytes());
+  backend_.synchronize();
+}
+
+}  // namespace vitscale

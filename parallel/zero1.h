@@ -1,0 +1,61 @@
+// zero1.h — ZeRO stage 1: the optimizer state sharded over the ranks.
+//
+// Every rank keeps the full fp32 parameters and gradients, but AdamW's moments
+// only for its shard (bucket_plan.h's ShardLayout: a contiguous 1/W of the flat
+// buffer), so optimizer memory per rank shrinks by the world size. A step:
+//   1. the reducer reduce-scatters each gradient bucket: this rank's shard of
+//      the summed gradients lands in shard_grads();
+//   2. Σg² of the shard, all-reduced, gives the global norm for clipping;
+//   3. AdamW on this rank's shard of the master weights;
+//   4. all-gather of the updated parameters, so every rank holds them all.
+// The state saves and loads as full-length flat arrays (the parameter table's
+// order), so a checkpoint written at one world size loads at any other.
+#pragma once
+
+#include <cstddef>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "parallel/bucket_plan.h"
+#include "parallel/comm_timing.h"
+#include "parallel/communicator.h"
+#include "runtime/adamw_optimizer.h"
+#include "runtime/arena.h"
+
+namespace vitscale {
+
+class Zero1Optimizer {
+ public:
+  Zero1Optimizer(Communicator& comm, Backend& backend, const ParamTable& table);
+
+  const ShardLayout& layout() const { return layout_; }
+  std::int64_t shard_begin() const { return adamw_.begin(); }
+  std::int64_t shard_count() const { return adamw_.count(); }
+  TensorView shard_grads() const { return shard_grads_; }  // (shard_count) f32: the reducer's destination
+
+  // After GradReducer::finish(). params: the model's (n) f32 master weights.
+  // The caller refreshes the compute copy afterwards (ViTModel::sync_compute_params).
+  void step(TensorView params, const AdamWHyper& hyper, CommTiming* timing = nullptr);
+  float read_grad_norm() const { return adamw_.read_grad_norm(); }  // global, after step()
+
+  std::size_t state_bytes() const { return adamw_.bytes(); }  // this rank's moments
+  std::size_t full_state_bytes() const;                       // what one rank holds without ZeRO
+  std::size_t shard_grad_bytes() const { return shard_grads_arena_.buffer.bytes(); }
+  std::string memory_report() const;
+
+  // Collective. Full-length (n) moments in flat order, on every rank.
+  void gather_state(std::vector<float>& exp_avg, std::vector<float>& exp_avg_sq);
+  // Takes this rank's shard of full-length moments (from a checkpoint of any world size).
+  void load_state(std::span<const float> exp_avg, std::span<const float> exp_avg_sq);
+
+ private:
+  Communicator& comm_;
+  Backend& backend_;
+  ShardLayout layout_;
+  AdamWOptimizer adamw_;
+  Arena shard_grads_arena_;
+  TensorView shard_grads_;
+};
+
+}  // namespace vitscale

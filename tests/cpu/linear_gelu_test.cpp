@@ -1,0 +1,139 @@
+// Linear layers and GELU on the CPU backend: forward against double-precision
+// loops, backward against finite differences, and the accumulation rules
+// (d_weight, d_bias +=; d_in, d_pre =).
+#include <cmath>
+
+#include "kernels/cpu/gelu.h"
+#include "tests/cpu/cpu_test_util.h"
+
+namespace vitscale::test {
+namespace {
+
+// out = in · Wᵀ + b in double.
+std::vector<double> linear_reference(const std::vector<float>& in, const std::vector<float>& w,
+                                     const std::vector<float>& b, int M, int K, int N) {
+  std::vector<double> out(static_cast<std::size_t>(M) * N);
+  for (int m = 0; m < M; ++m)
+    for (int n = 0; n < N; ++n) {
+      double s = b.empty() ? 0.0 : b[n];
+      for (int k = 0; k < K; ++k) s += static_cast<double>(in[m * K + k]) * w[n * K + k];
+      out[m * N + n] = s;
+    }
+  return out;
+}
+
+double gelu_reference(double x) { return 0.5 * x * std::erfc(-x / std::sqrt(2.0)); }
+
+}  // namespace
+
+TEST_CASE("linear forward matches a double-precision reference, with and without bias", "[cpu][linear]") {
+  const auto seed = fresh_seed();
+  CAPTURE(seed);
+  Rng rng(seed);
+  auto be = make_cpu_backend();
+  // Small shapes run serially, the large one through the threaded GEMM split.
+  for (auto [M, K, N] : {std::tuple{7, 5, 6}, std::tuple{33, 17, 10}, std::tuple{650, 96, 160}}) {
+    CAPTURE(M, K, N);
+    auto in = rng.normals(M * K), w = rng.normals(N * K, 0.2f), b = rng.normals(N);
+    std::vector<float> out(M * N, 123.f);
+    be->linear(view(out, {M, N}), view(in, {M, K}), view(w, {N, K}), view(b, {N}));
+    CHECK(relative_error(out, linear_reference(in, w, b, M, K, N)) < 1e-6);
+    std::vector<float> nobias_out(M * N, -5.f);
+    be->linear(view(nobias_out, {M, N}), view(in, {M, K}), view(w, {N, K}), TensorView{});
+    CHECK(relative_error(nobias_out, linear_reference(in, w, {}, M, K, N)) < 1e-6);
+  }
+}
+
+TEST_CASE("linear backward matches finite differences and accumulates parameter gradients", "[cpu][linear]") {
+  const auto seed = fresh_seed();
+  CAPTURE(seed);
+  Rng rng(seed);
+  auto be = make_cpu_backend();
+  for (auto [M, K, N] : {std::tuple{6, 5, 4}, std::tuple{130, 48, 72}}) {
+    CAPTURE(M, K, N);
+    auto in = rng.normals(M * K), w = rng.normals(N * K, 0.3f), b = rng.normals(N);
+    const auto weights = rng.normals(M * N);  // the loss is ⟨weights, out⟩
+    std::vector<float> out(M * N);
+    auto loss = [&] {
+      be->linear(view(out, {M, N}), view(in, {M, K}), view(w, {N, K}), view(b, {N}));
+      return dot(weights, out);
+    };
+    auto d_out = weights;
+    std::vector<float> d_in(M * K, 7.f), d_w(N * K, 0.f), d_b(N, 0.f);
+    be->linear_backward(view(d_in, {M, K}), view(d_w, {N, K}), view(d_b, {N}), view(d_out, {M, N}), view(in, {M, K}),
+                        view(w, {N, K}));
+    CHECK(worst_directional_error(in, d_in, loss, rng, 5e-2f) < 2e-4);
+    CHECK(worst_directional_error(w, d_w, loss, rng, 5e-2f) < 2e-4);
+    CHECK(worst_directional_error(b, d_b, loss, rng, 5e-2f) < 2e-4);
+
+    // Parameter gradients accumulate; d_in is assigned (the 7s are gone).
+    auto d_w2 = rng.normals(N * K), d_b2 = rng.normals(N);
+    const auto d_w2_before = d_w2, d_b2_before = d_b2;
+    std::vector<float> d_in2(M * K, -3.f);
+    be->linear_backward(view(d_in2, {M, K}), view(d_w2, {N, K}), view(d_b2, {N}), view(d_out, {M, N}), view(in, {M, K}),
+                        view(w, {N, K}));
+    CHECK(d_in2 == d_in);
+    for (int i = 0; i < N * K; ++i) REQUIRE(d_w2[i] == Approx(d_w2_before[i] + d_w[i]).margin(1e-5));
+    for (int i = 0; i < N; ++i) REQUIRE(d_b2[i] == Approx(d_b2_before[i] + d_b[i]).margin(1e-5));
+
+    // d_in and d_bias may be skipped (the patch embedding needs neither).
+    std::vector<float> d_w3(N * K, 0.f);
+    be->linear_backward(TensorView{}, view(d_w3, {N, K}), TensorView{}, view(d_out, {M, N}), view(in, {M, K}),
+                        TensorView{});
+    CHECK(d_w3 == d_w);
+  }
+}
+
+TEST_CASE("GELU is the exact erf GELU to float precision", "[cpu][gelu]") {
+  // Over the range activations take, against double-precision erfc.
+  double worst_value = 0, worst_slope = 0;
+  for (double x = -10.0; x <= 10.0; x += 1.0 / 1024 + 1e-7) {
+    const float xf = static_cast<float>(x);
+    const double ref = gelu_reference(xf);
+    const double slope = 0.5 * std::erfc(-xf / std::sqrt(2.0)) + xf * std::exp(-0.5 * xf * xf) / std::sqrt(2 * M_PI);
+    // Relative to the value, with an absolute floor of 1e-7·|x| (far tail).
+    worst_value = std::max(worst_value, std::fabs(cpu::gelu_value(xf) - ref) / (std::fabs(ref) + 1e-7 * std::fabs(xf)));
+    worst_slope = std::max(worst_slope, std::fabs(cpu::gelu_derivative(xf) - slope) / (std::fabs(slope) + 1e-3));
+  }
+  INFO("max relative error: gelu " << worst_value << ", gelu' " << worst_slope);
+  CHECK(worst_value < 1e-5);
+  CHECK(worst_slope < 1e-4);
+  CHECK(cpu::gelu_value(0.f) == 0.f);
+  CHECK(cpu::gelu_value(20.f) == 20.f);
+  CHECK(cpu::gelu_value(-20.f) == 0.f);
+  CHECK(std::isnan(cpu::gelu_value(std::nanf(""))));
+}
+
+TEST_CASE("linear_gelu = linear then GELU; gelu_backward matches finite differences", "[cpu][gelu]") {
+  const auto seed = fresh_seed();
+  CAPTURE(seed);
+  Rng rng(seed);
+  auto be = make_cpu_backend();
+  const int M = 300, K = 24, N = 40;  // M·N > one parallel chunk
+  auto in = rng.normals(M * K), w = rng.normals(N * K, 0.5f), b = rng.normals(N);
+  std::vector<float> pre(M * N), out(M * N);
+  be->linear_gelu(view(pre, {M, N}), view(out, {M, N}), view(in, {M, K}), view(w, {N, K}), view(b, {N}));
+  const auto ref_pre = linear_reference(in, w, b, M, K, N);
+  CHECK(relative_error(pre, ref_pre) < 1e-6);
+  std::vector<double> ref_out(ref_pre.size());
+  for (std::size_t i = 0; i < ref_pre.size(); ++i) ref_out[i] = gelu_reference(pre[i]);
+  CHECK(relative_error(out, ref_out) < 1e-6);
+
+  const auto weights = rng.normals(M * N);
+  auto x = pre;
+  std::vector<float> y(M * N);
+  auto loss = [&] {
+    cpu::gelu_forward(y.data(), x.data(), static_cast<std::int64_t>(x.size()));
+    return dot(weights, y);
+  };
+  auto d_out = weights;
+  std::vector<float> d_pre(M * N, 9.f);
+  be->gelu_backward(view(d_pre, {M, N}), view(d_out, {M, N}), view(x, {M, N}));
+  CHECK(worst_directional_error(x, d_pre, loss, rng, 5e-2f) < 2e-4);
+  // d_pre may alias d_out (the model does this in place).
+  auto in_place = weights;
+  be->gelu_backward(view(in_place, {M, N}), view(in_place, {M, N}), view(x, {M, N}));
+  CHECK(in_place == d_pre);
+}
+
+}  // namespace vitscale::test

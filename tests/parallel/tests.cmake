@@ -1,0 +1,80 @@
+# The single-process parallel tests (tests/parallel/*.cpp, test_parallel) also
+# cover vit_train's step engine.
+if(TARGET test_parallel AND TARGET vitscale_parallel_engine)
+  target_link_libraries(test_parallel PRIVATE vitscale_parallel_engine)
+endif()
+
+# Multi-process tests: run under mpirun by CTest (included from tests/).
+# test_parallel_mpi holds the collective Catch2 cases (communicators, training
+# equivalence, ZeRO-1); parallel_fault_check the runs that must end the job.
+if(NOT (TARGET vitscale_parallel AND VITSCALE_HAVE_MPI AND MPIEXEC_EXECUTABLE))
+  return()
+endif()
+
+set(mpi_dir ${CMAKE_CURRENT_SOURCE_DIR}/parallel/mpi)
+file(GLOB mpi_case_sources CONFIGURE_DEPENDS ${mpi_dir}/*_test.cpp)
+add_executable(test_parallel_mpi ${mpi_dir}/mpi_main.cpp ${mpi_case_sources})
+target_link_libraries(test_parallel_mpi PRIVATE vitscale_parallel Catch2::Catch2)
+add_executable(parallel_fault_check ${mpi_dir}/fault_main.cpp)
+target_link_libraries(parallel_fault_check PRIVATE vitscale_parallel)
+
+# Open MPI refuses root and more ranks than cores unless told; CI runs as
+# root on 2 cores, so 3 ranks oversubscribe.
+set(mpirun_flags ${MPIEXEC_PREFLAGS})
+execute_process(COMMAND ${MPIEXEC_EXECUTABLE} --version OUTPUT_VARIABLE mpiexec_version ERROR_QUIET)
+if(mpiexec_version MATCHES "Open MPI|OpenRTE")
+  list(APPEND mpirun_flags --allow-run-as-root --oversubscribe)
+endif()
+# One OpenMP thread per rank: ranks share the cores.
+set(mpi_env OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1)
+
+foreach(np 2 3)
+  add_test(NAME parallel_mpi:np${np}
+           COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} ${np} ${mpirun_flags}
+                   $<TARGET_FILE:test_parallel_mpi> ${MPIEXEC_POSTFLAGS})
+  set_tests_properties(parallel_mpi:np${np} PROPERTIES TIMEOUT 300 PROCESSORS ${np} ENVIRONMENT "${mpi_env}")
+endforeach()
+
+# A collective that never completes: the watchdog (2 s) aborts every rank,
+# whether the collective sits in the comm thread, is polled by it, or in MPI_Wait.
+foreach(progress thread polling nonblocking)
+  add_test(NAME parallel_mpi:timeout_aborts_${progress}
+           COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} 3 ${mpirun_flags}
+                   $<TARGET_FILE:parallel_fault_check> hang 2 ${progress})
+  set_tests_properties(parallel_mpi:timeout_aborts_${progress} PROPERTIES TIMEOUT 60 PROCESSORS 2
+    ENVIRONMENT "${mpi_env}"
+    PASS_REGULAR_EXPRESSION "rank [02]: all_reduce \\(4096 bytes\\) did not complete within 2 s; aborting")
+endforeach()
+# A rank that dies: the job ends (non-zero) instead of hanging.
+add_test(NAME parallel_mpi:dead_rank_ends_job
+         COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} 2 ${mpirun_flags}
+                 $<TARGET_FILE:parallel_fault_check> died 5)
+set_tests_properties(parallel_mpi:dead_rank_ends_job PROPERTIES TIMEOUT 60 PROCESSORS 2 WILL_FAIL TRUE
+  ENVIRONMENT "${mpi_env}")
+# Different models on different ranks: refused at start-up, on every rank.
+add_test(NAME parallel_mpi:config_mismatch_refused
+         COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} 2 ${mpirun_flags}
+                 $<TARGET_FILE:parallel_fault_check> mismatch)
+set_tests_properties(parallel_mpi:config_mismatch_refused PROPERTIES TIMEOUT 60 PROCESSORS 2
+  ENVIRONMENT "${mpi_env}"
+  PASS_REGULAR_EXPRESSION "rank [01]: model and data-parallel configuration differs across ranks: rank 1 disagrees with rank 0")
+
+# vit_train end to end: 2 CPU ranks, ZeRO-1, accumulation, synthetic data.
+if(TARGET vit_train)
+  set(vit_train_tiny --dataset synthetic --synthetic-train 256 --synthetic-test 64 --synthetic-image-size 16
+      --image-size 16 --patch-size 4 --dim 32 --depth 2 --heads 2 --mlp-dim 64 --max-steps 4 --steps-per-print 2)
+  add_test(NAME parallel_mpi:vit_train_np2_zero1
+           COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} 2 ${mpirun_flags} $<TARGET_FILE:vit_train>
+                   ${vit_train_tiny} --micro-batch-size 8 --gradient-accumulation-steps 2 --zero-stage 1
+                   --reduce-bucket-size 4096 --wall-clock-breakdown)
+  set_tests_properties(parallel_mpi:vit_train_np2_zero1 PROPERTIES TIMEOUT 120 PROCESSORS 2
+    ENVIRONMENT "${mpi_env}" PASS_REGULAR_EXPRESSION "data parallel: mpi.*rank 0 of 2.*ZeRO-1.*final: test_acc")
+  # Ranks started with different batch settings (MPMD launch): refused at start-up.
+  add_test(NAME parallel_mpi:vit_train_batch_mismatch_refused
+           COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} 1 ${mpirun_flags} $<TARGET_FILE:vit_train>
+                   ${vit_train_tiny} --micro-batch-size 8 :
+                   ${MPIEXEC_NUMPROC_FLAG} 1 $<TARGET_FILE:vit_train> ${vit_train_tiny} --micro-batch-size 4)
+  set_tests_properties(parallel_mpi:vit_train_batch_mismatch_refused PROPERTIES TIMEOUT 120 PROCESSORS 2
+    ENVIRONMENT "${mpi_env}"
+    PASS_REGULAR_EXPRESSION "rank [01]: training configuration differs across ranks: rank 1 disagrees with rank 0")
+endif()

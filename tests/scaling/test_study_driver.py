@@ -1,0 +1,79 @@
+"""Tests of the study driver's metrics reading and skip rules (tools/scaling/study_runner.py).
+
+Run by CTest as scaling:driver (python3 -m unittest); needs no binaries.
+"""
+
+import json
+import sys
+import tempfile
+import unittest
+from pathlib import Path
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools" / "scaling"))
+
+from study_runner import Config, Machine, Runner, summarize  # noqa: E402
+
+
+def write_jsonl(records):
+    f = tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False)
+    for r in records:
+        f.write(json.dumps(r) + "\n")
+    f.close()
+    return Path(f.name)
+
+
+class SummarizeTest(unittest.TestCase):
+    def test_median_min_max_over_timed_steps_only(self):
+        # Steps 1-2 are warm-up; the timed step walls are 0.2, 0.4, 0.3.
+        el = [1.0, 1.5, 1.7, 2.1, 2.4]
+        recs = [{"event": "start", "world_size": 2}]
+        recs += [{"event": "train", "step": i + 1, "epoch": 1, "elapsed_s": e,
+                  "time_ms": {"data": 1.0, "forward": 50.0, "backward": 100.0, "comm": 5.0 * (i + 1),
+                              "optimizer": 2.0}} for i, e in enumerate(el)]
+        recs += [{"event": "eval", "epoch": 1, "step": 5, "test_acc": 0.5},
+                 {"event": "final", "test_acc": 0.5, "test_loss": 1.0, "images_per_s": 10, "wall_s": 3.0}]
+        s = summarize(write_jsonl(recs), warmup=2, global_batch=64)
+        self.assertAlmostEqual(s.step_s, 0.3)
+        self.assertAlmostEqual(s.step_min_s, 0.2)
+        self.assertAlmostEqual(s.step_max_s, 0.4)
+        self.assertAlmostEqual(s.images_per_s, 64 / 0.3)
+        self.assertAlmostEqual(s.comm_exposed_ms, 20.0)  # median of 15, 20, 25
+        self.assertEqual(s.world_reported, 2)
+        self.assertEqual(s.evals, [(2.4, 1, 0.5)])
+
+    def test_total_comm_and_overlap_when_reported(self):
+        recs = [{"event": "train", "step": i, "elapsed_s": 0.1 * i, "time_ms": {"comm": 2.0},
+                 "comm": {"total_ms": 10.0, "exposed_ms": 2.0}} for i in range(1, 5)]
+        s = summarize(write_jsonl(recs), warmup=1, global_batch=8)
+        self.assertAlmostEqual(s.comm_total_ms, 10.0)
+        self.assertAlmostEqual(s.overlap_ratio, 0.8)
+
+
+class SkipRulesTest(unittest.TestCase):
+    def setUp(self):
+        self.out = Path(tempfile.mkdtemp())
+        machine = Machine("cpu", cores=2, gpus=0, max_ranks=2, oversubscribe_to=4)
+        self.runner = Runner(Path("/nonexistent/vit_train"), "mpirun", machine, self.out, 3, 10, [], None, 60,
+                             dry_run=True)
+
+    def test_more_ranks_than_allowed(self):
+        reason = self.runner.check(Config("strong", "x", "cifar10", 8, 8), 64)
+        self.assertIn("allows 4", reason)
+
+    def test_batch_not_divisible(self):
+        reason = self.runner.check(Config("strong", "x", "cifar10", 3, 21), 64)
+        self.assertIn("not divisible", reason)
+
+    def test_oversubscribed_runs_are_marked_and_unbound(self):
+        cmd = self.runner.command(Config("strong", "x", "cifar10", 4, 16), [])
+        self.assertIn("--oversubscribe", cmd)
+        self.assertNotIn("core", cmd)
+        cmd = self.runner.command(Config("strong", "x", "cifar10", 2, 32), [])
+        self.assertIn("core", cmd)
+        off = Config("comm", "y", "cifar10", 2, 16, overlap=False)
+        self.assertIn("--no-overlap-comm", self.runner.command(off, []))
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,16 @@
+# The scaling simulator's tests (tools/scaling). Not in the folder list of
+# tests/CMakeLists.txt: the executable is made here, where the library is known.
+if(TARGET vitscale_scaling_sim)
+  file(GLOB VITSCALE_SCALING_TEST_SOURCES CONFIGURE_DEPENDS ${CMAKE_CURRENT_LIST_DIR}/*.cpp)
+  add_executable(test_scaling ${VITSCALE_SCALING_TEST_SOURCES})
+  target_link_libraries(test_scaling PRIVATE vitscale_test_main vitscale_scaling_sim)
+  catch_discover_tests(test_scaling TEST_PREFIX "scaling:" PROPERTIES TIMEOUT 120 DISCOVERY_TIMEOUT 60)
+endif()
+
+# The study driver's metrics reading and skip rules (Python, no binaries needed).
+find_package(Python3 COMPONENTS Interpreter)
+if(Python3_Interpreter_FOUND)
+  add_test(NAME scaling:driver COMMAND ${Python3_EXECUTABLE} -m unittest -v test_study_driver
+           WORKING_DIRECTORY ${CMAKE_CURRENT_LIST_DIR})
+  set_tests_properties(scaling:driver PROPERTIES TIMEOUT 60 ENVIRONMENT PYTHONDONTWRITEBYTECODE=1)
+endif()

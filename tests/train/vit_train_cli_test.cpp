@@ -1,0 +1,257 @@
+// vit_train_cli_test.cpp — the vit_train program as users run it: bad input
+// ends with one clear line and a non-zero exit; SIGTERM leaves a checkpoint and
+// exit status 143; SIGKILL in the middle of checkpoint writes never leaves
+// `latest` pointing at a broken file.
+#include <catch2/catch.hpp>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "train/checkpoint.h"
+#include "train_util.h"
+
+#ifndef VIT_TRAIN_EXE
+#error "VIT_TRAIN_EXE must name the vit_train binary (tests/train/tests.cmake)"
+#endif
+
+extern char** environ;
+
+using namespace vitscale;
+using namespace vitscale::train;
+using namespace vitscale::train::testing;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// A running vit_train with stdout/stderr in files.
+class Child {
+ public:
+  Child(const std::vector<std::string>& args, const std::string& out, const std::string& err) {
+    std::vector<std::string> all = {VIT_TRAIN_EXE};
+    all.insert(all.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (auto& a : all) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_addopen(&fa, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    const int rc = posix_spawn(&pid_, argv[0], &fa, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&fa);
+    if (rc != 0) throw std::runtime_error(std::string("cannot start ") + VIT_TRAIN_EXE);
+  }
+  ~Child() {
+    if (pid_ > 0 && !exited_) {
+      ::kill(pid_, SIGKILL);
+      int st = 0;
+      ::waitpid(pid_, &st, 0);
+    }
+  }
+  // The raw wait status, or -1 on timeout (the child is then killed).
+  int wait(double timeout_s) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
+    for (;;) {
+      int st = 0;
+      const pid_t r = ::waitpid(pid_, &st, WNOHANG);
+      if (r == pid_) {
+        exited_ = true;
+        return st;
+      }
+      if (std::chrono::steady_clock::now() > deadline) return -1;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
+  void signal(int sig) { ::kill(pid_, sig); }
+
+ private:
+  pid_t pid_ = -1;
+  bool exited_ = false;
+};
+
+struct Outcome {
+  int exit_code = -1;
+  std::string out, err;
+};
+
+Outcome run_vit_train(const std::vector<std::string>& args, const TempDir& dir, double timeout_s = 120) {
+  Outcome o;
+  {
+    Child c(args, dir / "stdout.txt", dir / "stderr.txt");
+    const int st = c.wait(timeout_s);
+    REQUIRE(st != -1);  // no hang
+    REQUIRE(WIFEXITED(st));  // no crash
+    o.exit_code = WEXITSTATUS(st);
+  }
+  o.out = slurp(dir / "stdout.txt");
+  o.err = slurp(dir / "stderr.txt");
+  return o;
+}
+
+// Waits until the JSONL file holds a record of `event` (false on timeout).
+bool wait_for_event(const std::string& jsonl, const std::string& event, double timeout_s) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (slurp(jsonl).find("\"event\":\"" + event + "\"") != std::string::npos) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return false;
+}
+
+std::vector<std::string> tiny_synthetic_flags() {
+  return {"--dataset", "synthetic", "--synthetic-train", "512", "--synthetic-test", "128", "--synthetic-image-size",
+          "16", "--image-size", "16", "--patch-size", "4", "--dim", "32", "--depth", "2", "--heads", "2",
+          "--mlp-dim", "64", "--train-batch-size", "32", "--device", "cpu", "--threads", "1", "--steps-per-print", "1"};
+}
+
+void check_one_line_error(const Outcome& o, const std::string& expected) {
+  INFO("stderr: " << o.err);
+  CHECK(o.exit_code != 0);
+  CHECK(o.err.rfind("vit_train: error: ", 0) == 0);
+  CHECK(std::count(o.err.begin(), o.err.end(), '\n') == 1);
+  CHECK(o.err.find("terminate called") == std::string::npos);
+  CHECK_THAT(o.err, Catch::Contains(expected));
+}
+
+}  // namespace
+
+TEST_CASE("vit_train refuses bad input with one line and a non-zero exit", "[cli]") {
+  TempDir dir("cli_bad");
+  SECTION("an impossible value names the flag") {
+    check_one_line_error(run_vit_train({"--lr", "-1"}, dir), "optimizer.params.lr (--lr) must be positive");
+  }
+  SECTION("an unknown flag") {
+    const Outcome o = run_vit_train({"--learning-rate", "1"}, dir);
+    CHECK(o.exit_code == 2);
+    check_one_line_error(o, "--learning-rate");
+  }
+  SECTION("a value of the wrong type") {
+    const Outcome o = run_vit_train({"--epochs", "many"}, dir);
+    CHECK(o.exit_code == 2);
+    check_one_line_error(o, "--epochs");
+  }
+  SECTION("an unknown config key is named") {
+    std::ofstream(dir / "ds.json") << R"({"train_batch_size": 64, "zero_optimization": {"stage": 0, "overlap": true}})";
+    check_one_line_error(run_vit_train({"--config", dir / "ds.json"}, dir), "unknown key 'zero_optimization.overlap'");
+  }
+  SECTION("a config that is not JSON") {
+    std::ofstream(dir / "bad.json") << "{\"train_batch_size\": 64,";
+    check_one_line_error(run_vit_train({"--config", dir / "bad.json"}, dir), "not valid JSON");
+  }
+  SECTION("a missing config file") {
+    check_one_line_error(run_vit_train({"--config", dir / "none.json"}, dir), "cannot open the config file");
+  }
+  SECTION("contradicting batch sizes") {
+    check_one_line_error(run_vit_train({"--train-batch-size", "100", "--micro-batch-size", "16",
+                                        "--gradient-accumulation-steps", "2"},
+                                       dir),
+                         "contradict");
+  }
+  SECTION("a missing dataset says where it looked") {
+    check_one_line_error(run_vit_train({"--dataset", "cifar10", "--data-dir", dir / "no-cifar"}, dir),
+                         dir / "no-cifar");
+  }
+  SECTION("bf16 on the CPU") {
+    check_one_line_error(run_vit_train({"--bf16", "--device", "cpu"}, dir), "bf16.enabled (--bf16)");
+  }
+  SECTION("a missing checkpoint to resume from") {
+    check_one_line_error(run_vit_train({"--resume", dir / "nothing-here"}, dir), "no such checkpoint");
+  }
+  SECTION("a corrupted checkpoint") {
+    std::ofstream(dir / "ckpt.safetensors") << "not a checkpoint at all";
+    check_one_line_error(run_vit_train({"--resume", dir / "ckpt.safetensors"}, dir), "ckpt.safetensors");
+  }
+}
+
+TEST_CASE("--help and --print-config succeed", "[cli]") {
+  TempDir dir("cli_help");
+  const Outcome help = run_vit_train({"--help"}, dir);
+  CHECK(help.exit_code == 0);
+  CHECK_THAT(help.out, Catch::Contains("--train-batch-size") && Catch::Contains("[zero_optimization.stage]"));
+  const Outcome printed = run_vit_train({"--print-config", "--lr", "0.003"}, dir);
+  CHECK(printed.exit_code == 0);
+  CHECK(nlohmann::json::parse(printed.out)["optimizer"]["params"]["lr"] == 0.003);
+}
+
+TEST_CASE("SIGTERM mid-run: checkpoint at the next step boundary, exit 143, resumable", "[cli][signal]") {
+  TempDir dir("cli_sigterm");
+  std::vector<std::string> args = tiny_synthetic_flags();
+  for (const std::string& a : {std::string("--max-steps"), std::string("100000"), std::string("--save-dir"),
+                               dir / "ckpt", std::string("--metrics-out"), dir / "m.jsonl"})
+    args.push_back(a);
+  int status = 0;
+  {
+    Child c(args, dir / "stdout.txt", dir / "stderr.txt");
+    REQUIRE(wait_for_event(dir / "m.jsonl", "train", 60));
+    c.signal(SIGTERM);
+    status = c.wait(60);
+  }
+  INFO(slurp(dir / "stdout.txt") << slurp(dir / "stderr.txt"));
+  REQUIRE(status != -1);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 128 + SIGTERM);
+  CHECK_THAT(slurp(dir / "stdout.txt"), Catch::Contains("interrupted by signal 15"));
+  const auto records = read_jsonl(dir / "m.jsonl");
+  const nlohmann::json* stopped = find_event(records, "interrupted");
+  REQUIRE(stopped);
+  const std::int64_t step = stopped->at("step");
+  CHECK(step >= 1);
+  ViTConfig vc;
+  vc.image_size = 16, vc.channels = 3, vc.patch_size = 4, vc.dim = 32, vc.depth = 2, vc.heads = 2, vc.mlp_dim = 64;
+  vc.num_classes = 10;
+  const Checkpoint ckpt = read_checkpoint(resolve_resume_path(dir / "ckpt"), ParamTable(vc));
+  CHECK(ckpt.state.step == step);
+}
+
+TEST_CASE("SIGKILL during checkpoint writes never breaks the latest checkpoint", "[cli][checkpoint]") {
+  // A wide model on 8x8 images: steps take milliseconds, each checkpoint
+  // (~19 MB with the moments) much longer, so kills land mostly mid-write.
+  TempDir dir("cli_sigkill");
+  const std::vector<std::string> args = {
+      "--dataset", "synthetic", "--synthetic-train", "64", "--synthetic-test", "16", "--synthetic-image-size", "8",
+      "--image-size", "8", "--patch-size", "8", "--dim", "256", "--depth", "2", "--heads", "4", "--mlp-dim", "1024",
+      "--train-batch-size", "8", "--device", "cpu", "--threads", "1", "--max-steps", "100000", "--save-every", "1",
+      "--keep-checkpoints", "2", "--save-dir", dir / "ckpt", "--resume", "auto", "--metrics-out", dir / "m.jsonl"};
+  ViTConfig vc;
+  vc.image_size = 8, vc.channels = 3, vc.patch_size = 8, vc.dim = 256, vc.depth = 2, vc.heads = 4, vc.mlp_dim = 1024;
+  vc.num_classes = 10;
+  const ParamTable table(vc);
+  std::int64_t last_step = 0;
+  for (int round = 0; round < 3; ++round) {
+    fs::remove(dir / "m.jsonl");  // so that the wait below sees this round's checkpoints
+    {
+      Child c(args, dir / "stdout.txt", dir / "stderr.txt");
+      REQUIRE(wait_for_event(dir / "m.jsonl", "checkpoint", 60));
+      std::this_thread::sleep_for(std::chrono::milliseconds(150 + 170 * round));
+      c.signal(SIGKILL);
+      REQUIRE(c.wait(30) != -1);
+    }
+    INFO("round " << round << ": " << slurp(dir / "stderr.txt"));
+    // `latest` names a complete checkpoint, and every numbered file is complete.
+    const Checkpoint latest = read_checkpoint(resolve_resume_path(dir / "ckpt"), table);
+    CHECK(latest.state.step >= last_step);
+    last_step = latest.state.step;
+    for (const auto& e : fs::directory_iterator(dir.path / "ckpt")) {
+      const std::string name = e.path().filename().string();
+      if (name.rfind("ckpt-", 0) == 0) CHECK_NOTHROW(read_checkpoint(e.path().string(), table));
+    }
+  }
+  CHECK(last_step >= 1);
+}

@@ -1,0 +1,377 @@
+"""study_runner.py — runs one configuration of the scaling study and reads its metrics.
+
+A configuration is one `mpirun -np N vit_train ...` launch. It runs a fixed
+number of warm-up and timed optimizer steps (or whole epochs for accuracy and
+paper runs), logs every step with the wall-clock breakdown, and is summarised
+from its JSONL metrics: the median step time over the timed steps with min and
+max, the phase medians (data wait, forward, backward, exposed communication,
+optimizer) and, where parallel/ reports them, the total communication time and
+overlap ratio.
+
+A configuration that cannot run is not launched: check() returns the reason,
+which the study records in skipped.md, and the study goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import statistics
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class Config:
+    experiment: str            # strong, weak, batch, accum, comm, accuracy, paper-*
+    name: str                  # unique, used for file names
+    dataset: str               # requested: cifar10, cifar100, ...
+    world: int
+    micro: int
+    accum: int = 1
+    overlap: bool = True
+    bucket_elems: int = 25_000_000
+    lr: float | None = None
+    warmup_steps: int | None = None
+    warmup_epochs: float | None = None
+    epochs: int | None = None      # None: warm-up + timed steps
+    train_subset: int = 0
+    note: str = ""
+
+    @property
+    def global_batch(self) -> int:
+        return self.world * self.micro * self.accum
+
+
+@dataclass
+class Machine:
+    device: str                # cpu or cuda
+    cores: int
+    gpus: int
+    max_ranks: int             # without oversubscription
+    oversubscribe_to: int      # CPU: ranks allowed in all (marked oversubscribed beyond max_ranks)
+    cpu_model: str = ""
+
+    def allowed(self, world: int) -> int:
+        return self.oversubscribe_to if self.device == "cpu" else self.max_ranks
+
+    def oversubscribed(self, world: int) -> bool:
+        return self.device == "cpu" and world > self.max_ranks
+
+    def threads(self, world: int) -> int:
+        # One core per rank at every world size (the MPI convention: speed-up
+        # is over cores); ranks beyond the cores share them.
+        return 1
+
+
+def detect_machine(oversubscribe_to: int | None, force_cpu: bool) -> Machine:
+    cores = os.cpu_count() or 1
+    model = ""
+    try:
+        for line in subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout.splitlines():
+            if line.startswith("Model name:"):
+                model = line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    gpus = 0
+    if not force_cpu:
+        try:
+            out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20, check=False)
+            gpus = sum(1 for l in out.stdout.splitlines() if l.startswith("GPU "))
+        except (OSError, subprocess.TimeoutExpired):
+            gpus = 0
+    if gpus > 0:
+        return Machine("cuda", cores, gpus, gpus, gpus, model)
+    return Machine("cpu", cores, 0, cores, oversubscribe_to or 2 * cores, model)
+
+
+@dataclass
+class Summary:
+    status: str = "ok"             # ok, failed, not-data-parallel
+    error: str = ""
+    steps: int = 0
+    step_s: float = 0.0            # median over timed steps (wall)
+    step_min_s: float = 0.0
+    step_max_s: float = 0.0
+    phases_ms: dict = field(default_factory=dict)   # medians: data, forward, backward, comm, optimizer
+    comm_total_ms: float | None = None              # parallel/'s reduce time, when reported
+    comm_exposed_ms: float | None = None
+    overlap_ratio: float | None = None
+    images_per_s: float = 0.0      # global, from the median step
+    epoch_s: float | None = None   # mean epoch time (epoch runs)
+    test_acc: float | None = None
+    test_loss: float | None = None
+    wall_s: float = 0.0
+    world_reported: int | None = None
+    walls: list = field(default_factory=list)      # the timed steps' wall times, s
+    evals: list = field(default_factory=list)       # (elapsed_s, epoch, test_acc)
+
+
+def _median(xs):
+    return statistics.median(xs) if xs else 0.0
+
+
+def _find_comm(rec: dict) -> tuple[float | None, float | None, float | None]:
+    """Total / exposed communication (ms) and overlap ratio, from whichever keys the record has."""
+    total = exposed = ratio = None
+    t = rec.get("time_ms") or {}
+    if isinstance(t.get("comm"), (int, float)):
+        exposed = float(t["comm"])
+    for key in ("comm", "communication"):
+        c = rec.get(key)
+        if isinstance(c, dict):
+            for k in ("total_ms", "reduce_ms", "busy_ms"):
+                if isinstance(c.get(k), (int, float)):
+                    total = float(c[k])
+            for k in ("exposed_ms",):
+                if isinstance(c.get(k), (int, float)):
+                    exposed = float(c[k])
+            for k in ("overlap", "overlap_ratio"):
+                if isinstance(c.get(k), (int, float)):
+                    ratio = float(c[k])
+    for k in ("comm_total_ms", "comm_reduce_ms"):
+        if isinstance(t.get(k), (int, float)):
+            total = float(t[k])
+        if isinstance(rec.get(k), (int, float)):
+            total = float(rec[k])
+    for k in ("comm_exposed_ms",):
+        if isinstance(rec.get(k), (int, float)):
+            exposed = float(rec[k])
+    for k in ("overlap_ratio", "comm_overlap"):
+        if isinstance(rec.get(k), (int, float)):
+            ratio = float(rec[k])
+    if ratio is None and total and exposed is not None and total > 0:
+        ratio = max(0.0, min(1.0, 1.0 - exposed / total))
+    return total, exposed, ratio
+
+
+def summarize(path: Path, warmup: int, global_batch: int) -> Summary:
+    s = Summary()
+    recs = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line:
+            try:
+                recs.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    start = next((r for r in recs if r.get("event") == "start"), {})
+    for k in ("world_size", "world"):
+        if isinstance(start.get(k), int):
+            s.world_reported = start[k]
+    trains = [r for r in recs if r.get("event") == "train"]
+    trains.sort(key=lambda r: r.get("step", 0))
+    s.steps = len(trains)
+    walls, phases, comm = [], {k: [] for k in ("data", "forward", "backward", "comm", "optimizer")}, []
+    prev = None
+    for r in trains:
+        el = r.get("elapsed_s")
+        if prev is not None and el is not None and r.get("step", 0) > warmup:
+            walls.append(el - prev)
+            for k in phases:
+                v = (r.get("time_ms") or {}).get(k)
+                if isinstance(v, (int, float)):
+                    phases[k].append(float(v))
+            comm.append(_find_comm(r))
+        prev = el
+    if walls:
+        s.walls = walls
+        s.step_s, s.step_min_s, s.step_max_s = _median(walls), min(walls), max(walls)
+        s.images_per_s = global_batch / s.step_s if s.step_s > 0 else 0.0
+    s.phases_ms = {k: _median(v) for k, v in phases.items() if v}
+    tot = [c[0] for c in comm if c[0] is not None]
+    exp = [c[1] for c in comm if c[1] is not None]
+    rat = [c[2] for c in comm if c[2] is not None]
+    s.comm_total_ms = _median(tot) if tot else None
+    s.comm_exposed_ms = _median(exp) if exp else None
+    s.overlap_ratio = _median(rat) if rat else None
+    # Epoch times: the span of each epoch's train records (plus one step).
+    by_epoch: dict[int, list[float]] = {}
+    for r in trains:
+        if "epoch" in r and "elapsed_s" in r:
+            by_epoch.setdefault(r["epoch"], []).append(r["elapsed_s"])
+    if len(by_epoch) >= 1 and all(len(v) > 1 for v in by_epoch.values()):
+        ends = [max(v) for _, v in sorted(by_epoch.items())]
+        starts = [0.0] + ends[:-1]
+        s.epoch_s = statistics.mean(e - b for b, e in zip(starts, ends))
+    elapsed_at = {r.get("step"): r.get("elapsed_s") for r in trains}
+    for r in recs:
+        if r.get("event") == "eval":
+            s.evals.append((elapsed_at.get(r.get("step")), r.get("epoch"), r.get("test_acc")))
+    final = next((r for r in recs if r.get("event") == "final"), None)
+    if final:
+        s.test_acc, s.test_loss, s.wall_s = final.get("test_acc"), final.get("test_loss"), final.get("wall_s", 0.0)
+    return s
+
+
+class Runner:
+    """Launches configurations; knows the machine, the binaries and the datasets."""
+
+    def __init__(self, vit_train: Path, mpirun: str, machine: Machine, out: Path, warmup: int, steps: int,
+                 model_flags: list[str], data_dir: str | None, timeout_s: int, dry_run: bool = False):
+        self.vit_train, self.mpirun, self.machine, self.out = vit_train, mpirun, machine, out
+        self.warmup, self.steps, self.model_flags, self.data_dir = warmup, steps, model_flags, data_dir
+        self.timeout_s, self.dry_run = timeout_s, dry_run
+        self._datasets: dict[str, tuple[list[str], str, str]] = {}
+        (out / "logs").mkdir(parents=True, exist_ok=True)
+        (out / "metrics").mkdir(parents=True, exist_ok=True)
+
+    # --- datasets ---------------------------------------------------------------
+    SHAPES = {"cifar10": (32, 3, 10), "cifar100": (32, 3, 100), "fashion-mnist": (28, 1, 10)}
+
+    def dataset(self, name: str, synthetic_train: int = 8192, synthetic_test: int = 512) -> tuple[list[str], str, str]:
+        """Flags for `name`, the dataset actually used, and a note (why synthetic, if it is)."""
+        key = f"{name}/{synthetic_train}/{synthetic_test}"
+        if key in self._datasets:
+            return self._datasets[key]
+        if name == "synthetic-hard":
+            # CIFAR-10's shape with enough pixel noise that a few epochs reach
+            # ~65%, not 100%: the learning rate's effect on accuracy shows.
+            flags = ["--dataset", "synthetic", "--synthetic-image-size", "32", "--synthetic-channels", "3",
+                     "--synthetic-classes", "10", "--synthetic-train", "1024", "--synthetic-test", "512",
+                     "--synthetic-noise", "200"]
+            self._datasets[key] = (flags, "synthetic 32x32x3, 10 classes, noise 200, 1,024 train images", "")
+            return self._datasets[key]
+        flags = ["--dataset", name] + (["--data-dir", self.data_dir] if self.data_dir else [])
+        ok, why = self._probe_dataset(name, flags)
+        if ok:
+            result = (flags, name, "")
+        else:
+            side, ch, classes = self.SHAPES.get(name, (32, 3, 10))
+            flags = ["--dataset", "synthetic", "--synthetic-image-size", str(side), "--synthetic-channels", str(ch),
+                     "--synthetic-classes", str(classes), "--synthetic-train", str(synthetic_train),
+                     "--synthetic-test", str(synthetic_test)]
+            result = (flags, f"synthetic {side}x{side}x{ch}, {classes} classes (in place of {name})",
+                      f"{name} not found ({why}); used the synthetic set of the same shape")
+        self._datasets[key] = result
+        return result
+
+    def _probe_dataset(self, name: str, flags: list[str]) -> tuple[bool, str]:
+        if self.dry_run:
+            return True, ""
+        # A one-step run on one process fails fast, naming every path tried, when the files are missing.
+        cmd = [str(self.vit_train), *flags, *self.model_flags, "--max-steps", "1", "--micro-batch-size", "2",
+               "--train-batch-size", "2", "--threads", "1", "--steps-per-print", "1000"]
+        try:
+            p = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=self.out / "logs")
+        except subprocess.TimeoutExpired:
+            return True, ""  # it got past loading
+        if p.returncode == 0:
+            return True, ""
+        err = (p.stderr.strip().splitlines() or ["no message"])[-1]
+        return False, err[:300]
+
+    # --- launching --------------------------------------------------------------
+    def check(self, c: Config, global_batch: int | None = None) -> str | None:
+        m = self.machine
+        if c.world > m.allowed(c.world):
+            what = (f"{m.cores} cores, oversubscription to {m.oversubscribe_to}" if m.device == "cpu"
+                    else f"{m.gpus} GPUs")
+            return f"needs {c.world} ranks; this machine allows {m.allowed(c.world)} ({what})"
+        if global_batch is not None and global_batch % (c.world * c.accum) != 0:
+            return (f"global batch {global_batch} is not divisible by world size {c.world} x accumulation {c.accum}")
+        if c.micro < 1:
+            return "micro-batch below 1"
+        return None
+
+    def command(self, c: Config, data_flags: list[str]) -> list[str]:
+        m = self.machine
+        mpi = [self.mpirun, "--allow-run-as-root", "-np", str(c.world)]
+        if m.oversubscribed(c.world):
+            mpi += ["--oversubscribe", "--bind-to", "none"]
+        elif m.device == "cpu":
+            mpi += ["--bind-to", "core"]  # one core per rank
+        args = [str(self.vit_train), *self.model_flags, *data_flags,
+                "--micro-batch-size", str(c.micro), "--gradient-accumulation-steps", str(c.accum),
+                "--train-batch-size", str(c.global_batch),
+                "--overlap-comm" if c.overlap else "--no-overlap-comm",
+                "--reduce-bucket-size", str(c.bucket_elems),
+                "--wall-clock-breakdown", "--steps-per-print", "1", "--seed", "1",
+                "--device", m.device]
+        if m.device == "cpu":
+            args += ["--threads", str(m.threads(c.world))]
+        if c.epochs is None:
+            args += ["--max-steps", str(self.warmup + self.steps)]
+        else:
+            args += ["--epochs", str(c.epochs)]
+        if c.lr is not None:
+            args += ["--lr", f"{c.lr:g}"]
+        if c.warmup_steps is not None:
+            args += ["--warmup-steps", str(c.warmup_steps)]
+        if c.warmup_epochs is not None:
+            args += ["--warmup-epochs", f"{c.warmup_epochs:g}"]
+        if c.train_subset:
+            args += ["--train-subset", str(c.train_subset)]
+        return mpi + args
+
+    def corun(self, c: Config, data_flags: list[str], tag: str) -> list[Summary]:
+        """`cores` independent 1-rank copies of `c` at once, each pinned to its own core.
+
+        What one rank computes when every core of the machine is busy, as in a
+        multi-rank run, but without any communication: the per-rank profile
+        the simulator starts from (shared caches, memory bandwidth and other
+        work on the machine slow it as they slow the real run).
+        """
+        one = Config(**{**c.__dict__, "world": 1})
+        argv = self.command(one, data_flags)
+        argv = argv[argv.index(str(self.vit_train)):]
+        procs, paths = [], []
+        for core in range(self.machine.cores):
+            path = self.out / "metrics" / f"corun-{tag}-core{core}.jsonl"
+            if path.exists():
+                path.unlink()
+            cmd = ["taskset", "-c", str(core), *argv, "--metrics-out", str(path.resolve())]
+            log = open(self.out / "logs" / f"corun-{tag}-core{core}.log", "w")
+            log.write(shlex.join(cmd) + "\n\n")
+            log.flush()
+            procs.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=self.out / "logs"), log))
+            paths.append(path)
+        out = []
+        for (p, log), path in zip(procs, paths):
+            try:
+                rc = p.wait(timeout=self.timeout_s)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                rc = -1
+            log.close()
+            if rc == 0 and path.exists():
+                out.append(summarize(path, self.warmup, one.global_batch))
+        return out
+
+    def run(self, c: Config, data_flags: list[str]) -> tuple[Summary, str]:
+        metrics = self.out / "metrics" / f"{c.name}.jsonl"
+        log = self.out / "logs" / f"{c.name}.log"
+        cmd = self.command(c, data_flags) + ["--metrics-out", str(metrics.resolve())]
+        text = shlex.join(cmd)
+        if self.dry_run:
+            return Summary(status="dry-run"), text
+        if metrics.exists():
+            metrics.unlink()
+        t0 = time.monotonic()
+        try:
+            with open(log, "w") as f:
+                f.write(text + "\n\n")
+                f.flush()
+                p = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, timeout=self.timeout_s,
+                                   cwd=self.out / "logs")
+            rc = p.returncode
+        except subprocess.TimeoutExpired:
+            rc = -1
+        wall = time.monotonic() - t0
+        if rc != 0 or not metrics.exists():
+            lines = [l.strip() for l in log.read_text(errors="replace").splitlines()[1:] if l.strip()]
+            # The program's own one-line error says more than the launcher's epilogue.
+            errors = [l for l in lines if "error" in l.lower() and not l.startswith("mpirun")]
+            tail = errors[-1:] if errors else lines[-3:]
+            why = "timed out" if rc == -1 else f"exit {rc}"
+            return Summary(status="failed", error=f"{why}: {' | '.join(tail)[:400]}", wall_s=wall), text
+        s = summarize(metrics, self.warmup if c.epochs is None else 0, c.global_batch)
+        if s.wall_s == 0.0:
+            s.wall_s = wall
+        if c.world > 1 and s.world_reported is not None and s.world_reported != c.world:
+            s.status = "not-data-parallel"
+            s.error = f"vit_train reported world size {s.world_reported}, launched with {c.world}"
+        return s, text

@@ -1,0 +1,108 @@
+#include "train/metrics_log.h"
+
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <ostream>
+#include <stdexcept>
+
+namespace vitscale::train {
+
+StepTimes& StepTimes::operator+=(const StepTimes& o) {
+  data += o.data, forward += o.forward, backward += o.backward, comm += o.comm, optimizer += o.optimizer;
+  return *this;
+}
+
+StepTimes StepTimes::scaled(double f) const { return {data * f, forward * f, backward * f, comm * f, optimizer * f}; }
+
+std::string format_duration(double s) {
+  if (!std::isfinite(s) || s < 0) return "?";
+  char buf[32];
+  const auto t = static_cast<long long>(std::llround(s));
+  if (t < 60) std::snprintf(buf, sizeof buf, "%llds", t);
+  else if (t < 3600) std::snprintf(buf, sizeof buf, "%lldm%02llds", t / 60, t % 60);
+  else std::snprintf(buf, sizeof buf, "%lldh%02lldm", t / 3600, (t % 3600) / 60);
+  return buf;
+}
+
+MetricsLog::MetricsLog(std::ostream& console, const std::string& jsonl_path, bool append, bool enabled)
+    : console_(console), enabled_(enabled) {
+  if (!enabled_ || jsonl_path.empty()) return;
+  file_.open(jsonl_path, append ? std::ios::app : std::ios::trunc);
+  if (!file_) throw std::runtime_error(jsonl_path + ": cannot open the metrics file: " + std::strerror(errno));
+}
+
+void MetricsLog::write(const nlohmann::ordered_json& record) {
+  if (!file_.is_open()) return;
+  file_ << record.dump() << '\n';
+  file_.flush();
+}
+
+void MetricsLog::train(const TrainRecord& r) {
+  if (!enabled_) return;
+  char line[256];
+  const double pct = r.total_steps > 0 ? 100.0 * static_cast<double>(r.step) / static_cast<double>(r.total_steps) : 0;
+  std::snprintf(line, sizeof line,
+                "[ep %3d/%d] step %7lld/%lld %5.1f%%  loss %.4f  lr %.2e  |g| %.3f  %7.0f img/s  %s  ETA %s", r.epoch,
+                r.epochs, static_cast<long long>(r.step), static_cast<long long>(r.total_steps), pct, r.loss, r.lr,
+                r.grad_norm, r.images_per_s, format_duration(r.elapsed_s).c_str(), format_duration(r.eta_s).c_str());
+  console_ << line << '\n';
+  nlohmann::ordered_json j = {{"event", "train"},         {"step", r.step},       {"epoch", r.epoch},
+                              {"loss", r.loss},           {"lr", r.lr},           {"grad_norm", r.grad_norm},
+                              {"images_per_s", r.images_per_s}, {"elapsed_s", r.elapsed_s}};
+  if (r.breakdown) {
+    const StepTimes& b = *r.breakdown;
+    std::snprintf(line, sizeof line,
+                  "           time/step %.1f ms: data wait %.1f  forward %.1f  backward %.1f  comm (exposed) %.1f  "
+                  "optimizer %.1f",
+                  1e3 * b.total(), 1e3 * b.data, 1e3 * b.forward, 1e3 * b.backward, 1e3 * b.comm, 1e3 * b.optimizer);
+    console_ << line << '\n';
+    j["time_ms"] = {{"data", 1e3 * b.data},
+                    {"forward", 1e3 * b.forward},
+                    {"backward", 1e3 * b.backward},
+                    {"comm", 1e3 * b.comm},
+                    {"optimizer", 1e3 * b.optimizer},
+                    {"total", 1e3 * b.total()}};
+  }
+  console_.flush();
+  write(j);
+}
+
+void MetricsLog::eval(const EvalRecord& r) {
+  if (!enabled_) return;
+  char line[200];
+  std::snprintf(line, sizeof line, "[ep %3d] eval at step %lld: test_acc %.4f  test_loss %.4f  (%lld images, %s)",
+                r.epoch, static_cast<long long>(r.step), r.test_acc, r.test_loss, static_cast<long long>(r.images),
+                format_duration(r.eval_s).c_str());
+  console_ << line << '\n' << std::flush;
+  write({{"event", "eval"},         {"epoch", r.epoch},         {"step", r.step},     {"test_acc", r.test_acc},
+         {"test_loss", r.test_loss}, {"images", r.images},       {"eval_s", r.eval_s}});
+}
+
+void MetricsLog::final(const FinalRecord& r) {
+  if (!enabled_) return;
+  char line[200];
+  std::snprintf(line, sizeof line, "final: test_acc=%.4f test_loss=%.4f images/s=%.0f wall=%.1fs", r.test_acc,
+                r.test_loss, r.images_per_s, r.wall_s);
+  console_ << line << '\n' << std::flush;
+  write({{"event", "final"},
+         {"test_acc", r.test_acc},
+         {"test_loss", r.test_loss},
+         {"images_per_s", r.images_per_s},
+         {"wall_s", r.wall_s},
+         {"steps", r.steps}});
+}
+
+void MetricsLog::event(const std::string& name, const nlohmann::ordered_json& fields) {
+  if (!enabled_) return;
+  nlohmann::ordered_json j = {{"event", name}};
+  for (auto it = fields.begin(); it != fields.end(); ++it) j[it.key()] = *it;
+  write(j);
+}
+
+void MetricsLog::note(const std::string& line) {
+  if (enabled_) console_ << line << '\n' << std::flush;
+}
+
+}  // namespace vitscale::train

@@ -1,0 +1,78 @@
+// metrics_log.h — the live console line and the JSONL metrics file.
+//
+// Console: one plain line per logged step (no carriage returns, no colours), so
+// it reads the same in a terminal and in a log file:
+//   [ep  3/10] step   1404/4680  30.0%  loss 0.4321  lr 1.23e-03  |g| 0.85  2345 img/s  1m02s  ETA 3m12s
+// JSONL (--metrics-out): one object per line, flushed as written so a crash
+// loses nothing before it:
+//   {"event":"train","step":..,"epoch":..,"loss":..,"lr":..,"grad_norm":..,"images_per_s":..,"elapsed_s":..,
+//    "time_ms":{"data":..,"forward":..,"backward":..,"comm":..,"optimizer":..}}   (time_ms with wall_clock_breakdown)
+//   {"event":"eval","epoch":..,"step":..,"test_acc":..,"test_loss":..,"images":..,"eval_s":..}
+//   {"event":"final","test_acc":..,"test_loss":..,"images_per_s":..,"wall_s":..,"steps":..}
+// plus "start", "resume", "checkpoint" and "interrupted" records. Losses are
+// written with full double precision (round-trip exact), so two runs' files can
+// be compared bit for bit.
+#pragma once
+
+#include <cstdint>
+#include <fstream>
+#include <iosfwd>
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace vitscale::train {
+
+// Seconds per phase of a step (averaged over the steps since the last line).
+struct StepTimes {
+  double data = 0, forward = 0, backward = 0, comm = 0, optimizer = 0;
+  double total() const { return data + forward + backward + comm + optimizer; }
+  StepTimes& operator+=(const StepTimes& o);
+  StepTimes scaled(double f) const;
+};
+
+struct TrainRecord {
+  std::int64_t step = 0, total_steps = 0;
+  int epoch = 0, epochs = 0;  // 1-based epoch the step belongs to
+  double loss = 0, lr = 0, grad_norm = 0;
+  double images_per_s = 0, elapsed_s = 0, eta_s = 0;
+  std::optional<StepTimes> breakdown;  // per step, seconds
+};
+
+struct EvalRecord {
+  int epoch = 0;
+  std::int64_t step = 0, images = 0;
+  double test_acc = 0, test_loss = 0, eval_s = 0;
+};
+
+struct FinalRecord {
+  double test_acc = 0, test_loss = 0, images_per_s = 0, wall_s = 0;
+  std::int64_t steps = 0;
+};
+
+std::string format_duration(double seconds);  // "45s", "3m12s", "2h05m"
+
+class MetricsLog {
+ public:
+  // console: where lines go (std::cout); jsonl_path empty: no file. append:
+  // continue an existing file (a resumed run). enabled = false (ranks > 0):
+  // nothing is printed or written.
+  MetricsLog(std::ostream& console, const std::string& jsonl_path, bool append, bool enabled = true);
+
+  void train(const TrainRecord& r);
+  void eval(const EvalRecord& r);
+  void final(const FinalRecord& r);
+  // Any other record; "event" is added first.
+  void event(const std::string& name, const nlohmann::ordered_json& fields);
+  // A free-form console line (not in the JSONL file).
+  void note(const std::string& line);
+
+ private:
+  void write(const nlohmann::ordered_json& record);
+  std::ostream& console_;
+  std::ofstream file_;
+  bool enabled_;
+};
+
+}  // namespace vitscale::train

@@ -1,0 +1,173 @@
+// train_config.h — everything a vit_train run is told, where it comes from, and
+// how it is checked.
+//
+// Three layers, last wins: built-in defaults (and the model preset), a JSON
+// config file (--config, DeepSpeed's keys where the meaning is the same), then
+// command-line flags. Every setting is one row of a table (train_config.cpp)
+// that names its JSON key, its flag and its help text, so the JSON parser, the
+// CLI11 options and the error messages can never disagree about a name.
+//
+// Parsing produces TrainOptions (every field optional: "was it said?"); resolve()
+// merges the layers, applies the preset and DeepSpeed's batch arithmetic
+// (train_batch_size = micro batch × gradient accumulation × world size; any two
+// determine the third) and validates, throwing ConfigError with one line that
+// names the key and the flag.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "runtime/vit_config.h"
+
+namespace vitscale::train {
+
+// A configuration that cannot work; what() is the one line to print.
+struct ConfigError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// What was said, by one source (the JSON file or the command line). Unset means
+// "not said here"; resolve() fills in the defaults.
+struct TrainOptions {
+  // --- model -------------------------------------------------------------------
+  std::optional<std::string> model;  // preset name
+  std::optional<int> image_size, patch_size, dim, depth, heads, mlp_dim;
+  std::optional<std::string> pooling;  // "cls" | "mean"
+  // --- data --------------------------------------------------------------------
+  std::optional<std::string> dataset, data_dir;
+  std::optional<std::int64_t> train_subset;
+  std::optional<int> crop_padding;
+  std::optional<bool> hflip;
+  std::optional<int> randaugment_ops, randaugment_magnitude;
+  std::optional<double> mixup_alpha, cutmix_alpha;
+  std::optional<int> loader_workers, prefetch_batches;
+  std::optional<std::int64_t> synthetic_train_count, synthetic_test_count;
+  std::optional<int> synthetic_image_size, synthetic_channels, synthetic_classes;
+  std::optional<double> synthetic_noise;
+  // --- batch (DeepSpeed) ----------------------------------------------------------
+  std::optional<int> train_batch_size, micro_batch_size, gradient_accumulation_steps, eval_batch_size;
+  // --- training --------------------------------------------------------------------
+  std::optional<int> epochs;
+  std::optional<std::int64_t> max_steps, stop_at_step;
+  std::optional<std::uint64_t> seed;
+  std::optional<double> label_smoothing;
+  // --- optimizer and schedule (DeepSpeed) ------------------------------------------
+  std::optional<std::string> optimizer_type;
+  std::optional<double> lr, beta1, beta2, eps, weight_decay, gradient_clipping;
+  std::optional<std::string> scheduler_type, warmup_type;
+  std::optional<std::int64_t> warmup_steps, total_num_steps;
+  std::optional<double> warmup_epochs, warmup_min_ratio, cos_min_ratio;
+  // --- precision and parallelism (DeepSpeed) ------------------------------------------
+  std::optional<bool> bf16, tf32;
+  std::optional<int> zero_stage;
+  std::optional<std::int64_t> reduce_bucket_size;
+  std::optional<bool> overlap_comm;
+  // --- device ---------------------------------------------------------------------
+  std::optional<std::string> device;
+  std::optional<int> threads;
+  // --- logging and checkpoints --------------------------------------------------------
+  std::optional<bool> wall_clock_breakdown;
+  std::optional<int> steps_per_print;
+  std::optional<std::string> metrics_out, save_dir, resume;
+  std::optional<std::int64_t> save_every;
+  std::optional<int> keep_checkpoints;
+};
+
+// The resolved configuration of a run: every value decided and checked.
+struct TrainConfig {
+  // model
+  std::string model = "vit-cpu";
+  int image_size = 0;  // 0 until resolve(): then the model's input side
+  int patch_size = 7, dim = 96, depth = 4, heads = 4, mlp_dim = 192;
+  std::string pooling = "cls";
+  // data
+  std::string dataset = "fashion-mnist";
+  std::string data_dir;  // empty: the usual places (data/dataset_registry.h)
+  std::int64_t train_subset = 0;  // 0: the whole train split
+  int crop_padding = 0;  // off: in a short schedule on centred Fashion-MNIST, crops cost more than they give
+  bool hflip = true;
+  int randaugment_ops = 0, randaugment_magnitude = 9;
+  double mixup_alpha = 0.0, cutmix_alpha = 0.0;
+  int loader_workers = 1, prefetch_batches = 2;
+  std::int64_t synthetic_train_count = 4096, synthetic_test_count = 1024;
+  int synthetic_image_size = 32, synthetic_channels = 3, synthetic_classes = 10;
+  double synthetic_noise = 48.0;
+  // batch: train_batch_size == micro_batch_size * gradient_accumulation_steps * world_size
+  int train_batch_size = 128, micro_batch_size = 128, gradient_accumulation_steps = 1, eval_batch_size = 0;
+  int world_size = 1;  // from the launcher, not from the config
+  // training
+  int epochs = 14;
+  std::int64_t max_steps = 0;     // > 0: stop after this many optimizer steps (overrides epochs)
+  std::int64_t stop_at_step = 0;  // > 0: save and exit at this step as if pre-empted (the schedule is unchanged)
+  std::uint64_t seed = 0;
+  double label_smoothing = 0.1;
+  // optimizer (AdamW) and schedule (warmup then cosine)
+  std::string optimizer_type = "AdamW";
+  double lr = 3e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.05, gradient_clipping = 1.0;
+  std::string scheduler_type = "WarmupCosineLR", warmup_type = "linear";
+  std::int64_t warmup_steps = -1;   // -1: from warmup_epochs
+  double warmup_epochs = 0.5;
+  std::int64_t total_num_steps = 0;  // 0: the run's length
+  double warmup_min_ratio = 0.0, cos_min_ratio = 0.01;
+  // precision and parallelism
+  bool bf16 = false, tf32 = true;
+  int zero_stage = 0;
+  std::int64_t reduce_bucket_size = 25'000'000;  // elements, as DeepSpeed counts
+  bool overlap_comm = true;
+  // device
+  std::string device = "auto";  // cpu | cuda | auto
+  int threads = 0;              // CPU backend threads; 0: OpenMP's default
+  // logging and checkpoints
+  bool wall_clock_breakdown = false;
+  int steps_per_print = 50;
+  std::string metrics_out, save_dir, resume;
+  std::int64_t save_every = 0;  // steps; 0: only at the end (and when interrupted)
+  int keep_checkpoints = 2;
+
+  // Everything, as a JSON object in the config file's own layout (printed at
+  // start-up, stored in checkpoints).
+  nlohmann::ordered_json to_json() const;
+  // The settings that decide the numbers a run computes (model, data, batch,
+  // optimizer, schedule, seed): a checkpoint resumes only under the same ones.
+  nlohmann::ordered_json identity_json() const;
+  ViTConfig vit_config(int channels, int num_classes) const;
+};
+
+// A model preset's shape; image_size 0 means "the dataset's image side".
+struct ModelPreset {
+  std::string name, description;
+  int image_size, patch_size, dim, depth, heads, mlp_dim;
+};
+const std::vector<ModelPreset>& model_presets();
+
+// The JSON file's settings. Unknown keys, wrong types and malformed sections are
+// refused naming the key ("config.json: unknown key 'zero_optimization.stag'").
+TrainOptions parse_config_json(const nlohmann::json& j, const std::string& what);
+TrainOptions load_config_file(const std::string& path);
+
+// The command line. Returns nullopt when the run should end right here with
+// `exit_code` (after --help: 0, or a parse error: 2, already printed).
+struct CommandLine {
+  TrainOptions options;
+  std::string config_path;
+  bool print_config = false;
+};
+std::optional<CommandLine> parse_command_line(int argc, const char* const* argv, int& exit_code);
+// The text of --help (every flag, with its JSON key).
+std::string help_text();
+
+// Defaults ← file ← flags; preset; batch arithmetic; validation. A preset whose
+// image size is 0 leaves image_size 0: the trainer sets it to the dataset's side.
+TrainConfig resolve(const TrainOptions& file, const TrainOptions& flags, int world_size = 1);
+
+// Compares a checkpoint's stored config (to_json()) with this run's
+// identity_json(); throws ConfigError naming the first key that differs.
+void check_same_run(const nlohmann::json& checkpoint_config, const nlohmann::json& run_identity,
+                    const std::string& checkpoint_path);
+
+}  // namespace vitscale::train

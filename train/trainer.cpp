@@ -1,0 +1,442 @@
+#include "train/trainer.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <ostream>
+#include <sstream>
+#include <stdexcept>
+
+#include "data/dataset_registry.h"
+#include "data/loader.h"
+
+namespace vitscale::train {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// The checkpoint --resume asks for: "" (fresh start), a file, or a directory's
+// latest; "auto" resumes from --save-dir's latest when there is one.
+std::string resume_path_for(const TrainConfig& c) {
+  if (c.resume.empty()) return "";
+  if (c.resume == "auto") {
+    if (c.save_dir.empty())
+      throw ConfigError("checkpoint.resume (--resume) 'auto' needs checkpoint.save_dir (--save-dir)");
+    return latest_checkpoint(c.save_dir);
+  }
+  return resolve_resume_path(c.resume);
+}
+
+data::AugmentConfig augment_config(const TrainConfig& c) {
+  data::AugmentConfig a;
+  a.crop_padding = c.crop_padding;
+  a.horizontal_flip = c.hflip;
+  a.randaugment_ops = c.randaugment_ops;
+  a.randaugment_magnitude = c.randaugment_magnitude;
+  a.mixup_alpha = static_cast<float>(c.mixup_alpha);
+  a.cutmix_alpha = static_cast<float>(c.cutmix_alpha);
+  a.label_smoothing = static_cast<float>(c.label_smoothing);
+  return a;
+}
+
+}  // namespace
+
+const char* outcome_name(TrainResult::Outcome o) {
+  switch (o) {
+    case TrainResult::Outcome::finished: return "finished";
+    case TrainResult::Outcome::interrupted: return "interrupted";
+    case TrainResult::Outcome::paused: return "paused";
+  }
+  return "?";
+}
+
+// The training stream's loader, kept behind a pointer so trainer.h need not
+// include the data pipeline's headers.
+struct Trainer::LoaderHolder {
+  std::unique_ptr<data::Loader> loader;
+};
+
+Trainer::Trainer(TrainConfig config, Backend& backend, TrainerIo io)
+    : config_(std::move(config)),
+      backend_(backend),
+      io_(std::move(io)),
+      log_(*io_.console, io_.rank == 0 ? config_.metrics_out : "", !resume_path_for(config_).empty(), io_.rank == 0) {
+  if (!io_.console || !io_.stop) throw std::invalid_argument("Trainer: console and stop signal are required");
+  load_data();
+  build_model();
+  const std::string resume = resume_path_for(config_);
+  if (!resume.empty()) {
+    restore(resume);
+  } else {
+    model_->init_parameters(config_.seed);
+    state_.seed = config_.seed;
+  }
+  model_->zero_grads();
+  if (!config_.save_dir.empty() && io_.rank == 0)
+    ckpt_dir_ = std::make_unique<CheckpointDir>(config_.save_dir, config_.keep_checkpoints);
+
+  data::LoaderConfig lc;
+  lc.batch_size = config_.micro_batch_size;
+  lc.world_size = engine_->world_size();
+  lc.rank = engine_->rank();
+  lc.seed = config_.seed;
+  lc.mode = data::LoaderMode::train;
+  lc.shuffle = true;
+  lc.augment = augment_config(config_);
+  lc.num_workers = config_.loader_workers;
+  lc.prefetch_batches = config_.prefetch_batches;
+  lc.allocator = [this](std::size_t bytes) { return backend_.allocate_host(bytes); };
+  lc.start_epoch = state_.epoch;
+  lc.start_step = state_.epoch_step * config_.gradient_accumulation_steps;
+  lc.num_epochs = 0;  // endless: the trainer counts steps
+  loader_ = std::make_unique<LoaderHolder>();
+  loader_->loader = std::make_unique<data::Loader>(train_set_, lc);
+  if (loader_->loader->steps_per_epoch() != loader_steps_per_epoch_)
+    throw std::logic_error("the loader has " + std::to_string(loader_->loader->steps_per_epoch()) +
+                           " micro-batches per epoch, the trainer planned " + std::to_string(loader_steps_per_epoch_));
+  report_start();
+}
+
+Trainer::~Trainer() = default;
+
+void Trainer::load_data() {
+  data::LoadOptions options;
+  options.synthetic.train_count = config_.synthetic_train_count;
+  options.synthetic.test_count = config_.synthetic_test_count;
+  options.synthetic.channels = config_.synthetic_channels;
+  options.synthetic.height = options.synthetic.width = config_.synthetic_image_size;
+  options.synthetic.num_classes = config_.synthetic_classes;
+  options.synthetic.seed = config_.seed;
+  options.synthetic.noise = static_cast<float>(config_.synthetic_noise);
+  train_set_ = data::load_dataset(config_.dataset, config_.data_dir, data::Split::train, options);
+  test_set_ = data::load_dataset(config_.dataset, config_.data_dir, data::Split::test, options);
+  if (config_.train_subset > 0) {
+    if (config_.train_subset > train_set_.count)
+      throw ConfigError("data.train_subset (--train-subset) " + std::to_string(config_.train_subset) + " exceeds the " +
+                        std::to_string(train_set_.count) + " images of " + train_set_.name + "/train");
+    train_set_ = data::take_subset(train_set_, config_.train_subset, config_.seed);
+  }
+  if (train_set_.height != train_set_.width)
+    throw std::runtime_error(train_set_.describe() + ": images are not square");
+  if (config_.image_size == 0) config_.image_size = train_set_.height;  // the preset follows the dataset
+  if (config_.image_size % config_.patch_size != 0)
+    throw ConfigError("model.image_size " + std::to_string(config_.image_size) + " (" + train_set_.name +
+                      " images, or --image-size) is not divisible by model.patch_size (--patch-size) " +
+                      std::to_string(config_.patch_size));
+}
+
+void Trainer::build_model() {
+  const ViTConfig vc = config_.vit_config(train_set_.channels, train_set_.num_classes);
+  ImageNorm norm;
+  norm.channels = train_set_.normalization.channels;
+  for (int c = 0; c < 3; ++c) norm.mean[c] = train_set_.normalization.mean[c], norm.std[c] = train_set_.normalization.std[c];
+  if (config_.eval_batch_size == 0) config_.eval_batch_size = config_.micro_batch_size;
+  // One activation plan serves both: training micro-batches and evaluation batches.
+  const ModelShape shape{std::max(config_.micro_batch_size, config_.eval_batch_size), train_set_.height};
+  model_ = std::make_unique<ViTModel>(vc, backend_, shape, norm);
+  engine_ = io_.make_engine ? io_.make_engine(*model_, config_) : make_local_engine(*model_);
+  if (engine_->world_size() != config_.world_size)
+    throw std::logic_error("the step engine has world size " + std::to_string(engine_->world_size()) +
+                           " but the config was resolved for " + std::to_string(config_.world_size));
+
+  // Steps per epoch: whole micro-batches per rank, then whole accumulation windows.
+  const std::int64_t per_rank = train_set_.count / config_.world_size;
+  loader_steps_per_epoch_ = per_rank / config_.micro_batch_size;
+  steps_per_epoch_ = loader_steps_per_epoch_ / config_.gradient_accumulation_steps;
+  if (steps_per_epoch_ < 1)
+    throw ConfigError("train_batch_size " + std::to_string(config_.train_batch_size) + " is larger than the " +
+                      std::to_string(train_set_.count) + " training images of " + train_set_.name +
+                      ": not one step per epoch");
+  total_steps_ = config_.max_steps > 0 ? config_.max_steps : static_cast<std::int64_t>(config_.epochs) * steps_per_epoch_;
+  epochs_ = static_cast<int>((total_steps_ + steps_per_epoch_ - 1) / steps_per_epoch_);
+  if (config_.stop_at_step > total_steps_)
+    throw ConfigError("training.stop_at_step (--stop-at-step) " + std::to_string(config_.stop_at_step) +
+                      " is past the run's " + std::to_string(total_steps_) + " steps");
+
+  LrScheduleSpec spec;
+  spec.base_lr = config_.lr;
+  spec.total_steps = config_.total_num_steps > 0 ? config_.total_num_steps : total_steps_;
+  spec.warmup_steps = config_.warmup_steps >= 0
+                          ? config_.warmup_steps
+                          : static_cast<std::int64_t>(std::llround(config_.warmup_epochs * static_cast<double>(steps_per_epoch_)));
+  spec.warmup_steps = std::min(spec.warmup_steps, spec.total_steps);
+  spec.warmup_min_ratio = config_.warmup_min_ratio;
+  spec.cos_min_ratio = config_.cos_min_ratio;
+  spec.log_warmup = config_.warmup_type == "log";
+  schedule_ = std::make_unique<LrSchedule>(spec);
+}
+
+void Trainer::restore(const std::string& path) {
+  Checkpoint ckpt = read_checkpoint(path, model_->table());
+  check_same_run(ckpt.config, config_.identity_json(), path);
+  model_->write_params(ckpt.params);
+  engine_->load_optimizer_state(ckpt.exp_avg, ckpt.exp_avg_sq);
+  state_ = ckpt.state;
+  if (state_.epoch_step >= steps_per_epoch_ || state_.step > total_steps_)
+    throw std::runtime_error(path + ": checkpoint position (step " + std::to_string(state_.step) + ", epoch " +
+                             std::to_string(state_.epoch) + ") does not fit this run");
+  resumed_ = true;
+  last_checkpoint_ = path;
+  last_checkpoint_step_ = state_.step;
+}
+
+void Trainer::report_start() {
+  if (io_.rank != 0) return;
+  const ViTConfig& vc = model_->config();
+  std::ostringstream s;
+  s << "vit_train: " << backend_.name() << ", " << engine_->describe() << "\n";
+  s << "model: " << config_.model << " " << vc.describe() << ", " << model_->table().total_numel()
+    << " parameters (activations " << dtype_name(backend_.activation_dtype()) << ")\n";
+  s << "data: " << train_set_.describe() << "; test " << test_set_.count << " images\n";
+  s << "batch: " << config_.train_batch_size << " = micro " << config_.micro_batch_size << " x accumulation "
+    << config_.gradient_accumulation_steps << " x world " << config_.world_size << "; " << steps_per_epoch_
+    << " steps/epoch, " << total_steps_ << " steps (" << epochs_ << " epochs)\n";
+  s << "schedule: " << schedule_->describe() << "; AdamW betas (" << config_.beta1 << ", " << config_.beta2
+    << ") eps " << config_.eps << " wd " << config_.weight_decay << ", clip " << config_.gradient_clipping
+    << ", label smoothing " << config_.label_smoothing << ", seed " << config_.seed << "\n";
+  MemoryPlan plan = model_->memory_plan();
+  plan.optimizer = engine_->optimizer_bytes();
+  s << plan.format();
+  if (resumed_)
+    s << "resumed from " << last_checkpoint_ << " at step " << state_.step << " (epoch " << state_.epoch + 1
+      << ", step " << state_.epoch_step << " of it)\n";
+  std::string text = s.str();
+  if (!text.empty() && text.back() == '\n') text.pop_back();
+  log_.note(text);
+  nlohmann::ordered_json start = {{"backend", backend_.name()},
+                                  {"parameters", model_->table().total_numel()},
+                                  {"steps_per_epoch", steps_per_epoch_},
+                                  {"total_steps", total_steps_},
+                                  {"config", config_.to_json()}};
+  log_.event(resumed_ ? "resume" : "start", resumed_ ? nlohmann::ordered_json{{"step", state_.step}, {"checkpoint", last_checkpoint_}}
+                                                     : start);
+}
+
+Trainer::StepOutcome Trainer::train_step(bool logged) {
+  StepOutcome out;
+  const bool breakdown = config_.wall_clock_breakdown;
+  const int accum = config_.gradient_accumulation_steps;
+  const float grad_scale = 1.0f / static_cast<float>(config_.train_batch_size);
+  auto sync = [&] {
+    if (breakdown) backend_.synchronize();  // phase times are only honest on an idle device
+  };
+  double loss_sum = 0;
+  for (int i = 0; i < accum; ++i) {
+    auto t0 = Clock::now();
+    data::BatchLease batch = loader_->loader->next();
+    if (!batch) throw std::logic_error("the training loader ended early");
+    auto t1 = Clock::now();
+    model_->upload_batch(batch->image_data(), batch->target_data(), batch->size);
+    // The copy from the lease's (pinned) memory may be asynchronous: wait for
+    // it before the slot goes back to the loader's workers.
+    if (backend_.kind() != DeviceKind::cpu) backend_.synchronize();
+    batch.release();
+    model_->forward(grad_scale);
+    sync();
+    auto t2 = Clock::now();
+    engine_->begin_micro_step(i == accum - 1);
+    model_->backward(engine_->listener());
+    if (logged)
+      for (float l : model_->read_losses()) loss_sum += l;
+    sync();
+    auto t3 = Clock::now();
+    out.times.data += std::chrono::duration<double>(t1 - t0).count();
+    out.times.forward += std::chrono::duration<double>(t2 - t1).count();
+    out.times.backward += std::chrono::duration<double>(t3 - t2).count();
+  }
+  auto t4 = Clock::now();
+  engine_->finish();
+  sync();
+  auto t5 = Clock::now();
+  AdamWHyper h;
+  h.lr = static_cast<float>(schedule_->lr(state_.step + 1));
+  h.beta1 = static_cast<float>(config_.beta1);
+  h.beta2 = static_cast<float>(config_.beta2);
+  h.eps = static_cast<float>(config_.eps);
+  h.weight_decay = static_cast<float>(config_.weight_decay);
+  h.step = static_cast<int>(state_.step + 1);
+  h.max_grad_norm = static_cast<float>(config_.gradient_clipping);
+  const double opt_comm = engine_->optimizer_step(h);
+  model_->zero_grads();
+  sync();
+  auto t6 = Clock::now();
+  // Exposed communication: what finish() still waited for once backward's
+  // compute was done (with the breakdown on, the device was idle when it
+  // started), plus the optimizer's own collectives (ZeRO-1's all-gather).
+  out.times.comm = std::chrono::duration<double>(t5 - t4).count() + opt_comm;
+  out.times.optimizer = std::max(0.0, std::chrono::duration<double>(t6 - t5).count() - opt_comm);
+  if (logged) {
+    double sums[2] = {loss_sum, static_cast<double>(config_.micro_batch_size) * accum};
+    engine_->all_reduce_sum(sums);
+    out.loss = sums[0] / sums[1];
+  }
+  return out;
+}
+
+EvalResult Trainer::evaluate() {
+  const auto t0 = Clock::now();
+  data::LoaderConfig lc;
+  lc.batch_size = config_.eval_batch_size;
+  lc.world_size = engine_->world_size();
+  lc.rank = engine_->rank();
+  lc.seed = config_.seed;
+  lc.mode = data::LoaderMode::eval;
+  lc.shuffle = false;
+  lc.num_workers = std::min(config_.loader_workers, 1);
+  lc.prefetch_batches = 2;
+  lc.allocator = [this](std::size_t bytes) { return backend_.allocate_host(bytes); };
+  lc.num_epochs = 1;
+  data::Loader loader(test_set_, lc);
+  // sums: correct, loss, images (this rank's share; summed over ranks below).
+  double sums[3] = {0, 0, 0};
+  const int K = model_->config().num_classes;
+  while (data::BatchLease batch = loader.next()) {
+    const int n = batch->size;
+    if (n == 0) continue;  // an empty tail batch of an uneven shard
+    model_->upload_batch(batch->image_data(), batch->target_data(), n);
+    model_->forward(1.0f);
+    const std::vector<float> logits = model_->read_logits();  // (n, K); waits for the device
+    const std::vector<float> losses = model_->read_losses();
+    for (int i = 0; i < n; ++i) {
+      const float* row = logits.data() + static_cast<std::size_t>(i) * K;
+      const int predicted = static_cast<int>(std::max_element(row, row + K) - row);
+      sums[0] += predicted == batch->labels[static_cast<std::size_t>(i)] ? 1.0 : 0.0;
+      sums[1] += losses[static_cast<std::size_t>(i)];
+    }
+    sums[2] += n;
+  }
+  engine_->all_reduce_sum(sums);
+  EvalResult r;
+  r.images = static_cast<std::int64_t>(sums[2]);
+  r.accuracy = sums[2] > 0 ? sums[0] / sums[2] : 0.0;
+  r.loss = sums[2] > 0 ? sums[1] / sums[2] : 0.0;
+  r.seconds = seconds_since(t0);
+  return r;
+}
+
+std::string Trainer::save_checkpoint() {
+  // The same decision on every rank: gathering ZeRO-1's moments is collective.
+  if (config_.save_dir.empty() || last_checkpoint_step_ == state_.step) return last_checkpoint_;
+  Checkpoint c;
+  engine_->gather_optimizer_state(c.exp_avg, c.exp_avg_sq);  // collective: every rank
+  if (io_.rank == 0 && ckpt_dir_) {
+    c.params.resize(static_cast<std::size_t>(model_->table().total_numel()));
+    model_->read_params(c.params);
+    c.state = state_;
+    c.state.train_s += session_train_s_;
+    c.config = config_.to_json();
+    const auto t0 = Clock::now();
+    last_checkpoint_ = ckpt_dir_->save(model_->table(), c);
+    log_.event("checkpoint", {{"step", state_.step}, {"path", last_checkpoint_}, {"write_s", seconds_since(t0)}});
+    log_.note("checkpoint: " + last_checkpoint_ + " (step " + std::to_string(state_.step) + ")");
+  }
+  last_checkpoint_step_ = state_.step;
+  return last_checkpoint_;
+}
+
+void Trainer::log_step(const StepOutcome& o, bool logged) {
+  window_times_ += o.times;
+  ++window_steps_;
+  if (!logged) return;
+  const double window_s = seconds_since(window_start_) - window_excluded_s_;
+  TrainRecord r;
+  r.step = state_.step;
+  r.total_steps = total_steps_;
+  r.epoch = state_.epoch + 1;  // 1-based; the epoch-end bookkeeping comes after the log
+  r.epochs = epochs_;
+  r.loss = o.loss;
+  r.lr = schedule_->lr(state_.step);
+  r.grad_norm = engine_->grad_norm();
+  r.images_per_s = window_s > 0 ? static_cast<double>(window_steps_) * config_.train_batch_size / window_s : 0;
+  r.elapsed_s = seconds_since(loop_start_);
+  // ETA from this session's average step time, evaluations included.
+  r.eta_s = session_steps_ > 0 ? r.elapsed_s / static_cast<double>(session_steps_) *
+                                     static_cast<double>(total_steps_ - state_.step)
+                               : 0;
+  if (config_.wall_clock_breakdown) r.breakdown = window_times_.scaled(1.0 / static_cast<double>(window_steps_));
+  log_.train(r);
+  window_start_ = Clock::now();
+  window_steps_ = 0;
+  window_excluded_s_ = 0;
+  window_times_ = {};
+}
+
+TrainResult Trainer::run() {
+  TrainResult result;
+  loop_start_ = window_start_ = Clock::now();
+  auto finish = [&](TrainResult::Outcome outcome) {
+    result.outcome = outcome;
+    result.step = state_.step;
+    result.test_acc = state_.last_test_acc;
+    result.test_loss = state_.last_test_loss;
+    result.images_per_s =
+        session_train_s_ > 0 ? static_cast<double>(session_steps_) * config_.train_batch_size / session_train_s_ : 0;
+    result.wall_s = seconds_since(io_.start);
+    result.checkpoint = last_checkpoint_;
+    return result;
+  };
+
+  while (state_.step < total_steps_) {
+    // A step boundary: every rank agrees whether to stop (one may have been signalled).
+    if (engine_->any_rank(io_.stop->requested())) {
+      const int sig = io_.stop->signal_number();
+      const std::string path = save_checkpoint();
+      result.signal = sig;
+      log_.event("interrupted", {{"step", state_.step}, {"signal", sig}, {"checkpoint", path}});
+      log_.note(std::string("interrupted") + (sig ? " by signal " + std::to_string(sig) : "") + " at step " +
+                std::to_string(state_.step) + (path.empty() ? ": no --save-dir, nothing saved"
+                                                            : ": checkpoint " + path + "; continue with --resume " +
+                                                                  config_.save_dir));
+      return finish(TrainResult::Outcome::interrupted);
+    }
+    const bool logged = (state_.step + 1) % config_.steps_per_print == 0 || state_.step + 1 == total_steps_;
+    const auto t0 = Clock::now();
+    const StepOutcome o = train_step(logged);
+    session_train_s_ += seconds_since(t0);
+    ++state_.step;
+    ++state_.epoch_step;
+    ++session_steps_;
+    state_.images_seen += config_.train_batch_size;
+    log_step(o, logged);
+
+    if (state_.epoch_step == steps_per_epoch_) {
+      // Skip the epoch's leftover micro-batches (fewer than one accumulation window).
+      for (std::int64_t i = steps_per_epoch_ * config_.gradient_accumulation_steps; i < loader_steps_per_epoch_; ++i)
+        loader_->loader->next();
+      ++state_.epoch;
+      state_.epoch_step = 0;
+      const EvalResult e = evaluate();
+      state_.last_eval_epoch = state_.epoch;
+      state_.last_test_acc = e.accuracy;
+      state_.last_test_loss = e.loss;
+      log_.eval({state_.epoch, state_.step, e.images, e.accuracy, e.loss, e.seconds});
+      window_excluded_s_ += e.seconds;  // keep evaluation out of the throughput
+    }
+    if (config_.save_every > 0 && state_.step % config_.save_every == 0) save_checkpoint();
+    if (io_.on_step) io_.on_step(state_.step);
+    if (config_.stop_at_step > 0 && state_.step == config_.stop_at_step && state_.step < total_steps_) {
+      const std::string path = save_checkpoint();
+      log_.event("paused", {{"step", state_.step}, {"checkpoint", path}});
+      log_.note("stopped at step " + std::to_string(state_.step) + " as asked (--stop-at-step); continue with --resume " +
+                config_.save_dir);
+      return finish(TrainResult::Outcome::paused);
+    }
+  }
+
+  // The run ended between epoch ends (--max-steps): evaluate what it reached.
+  if (state_.last_eval_epoch == 0 || state_.epoch_step != 0) {
+    const EvalResult e = evaluate();
+    state_.last_test_acc = e.accuracy;
+    state_.last_test_loss = e.loss;
+    log_.eval({state_.epoch + 1, state_.step, e.images, e.accuracy, e.loss, e.seconds});
+  }
+  if (!config_.save_dir.empty()) save_checkpoint();
+  finish(TrainResult::Outcome::finished);
+  log_.final({result.test_acc, result.test_loss, result.images_per_s, result.wall_s, result.step});
+  return result;
+}
+
+}  // namespace vitscale::train
