@@ -62,7 +62,7 @@ class DataParallelEngine final : public train::StepEngine {
   // collectives plus ZeRO-1's norm all-reduce and all-gather. Against finish()'s
   // exposed seconds this gives the overlap ratio (for a StepEngine virtual of
   // the same name, should train/ add one for the metrics).
-  double comm_total_seconds() const { return dp_.last_timing().reduce_s + dp_.last_timing().gather_s; }
+  double comm_total_seconds() const override { return dp_.last_timing().reduce_s + dp_.last_timing().gather_s; }
 
  private:
   Communicator& comm_;

@@ -92,6 +92,8 @@ else
 fi
 TARGETS=(test_cuda vit_bench)
 grep -q "vit_train" "$BUILD/build.ninja" 2>/dev/null && TARGETS+=(vit_train)
+# The NCCL communicator and the data-parallel engine at world size 1 (issue 6).
+grep -q "test_parallel" "$BUILD/build.ninja" 2>/dev/null && TARGETS+=(test_parallel)
 stage build 330 cmake --build "$BUILD" -j "$JOBS" --target "${TARGETS[@]}"
 if [ ! -x "$BUILD/tests/test_cuda" ] && [ "$TORCH_STATE" = on ]; then
   # LibTorch can break the build (ABI, CUDA mismatch); retry without it.
@@ -108,6 +110,10 @@ if [ -x "$BUILD/tests/test_cuda" ]; then
     stage sanitizer 100 compute-sanitizer --tool memcheck --error-exitcode 3 \
       "$BUILD/tests/test_cuda" "[attention],[layernorm],[embed],[loss]"
   fi
+fi
+
+if [ -x "$BUILD/tests/test_parallel" ]; then
+  stage test_nccl 90 "$BUILD/tests/test_parallel" "[nccl]" --durations yes
 fi
 
 # ---- 4. benchmarks -------------------------------------------------------------

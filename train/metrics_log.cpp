@@ -11,10 +11,13 @@ namespace vitscale::train {
 
 StepTimes& StepTimes::operator+=(const StepTimes& o) {
   data += o.data, forward += o.forward, backward += o.backward, comm += o.comm, optimizer += o.optimizer;
+  comm_total += o.comm_total;
   return *this;
 }
 
-StepTimes StepTimes::scaled(double f) const { return {data * f, forward * f, backward * f, comm * f, optimizer * f}; }
+StepTimes StepTimes::scaled(double f) const {
+  return {data * f, forward * f, backward * f, comm * f, optimizer * f, comm_total * f};
+}
 
 std::string format_duration(double s) {
   if (!std::isfinite(s) || s < 0) return "?";
@@ -58,10 +61,17 @@ void MetricsLog::train(const TrainRecord& r) {
                   "optimizer %.1f",
                   1e3 * b.total(), 1e3 * b.data, 1e3 * b.forward, 1e3 * b.backward, 1e3 * b.comm, 1e3 * b.optimizer);
     console_ << line << '\n';
+    if (b.comm_total > 0) {
+      std::snprintf(line, sizeof line, "           comm total %.1f ms, exposed %.1f ms, overlap %.0f%%", 1e3 * b.comm_total,
+                    1e3 * b.comm, 100.0 * b.overlap());
+      console_ << line << '\n';
+    }
     j["time_ms"] = {{"data", 1e3 * b.data},
                     {"forward", 1e3 * b.forward},
                     {"backward", 1e3 * b.backward},
                     {"comm", 1e3 * b.comm},
+                    {"comm_total", 1e3 * b.comm_total},
+                    {"overlap", b.overlap()},
                     {"optimizer", 1e3 * b.optimizer},
                     {"total", 1e3 * b.total()}};
   }

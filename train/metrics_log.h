@@ -6,7 +6,7 @@
 // JSONL (--metrics-out): one object per line, flushed as written so a crash
 // loses nothing before it:
 //   {"event":"train","step":..,"epoch":..,"loss":..,"lr":..,"grad_norm":..,"images_per_s":..,"elapsed_s":..,
-//    "time_ms":{"data":..,"forward":..,"backward":..,"comm":..,"optimizer":..}}   (time_ms with wall_clock_breakdown)
+//    "time_ms":{"data":..,"forward":..,"backward":..,"comm":.. (exposed),"comm_total":..,"overlap":..,"optimizer":..}}   (time_ms with wall_clock_breakdown)
 //   {"event":"eval","epoch":..,"step":..,"test_acc":..,"test_loss":..,"images":..,"eval_s":..}
 //   {"event":"final","test_acc":..,"test_loss":..,"images_per_s":..,"wall_s":..,"steps":..}
 // plus "start", "resume", "checkpoint" and "interrupted" records. Losses are
@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <fstream>
 #include <iosfwd>
+#include <algorithm>
 #include <optional>
 #include <string>
 
@@ -27,6 +28,10 @@ namespace vitscale::train {
 // Seconds per phase of a step (averaged over the steps since the last line).
 struct StepTimes {
   double data = 0, forward = 0, backward = 0, comm = 0, optimizer = 0;
+  // Not a phase of its own: all communication time, of which `comm` is the
+  // part backward did not hide.
+  double comm_total = 0;
+  double overlap() const { return comm_total > 0 ? std::clamp(1.0 - comm / comm_total, 0.0, 1.0) : 0.0; }
   double total() const { return data + forward + backward + comm + optimizer; }
   StepTimes& operator+=(const StepTimes& o);
   StepTimes scaled(double f) const;

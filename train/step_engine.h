@@ -49,6 +49,9 @@ class StepEngine {
   // Clips to hyper.max_grad_norm, updates the masters, refreshes the compute
   // copy. Returns communication seconds spent inside (ZeRO-1's all-gather).
   virtual double optimizer_step(const AdamWHyper& hyper) = 0;
+  // Total seconds the last step's collectives took, hidden or not (0 at world
+  // size 1); with finish()'s exposed seconds this gives the overlap ratio.
+  virtual double comm_total_seconds() const { return 0.0; }
   // Global gradient norm before clipping, of the last step (reads the device).
   virtual float grad_norm() const = 0;
 

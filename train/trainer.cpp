@@ -268,6 +268,7 @@ Trainer::StepOutcome Trainer::train_step(bool logged) {
   // started), plus the optimizer's own collectives (ZeRO-1's all-gather).
   out.times.comm = std::chrono::duration<double>(t5 - t4).count() + opt_comm;
   out.times.optimizer = std::max(0.0, std::chrono::duration<double>(t6 - t5).count() - opt_comm);
+  out.times.comm_total = engine_->comm_total_seconds();
   if (logged) {
     double sums[2] = {loss_sum, static_cast<double>(config_.micro_batch_size) * accum};
     engine_->all_reduce_sum(sums);

@@ -43,8 +43,8 @@ class SummarizeTest(unittest.TestCase):
         self.assertEqual(s.evals, [(2.4, 1, 0.5)])
 
     def test_total_comm_and_overlap_when_reported(self):
-        recs = [{"event": "train", "step": i, "elapsed_s": 0.1 * i, "time_ms": {"comm": 2.0},
-                 "comm": {"total_ms": 10.0, "exposed_ms": 2.0}} for i in range(1, 5)]
+        recs = [{"event": "train", "step": i, "elapsed_s": 0.1 * i,
+                 "time_ms": {"comm": 2.0, "comm_total": 10.0, "overlap": 0.8}} for i in range(1, 5)]
         s = summarize(write_jsonl(recs), warmup=1, global_batch=8)
         self.assertAlmostEqual(s.comm_total_ms, 10.0)
         self.assertAlmostEqual(s.overlap_ratio, 0.8)

@@ -115,37 +115,14 @@ def _median(xs):
 
 
 def _find_comm(rec: dict) -> tuple[float | None, float | None, float | None]:
-    """Total / exposed communication (ms) and overlap ratio, from whichever keys the record has."""
-    total = exposed = ratio = None
+    """Total / exposed communication (ms) and overlap ratio of a vit_train step record
+    (its time_ms block, written with wall_clock_breakdown)."""
     t = rec.get("time_ms") or {}
-    if isinstance(t.get("comm"), (int, float)):
-        exposed = float(t["comm"])
-    for key in ("comm", "communication"):
-        c = rec.get(key)
-        if isinstance(c, dict):
-            for k in ("total_ms", "reduce_ms", "busy_ms"):
-                if isinstance(c.get(k), (int, float)):
-                    total = float(c[k])
-            for k in ("exposed_ms",):
-                if isinstance(c.get(k), (int, float)):
-                    exposed = float(c[k])
-            for k in ("overlap", "overlap_ratio"):
-                if isinstance(c.get(k), (int, float)):
-                    ratio = float(c[k])
-    for k in ("comm_total_ms", "comm_reduce_ms"):
-        if isinstance(t.get(k), (int, float)):
-            total = float(t[k])
-        if isinstance(rec.get(k), (int, float)):
-            total = float(rec[k])
-    for k in ("comm_exposed_ms",):
-        if isinstance(rec.get(k), (int, float)):
-            exposed = float(rec[k])
-    for k in ("overlap_ratio", "comm_overlap"):
-        if isinstance(rec.get(k), (int, float)):
-            ratio = float(rec[k])
-    if ratio is None and total and exposed is not None and total > 0:
-        ratio = max(0.0, min(1.0, 1.0 - exposed / total))
-    return total, exposed, ratio
+
+    def num(k):
+        return float(t[k]) if isinstance(t.get(k), (int, float)) else None
+
+    return num("comm_total"), num("comm"), num("overlap")
 
 
 def summarize(path: Path, warmup: int, global_batch: int) -> Summary:
