@@ -149,7 +149,7 @@ TensorView ViTModel::grad(int index) const {
 }
 
 void ViTModel::init_parameters(std::uint64_t seed) {
-  Rng rng(seed);
+  Rng rng = Rng::from_seed(seed);
   std::vector<float> host(static_cast<std::size_t>(table_.total_numel()), 0.f);
   const std::vector<ParamInfo>& ps = table_.params();
   auto fill = [&](int index, auto&& draw) {
@@ -165,7 +165,7 @@ void ViTModel::init_parameters(std::uint64_t seed) {
   {
     // nn.Conv2d's default: kaiming_uniform(a=√5) → U(±1/√fan_in) for weight and bias.
     const double bound = 1.0 / std::sqrt(static_cast<double>(config_.patch_dim()));
-    auto uniform = [&] { return (2.0 * rng.uniform() - 1.0) * bound; };
+    auto uniform = [&] { return (2.0 * rng.uniform_double() - 1.0) * bound; };
     fill(table_.patch_w, uniform);
     fill(table_.patch_b, uniform);
   }

@@ -50,7 +50,7 @@ struct TempDir {
 
 Checkpoint sample_checkpoint(const ParamTable& table, std::int64_t step, std::uint64_t seed) {
   Checkpoint c;
-  Rng rng(seed);
+  Rng rng = Rng::from_seed(seed);
   const auto n = static_cast<std::size_t>(table.total_numel());
   for (auto* v : {&c.params, &c.exp_avg, &c.exp_avg_sq}) {
     v->assign(n, 0.f);
