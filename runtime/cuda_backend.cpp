@@ -115,7 +115,7 @@ CudaBackend::CudaBackend(int device, DType activation_dtype, bool allow_tf32)
   scratch_ = allocate(kInitialScratchBytes, "reduction scratch");
   hyper_ = allocate(sizeof(cuda::AdamWDeviceHyper), "AdamW hyper-parameters");
   gemm_ = std::make_unique<cuda::LtGemm>(allow_tf32_, workspace_.get(), workspace_.bytes());
-  graph_ = std::make_unique<cuda::Graph>();
+  for (int i = 0; i < kGraphSlots; ++i) graphs_.push_back(std::make_unique<cuda::Graph>());
   cuda::attention_init(cuda::AttentionDevice{max_smem_optin_});
 }
 
@@ -130,7 +130,16 @@ CudaBackend::~CudaBackend() {
 
 const cudaDeviceProp& CudaBackend::properties() const { return *props_; }
 cudaStream_t CudaBackend::compute_stream() const { return stream_->get(); }
-bool CudaBackend::has_graph() const { return graph_ && graph_->ready(); }
+bool CudaBackend::has_graph(int slot) const { return graph_slot(slot, "has_graph").ready(); }
+bool CudaBackend::any_graph() const {
+  return std::any_of(graphs_.begin(), graphs_.end(), [](const auto& g) { return g->ready(); });
+}
+cuda::Graph& CudaBackend::graph_slot(int slot, const char* op) const {
+  if (slot < 0 || slot >= kGraphSlots)
+    throw std::invalid_argument(std::string(op) + ": graph slot " + std::to_string(slot) + " is outside [0, " +
+                                std::to_string(kGraphSlots) + ")");
+  return *graphs_[static_cast<std::size_t>(slot)];
+}
 
 void CudaBackend::require_not_capturing(const char* op) const {
   if (capturing_)
@@ -214,12 +223,14 @@ void CudaBackend::cast(TensorView dst, TensorView src) {
 
 float* CudaBackend::scratch(std::size_t bytes, const char* op) {
   if (bytes <= scratch_.bytes()) return scratch_.as<float>();
-  if (capturing_ || has_graph())
+  if (capturing_)
     throw std::logic_error(std::string(op) + " needs " + std::to_string(bytes) + " bytes of scratch, the backend has " +
                            std::to_string(scratch_.bytes()) +
                            "; run one step eagerly (same shapes) before capturing a CUDA graph");
   synchronize();  // queued kernels may still use the old scratch
   const std::size_t grown = std::max(bytes, scratch_.bytes() * 2);
+  // Captured graphs hold the old address: keep that buffer alive for them.
+  if (any_graph()) retired_scratch_.push_back(std::move(scratch_));
   scratch_ = Buffer();
   scratch_ = allocate(grown, "reduction scratch");
   return scratch_.as<float>();
@@ -565,7 +576,7 @@ const void* CudaBackend::segment_table(std::span<const ParamSegment> segments, s
                                  return a.offset == b.offset && a.numel == b.numel && a.decay == b.decay;
                                });
   if (!same) {
-    if (capturing_ || has_graph())
+    if (capturing_ || any_graph())
       throw std::logic_error("adamw: the parameter segment table changed after/while capturing a CUDA graph");
     std::vector<cuda::DeviceSegment> dev;
     dev.reserve(segments.size());
@@ -633,8 +644,9 @@ void CudaBackend::begin_capture() {
   capturing_ = true;
 }
 
-void CudaBackend::end_capture() {
+void CudaBackend::end_capture(int slot) {
   if (!capturing_) throw std::logic_error("end_capture without begin_capture");
+  cuda::Graph& target = graph_slot(slot, "end_capture");
   cudaGraph_t g = nullptr;
   const cudaError_t err = cudaStreamEndCapture(stream_->get(), &g);
   capturing_ = false;
@@ -643,13 +655,14 @@ void CudaBackend::end_capture() {
     VS_CUDA_CHECK(err, std::string("end_capture (an op in the captured region was not capturable: a host sync, "
                                    "an allocation, or work on another stream without an event)"));
   }
-  graph_->adopt(g);
+  target.adopt(g);
 }
 
-void CudaBackend::replay() {
+void CudaBackend::replay(int slot) {
   require_not_capturing("replay");
-  if (!graph_->ready()) throw std::logic_error("replay: no CUDA graph has been captured");
-  graph_->launch(stream_->get());
+  const cuda::Graph& g = graph_slot(slot, "replay");
+  if (!g.ready()) throw std::logic_error("replay: no CUDA graph has been captured in slot " + std::to_string(slot));
+  g.launch(stream_->get());
 }
 
 }  // namespace vitscale

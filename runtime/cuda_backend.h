@@ -6,14 +6,17 @@
 // buffers (cuBLASLt workspace, reduction scratch, optimizer scalars) are made
 // once in the constructor, so a training step allocates nothing. The reduction
 // scratch grows, at most once per new largest shape, only outside graph capture
-// and before the first graph is captured: run one eager step first.
+// and before the first graph is captured: run one eager step first. (A later,
+// larger eager shape, such as an evaluation batch, gets a new scratch buffer;
+// the old one is kept alive for the graphs that captured its address.)
 //
 // Precision follows activation_dtype: f32 (TF32 GEMMs only when allowed) or
 // bf16 activations and GEMM inputs with fp32 accumulation; parameter
 // gradients, master weights and optimizer state are always f32.
 //
-// CUDA graphs: begin_capture() → the ops of one step → end_capture(); then
-// replay() per step. Inside a captured step nothing may allocate or wait for
+// CUDA graphs: begin_capture() → the ops of one step → end_capture(slot); then
+// replay(slot) per step. A few slots, so that a training step can keep its
+// forward, backward and optimizer as separate graphs (vit_train --cuda-graphs). Inside a captured step nothing may allocate or wait for
 // the host; AdamW reads lr and the step count from device memory, so before
 // each replay call set_adamw_hyper(h) (it enqueues a tiny write on the compute
 // stream, ordered before the replayed graph). Outside a capture, adamw() writes
@@ -113,11 +116,12 @@ class CudaBackend final : public Backend {
   cudaStream_t compute_stream() const;
 
   // Graph capture of the compute stream (thread-local capture mode).
+  static constexpr int kGraphSlots = 4;
   void begin_capture();
-  void end_capture();  // instantiates; replaces a previous graph
-  void replay();       // launches the captured graph on the compute stream
+  void end_capture(int slot = 0);  // instantiates into `slot`, replacing what was there
+  void replay(int slot = 0);       // launches slot's graph on the compute stream
   bool capturing() const { return capturing_; }
-  bool has_graph() const;
+  bool has_graph(int slot = 0) const;
   // Writes AdamW's per-step scalars to device memory (enqueued on the compute
   // stream); call before each replay() of a graph that contains adamw().
   void set_adamw_hyper(const AdamWHyper& h);
@@ -126,6 +130,8 @@ class CudaBackend final : public Backend {
   float* scratch(std::size_t bytes, const char* op);
   void require_not_capturing(const char* op) const;
   const void* segment_table(std::span<const ParamSegment> segments, std::int64_t n, int& count);
+  bool any_graph() const;
+  cuda::Graph& graph_slot(int slot, const char* op) const;
 
   int device_ = 0;
   DType act_ = DType::f32;
@@ -138,13 +144,14 @@ class CudaBackend final : public Backend {
   std::unique_ptr<cuda::Stream> stream_;
   Buffer workspace_;   // cuBLASLt workspace
   Buffer scratch_;     // reductions' partial sums, attention's rowsum(dO∘O)
+  std::vector<Buffer> retired_scratch_;  // outgrown scratch that captured graphs still point at
   Buffer hyper_;       // cuda::AdamWDeviceHyper
   Buffer segments_;    // cuda::DeviceSegment table for adamw
   std::vector<ParamSegment> cached_segments_;
   std::int64_t cached_segments_n_ = -1;
   int segment_count_ = 0;
   std::unique_ptr<cuda::LtGemm> gemm_;
-  std::unique_ptr<cuda::Graph> graph_;
+  std::vector<std::unique_ptr<cuda::Graph>> graphs_;  // kGraphSlots
   bool capturing_ = false;
 };
 

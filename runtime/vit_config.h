@@ -7,6 +7,8 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "runtime/backend.h"
 
@@ -34,5 +36,20 @@ struct ViTConfig {
   void validate() const;
   std::string describe() const;  // "ViT(I=28 C=1 P=4 D=128 L=6 H=4 F=512 K=10 pool=cls)"
 };
+
+// A named model shape, the one table that vit_train --model, vit_bench and the
+// scaling tools share. image_size 0: the dataset's own side (28 for
+// Fashion-MNIST, 32 for CIFAR).
+struct ViTPreset {
+  std::string name, description;
+  int image_size, patch_size, dim, depth, heads, mlp_dim;
+
+  // The model for `channels` and `num_classes` (cls-token pooling); a preset
+  // whose image_size is 0 takes `image_side`.
+  ViTConfig config(int channels, int num_classes, int image_side = 0) const;
+};
+const std::vector<ViTPreset>& vit_presets();
+// Throws std::invalid_argument naming the known presets.
+const ViTPreset& vit_preset(std::string_view name);
 
 }  // namespace vitscale

@@ -64,7 +64,9 @@ int run(int argc, char** argv) {
   io.start = start;
   io.rank = rank;
 #ifdef VITSCALE_TRAIN_DATA_PARALLEL
-  io.make_engine = launch.connect(*backend, config.identity_json().dump());
+  // --cuda-graphs (world size 1 only) keeps the plain single-process engine:
+  // no communicator callbacks or host-timed collectives inside captured phases.
+  if (!config.cuda_graphs) io.make_engine = launch.connect(*backend, config.identity_json().dump());
 #endif
   Trainer trainer(config, *backend, io);
   const TrainResult r = trainer.run();

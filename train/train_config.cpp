@@ -87,6 +87,7 @@ const Setting kSettings[] = {
     // device
     {"runtime.device", "--device", "Device", "cpu, cuda or auto (cuda when built with CUDA and a GPU is present)", &O::device},
     {"runtime.threads", "--threads", "Device", "CPU backend threads (0: OpenMP's default)", &O::threads},
+    {"runtime.cuda_graphs", "--cuda-graphs", "Device", "capture forward, backward and the optimizer step as CUDA graphs and replay them (CUDA, world size 1)", &O::cuda_graphs},
     // logging
     {"wall_clock_breakdown", "--wall-clock-breakdown", "Logging", "split step time into data wait, forward, backward, communication, optimizer (synchronises the device)", &O::wall_clock_breakdown},
     {"steps_per_print", "--steps-per-print", "Logging", "log a line and a JSONL record every this many steps", &O::steps_per_print},

@@ -70,6 +70,7 @@ struct TrainOptions {
   // --- device ---------------------------------------------------------------------
   std::optional<std::string> device;
   std::optional<int> threads;
+  std::optional<bool> cuda_graphs;
   // --- logging and checkpoints --------------------------------------------------------
   std::optional<bool> wall_clock_breakdown;
   std::optional<int> steps_per_print;
@@ -122,6 +123,7 @@ struct TrainConfig {
   // device
   std::string device = "auto";  // cpu | cuda | auto
   int threads = 0;              // CPU backend threads; 0: OpenMP's default
+  bool cuda_graphs = false;     // capture the step's phases as CUDA graphs (train/step_graphs.h)
   // logging and checkpoints
   bool wall_clock_breakdown = false;
   int steps_per_print = 50;
@@ -138,12 +140,7 @@ struct TrainConfig {
   ViTConfig vit_config(int channels, int num_classes) const;
 };
 
-// A model preset's shape; image_size 0 means "the dataset's image side".
-struct ModelPreset {
-  std::string name, description;
-  int image_size, patch_size, dim, depth, heads, mlp_dim;
-};
-const std::vector<ModelPreset>& model_presets();
+// The model presets (--model) are runtime/vit_config.h's vit_presets().
 
 // The JSON file's settings. Unknown keys, wrong types and malformed sections are
 // refused naming the key ("config.json: unknown key 'zero_optimization.stag'").

@@ -9,23 +9,6 @@
 
 namespace vitscale::train {
 
-const std::vector<ModelPreset>& model_presets() {
-  // image_size 0: the dataset's own side (28 for Fashion-MNIST, 32 for CIFAR).
-  static const std::vector<ModelPreset> presets = {
-      // Sized so that tools/run.sh reaches >= 88% on Fashion-MNIST on 2 CPU cores
-      // in about 7 minutes (docs/results/fashion_mnist.md): 16 patches of 7x7
-      // (+ cls = 17 tokens) cost about a third of patch 4's 50 tokens, and at
-      // equal time D=96 for 14 epochs beat D=128 for 10 (89.2% vs 88.2%).
-      {"vit-cpu", "small CPU model: 28x28, patch 7, D=96, 4 blocks, 4 heads, MLP 192", 28, 7, 96, 4, 4, 192},
-      {"vit-tiny", "ViT-Tiny at patch 4 for 32x32: D=192, 12 blocks, 3 heads, MLP 768", 0, 4, 192, 12, 3, 768},
-      {"vit-small", "ViT-Small at patch 4 for 32x32: D=384, 12 blocks, 6 heads, MLP 1536", 0, 4, 384, 12, 6, 1536},
-      {"vit-base", "ViT-Base at patch 4 for 32x32: D=768, 12 blocks, 12 heads, MLP 3072", 0, 4, 768, 12, 12, 3072},
-      {"vit-b16-224", "ViT-B/16, the paper's workload: 224x224 (images resized), patch 16, 197 tokens, D=768, 12 blocks, 12 heads, MLP 3072",
-       224, 16, 768, 12, 12, 3072},
-  };
-  return presets;
-}
-
 namespace {
 
 [[noreturn]] void refuse(const std::string& key, const std::string& why) {
@@ -180,6 +163,12 @@ void validate(const TrainConfig& c) {
   one_of("runtime.device", c.device, {"cpu", "cuda", "auto"});
   if (c.bf16 && c.device == "cpu")
     refuse("bf16.enabled", "needs the CUDA backend: the CPU backend computes in fp32 (drop --bf16 or use --device cuda)");
+  if (c.cuda_graphs && c.device == "cpu")
+    refuse("runtime.cuda_graphs", "needs the CUDA backend (drop --cuda-graphs or use --device cuda)");
+  if (c.cuda_graphs && c.world_size > 1)
+    refuse("runtime.cuda_graphs", "works at world size 1 only (this run has " + str(c.world_size) +
+                                      " ranks): the data-parallel reducer launches its collectives from the host "
+                                      "during backward, which a replayed graph cannot do");
   in_range("runtime.threads", c.threads, 0, 1024);
   at_least("steps_per_print", c.steps_per_print, 1);
   at_least("checkpoint.save_every", c.save_every, 0);
@@ -203,12 +192,12 @@ TrainConfig resolve(const TrainOptions& file, const TrainOptions& flags, int wor
   c.world_size = world_size;
 
   take(c.model, o.model);
-  const ModelPreset* preset = nullptr;
-  for (const auto& p : model_presets())
+  const ViTPreset* preset = nullptr;
+  for (const auto& p : vit_presets())
     if (p.name == c.model) preset = &p;
   if (!preset) {
     std::string names;
-    for (const auto& p : model_presets()) names += (names.empty() ? "" : ", ") + p.name;
+    for (const auto& p : vit_presets()) names += (names.empty() ? "" : ", ") + p.name;
     refuse("model.preset", "must be one of " + names + ", got '" + c.model + "'");
   }
   c.image_size = preset->image_size, c.patch_size = preset->patch_size, c.dim = preset->dim;
@@ -268,6 +257,7 @@ TrainConfig resolve(const TrainOptions& file, const TrainOptions& flags, int wor
   take(c.overlap_comm, o.overlap_comm);
   take(c.device, o.device);
   take(c.threads, o.threads);
+  take(c.cuda_graphs, o.cuda_graphs);
   take(c.wall_clock_breakdown, o.wall_clock_breakdown);
   take(c.steps_per_print, o.steps_per_print);
   take(c.metrics_out, o.metrics_out);
@@ -344,7 +334,7 @@ nlohmann::ordered_json TrainConfig::to_json() const {
   j["training"]["eval_batch_size"] = eval_batch_size;
   j["zero_optimization"]["reduce_bucket_size"] = reduce_bucket_size;
   j["zero_optimization"]["overlap_comm"] = overlap_comm;
-  j["runtime"] = {{"device", device}, {"threads", threads}, {"tf32", tf32}};
+  j["runtime"] = {{"device", device}, {"threads", threads}, {"tf32", tf32}, {"cuda_graphs", cuda_graphs}};
   j["wall_clock_breakdown"] = wall_clock_breakdown;
   j["steps_per_print"] = steps_per_print;
   j["logging"] = {{"metrics_out", metrics_out}};

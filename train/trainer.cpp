@@ -141,6 +141,12 @@ void Trainer::build_model() {
   if (engine_->world_size() != config_.world_size)
     throw std::logic_error("the step engine has world size " + std::to_string(engine_->world_size()) +
                            " but the config was resolved for " + std::to_string(config_.world_size));
+  if (config_.cuda_graphs) {
+    if (engine_->world_size() != 1)
+      throw ConfigError("runtime.cuda_graphs (--cuda-graphs) works at world size 1 only (this run has " +
+                        std::to_string(engine_->world_size()) + " ranks)");
+    graphs_ = std::make_unique<StepGraphs>(backend_);
+  }
 
   // Steps per epoch: whole micro-batches per rank, then whole accumulation windows.
   const std::int64_t per_rank = train_set_.count / config_.world_size;
@@ -215,6 +221,13 @@ void Trainer::report_start() {
                                                      : start);
 }
 
+void Trainer::run_phase(StepGraphs::Phase phase, const std::function<void()>& body, const AdamWHyper* hyper) {
+  if (graphs_)
+    graphs_->run(phase, body, hyper);
+  else
+    body();
+}
+
 Trainer::StepOutcome Trainer::train_step(bool logged) {
   StepOutcome out;
   const bool breakdown = config_.wall_clock_breakdown;
@@ -229,16 +242,19 @@ Trainer::StepOutcome Trainer::train_step(bool logged) {
     data::BatchLease batch = loader_->loader->next();
     if (!batch) throw std::logic_error("the training loader ended early");
     auto t1 = Clock::now();
+    if (graphs_ && batch->size != config_.micro_batch_size)
+      throw std::logic_error("a training batch of " + std::to_string(batch->size) + " images under --cuda-graphs, "
+                             "whose graphs were captured for " + std::to_string(config_.micro_batch_size));
     model_->upload_batch(batch->image_data(), batch->target_data(), batch->size);
     // The copy from the lease's (pinned) memory may be asynchronous: wait for
     // it before the slot goes back to the loader's workers.
     if (backend_.kind() != DeviceKind::cpu) backend_.synchronize();
     batch.release();
-    model_->forward(grad_scale);
+    run_phase(StepGraphs::Phase::forward, [&] { model_->forward(grad_scale); });
     sync();
     auto t2 = Clock::now();
     engine_->begin_micro_step(i == accum - 1);
-    model_->backward(engine_->listener());
+    run_phase(StepGraphs::Phase::backward, [&] { model_->backward(engine_->listener()); });
     if (logged)
       for (float l : model_->read_losses()) loss_sum += l;
     sync();
@@ -259,8 +275,14 @@ Trainer::StepOutcome Trainer::train_step(bool logged) {
   h.weight_decay = static_cast<float>(config_.weight_decay);
   h.step = static_cast<int>(state_.step + 1);
   h.max_grad_norm = static_cast<float>(config_.gradient_clipping);
-  const double opt_comm = engine_->optimizer_step(h);
-  model_->zero_grads();
+  double opt_comm = 0;
+  run_phase(
+      StepGraphs::Phase::optimizer,
+      [&] {
+        opt_comm = engine_->optimizer_step(h);
+        model_->zero_grads();
+      },
+      &h);
   sync();
   auto t6 = Clock::now();
   // Exposed communication: what finish() still waited for once backward's

@@ -32,6 +32,7 @@
 #include "train/lr_schedule.h"
 #include "train/metrics_log.h"
 #include "train/signals.h"
+#include "train/step_graphs.h"
 #include "train/step_engine.h"
 #include "train/train_config.h"
 
@@ -97,6 +98,8 @@ class Trainer {
   void restore(const std::string& path);
   void report_start();
   StepOutcome train_step(bool logged);
+  // Runs one phase of the step: eagerly, or through graphs_ under --cuda-graphs.
+  void run_phase(StepGraphs::Phase phase, const std::function<void()>& body, const AdamWHyper* hyper = nullptr);
   std::string save_checkpoint();
   void log_step(const StepOutcome& o, bool logged);
 
@@ -107,6 +110,7 @@ class Trainer {
   data::Dataset train_set_, test_set_;
   std::unique_ptr<ViTModel> model_;
   std::unique_ptr<StepEngine> engine_;
+  std::unique_ptr<StepGraphs> graphs_;  // --cuda-graphs only
   std::unique_ptr<LrSchedule> schedule_;
   std::unique_ptr<CheckpointDir> ckpt_dir_;
   struct LoaderHolder;

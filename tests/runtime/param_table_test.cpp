@@ -13,18 +13,7 @@ std::int64_t count_params(const ParamTable& t) {
   return n;
 }
 
-ViTConfig vit_b16_224(int classes) {
-  ViTConfig c;
-  c.image_size = 224;
-  c.channels = 3;
-  c.patch_size = 16;
-  c.dim = 768;
-  c.depth = 12;
-  c.heads = 12;
-  c.mlp_dim = 3072;
-  c.num_classes = classes;
-  return c;
-}
+ViTConfig vit_b16_224(int classes) { return vit_preset("vit-b16-224").config(3, classes); }
 
 }  // namespace
 

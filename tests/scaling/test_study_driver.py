@@ -12,7 +12,7 @@ from pathlib import Path
 sys.dont_write_bytecode = True
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools" / "scaling"))
 
-from study_runner import Config, Machine, Runner, summarize  # noqa: E402
+from study_runner import Config, Machine, Runner, merge_repeats, summarize  # noqa: E402
 
 
 def write_jsonl(records):
@@ -77,3 +77,24 @@ class SkipRulesTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class MergeRepeatsTest(unittest.TestCase):
+    def test_the_repeat_with_the_lowest_median_is_kept_with_every_median(self):
+        first = [{"name": "a", "status": "ok", "step_s": 0.12, "tag": "a"},
+                 {"name": "b", "status": "ok", "step_s": 0.05, "tag": "b"},
+                 {"name": "acc", "status": "ok", "step_s": 0.3, "tag": "acc"}]
+        second = [{"name": "a", "status": "ok", "step_s": 0.08, "tag": "a-r2"},
+                  {"name": "b", "status": "failed", "step_s": 0.0, "tag": "b-r2"}]
+        merged = {r["name"]: r for r in merge_repeats([first, second])}
+        self.assertEqual(merged["a"]["tag"], "a-r2")
+        self.assertEqual(merged["a"]["repeat_steps_s"], [0.12, 0.08])
+        self.assertEqual(merged["b"]["tag"], "b")            # a failed repeat never wins
+        self.assertEqual(merged["b"]["repeat_steps_s"], [0.05, None])
+        self.assertNotIn("repeat_steps_s", merged["acc"])   # not repeated: unchanged
+        self.assertEqual([r["name"] for r in merge_repeats([first, second])], ["a", "b", "acc"])
+
+    def test_one_pass_is_returned_as_it_is(self):
+        only = [{"name": "a", "status": "ok", "step_s": 0.1}]
+        self.assertEqual(merge_repeats([only]), only)
+

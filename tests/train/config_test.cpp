@@ -160,6 +160,20 @@ TEST_CASE("impossible values are refused with the key, the flag and the reason",
   CHECK_THAT(refusal({{"checkpoint", {{"save_every", 10}}}}), Catch::Contains("needs checkpoint.save_dir (--save-dir)"));
   CHECK_THAT(refusal({{"scheduler", {{"type", "OneCycle"}}}}), Catch::Contains("scheduler.type (--scheduler)"));
   CHECK_THAT(refusal({{"scheduler", {{"params", {{"warmup_type", "exp"}}}}}}), Catch::Contains("linear, log"));
+  CHECK_THAT(refusal({{"runtime", {{"device", "cpu"}, {"cuda_graphs", true}}}}),
+             Catch::Contains("runtime.cuda_graphs (--cuda-graphs) needs the CUDA backend"));
+  CHECK_THAT(refusal({{"runtime", {{"device", "cuda"}, {"cuda_graphs", true}}}, {"train_batch_size", 64}}, 2),
+             Catch::Contains("runtime.cuda_graphs (--cuda-graphs) works at world size 1 only (this run has 2 ranks)"));
+}
+
+TEST_CASE("cuda_graphs is read from the flag and the runtime section, off by default", "[config]") {
+  CHECK_FALSE(from_json(json::object()).cuda_graphs);
+  CHECK(from_json({{"runtime", {{"device", "cuda"}, {"cuda_graphs", true}}}}).cuda_graphs);
+  CHECK(from_json({{"runtime", {{"device", "auto"}, {"cuda_graphs", true}}}}).to_json()["runtime"]["cuda_graphs"] == true);
+  int code = -1;
+  const auto cl = parse_flags({"--cuda-graphs", "--device", "cuda"}, code);
+  REQUIRE(cl);
+  CHECK(resolve({}, cl->options).cuda_graphs);
 }
 
 TEST_CASE("presets have the paper's shapes", "[config]") {

@@ -171,6 +171,9 @@ TEST_CASE("vit_train refuses bad input with one line and a non-zero exit", "[cli
   SECTION("bf16 on the CPU") {
     check_one_line_error(run_vit_train({"--bf16", "--device", "cpu"}, dir), "bf16.enabled (--bf16)");
   }
+  SECTION("CUDA graphs on the CPU") {
+    check_one_line_error(run_vit_train({"--cuda-graphs", "--device", "cpu"}, dir), "runtime.cuda_graphs (--cuda-graphs)");
+  }
   SECTION("a missing checkpoint to resume from") {
     check_one_line_error(run_vit_train({"--resume", dir / "nothing-here"}, dir), "no such checkpoint");
   }

@@ -5,19 +5,7 @@
 
 namespace vitscale::scaling {
 
-ViTConfig vit_b16_224(int num_classes) {
-  ViTConfig c;
-  c.image_size = 224;
-  c.channels = 3;
-  c.patch_size = 16;
-  c.dim = 768;
-  c.depth = 12;
-  c.heads = 12;
-  c.mlp_dim = 3072;
-  c.num_classes = num_classes;
-  c.pooling = Pooling::cls_token;
-  return c;
-}
+ViTConfig vit_b16_224(int num_classes) { return vit_preset("vit-b16-224").config(3, num_classes); }
 
 double paper_optimizer_s(const PaperSetup& s, int num_classes) {
   std::int64_t n = 0;

@@ -19,7 +19,7 @@ RUN_FIELDS = ["experiment", "name", "dataset_requested", "dataset_used", "status
               "micro", "accum", "global_batch", "overlap", "bucket_elems", "lr", "epochs", "step_s", "step_min_s",
               "step_max_s", "images_per_s", "images_per_s_per_rank", "data_ms", "forward_ms", "backward_ms",
               "comm_exposed_ms", "comm_total_ms", "overlap_ratio", "optimizer_ms", "epoch_s", "test_acc",
-              "time_to_target_s", "predicted_step_s", "predicted_error", "note", "error", "command"]
+              "time_to_target_s", "predicted_step_s", "predicted_error", "repeat_steps_ms", "note", "error", "command"]
 
 
 def fmt(x, spec=".1f", none="—"):
@@ -38,12 +38,23 @@ def world_cell(r):
     return f"{r['world']}" + (" (oversubscribed)" if r["oversubscribed"] else "")
 
 
+def repeats_cell(r):
+    """Every repeat's median step in ms ("a / b"), the chosen one among them; "—" for a single run."""
+    steps = r.get("repeat_steps_s")
+    if not steps or len(steps) < 2:
+        return "—"
+    return " / ".join("failed" if s is None else f"{1e3 * s:.1f}" for s in steps)
+
+
 def write_csv(path: Path, rows: list[dict], fields: list[str]):
     with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         w.writeheader()
         for r in rows:
-            w.writerow({k: r.get(k, "") for k in fields})
+            row = {k: r.get(k, "") for k in fields}
+            if "repeat_steps_ms" in fields:
+                row["repeat_steps_ms"] = repeats_cell(r) if r.get("repeat_steps_s") else ""
+            w.writerow(row)
 
 
 def md_table(header: list[str], rows: list[list[str]]) -> str:
@@ -278,7 +289,8 @@ def sim_table(results, out: Path, tolerance: float) -> str:
         err = r["predicted_error"]
         bracket = r.get("bracket_diff")
         body.append([r["name"], world_cell(r), r["micro"], r["accum"], "on" if r["overlap"] else "off",
-                     f"{1e3 * r['step_s']:.1f}", f"{1e3 * r['predicted_step_s']:.1f}", f"{100 * err:+.1f}%",
+                     f"{1e3 * r['step_s']:.1f}", repeats_cell(r), f"{1e3 * r['predicted_step_s']:.1f}",
+                     f"{100 * err:+.1f}%",
                      "yes" if abs(err) <= tolerance else "**no**",
                      "—" if bracket is None else f"{100 * bracket:+.0f}%", r.get("prediction_note", "")])
     within = sum(1 for r in rows if abs(r["predicted_error"]) <= tolerance)
@@ -307,7 +319,8 @@ def sim_table(results, out: Path, tolerance: float) -> str:
     fig.tight_layout()
     fig.savefig(out / "sim_validation.png", dpi=110)
     plt.close(fig)
-    return (md_table(["run", "ranks", "micro", "accum", "overlap", "measured step ms", "simulated step ms", "error",
+    return (md_table(["run", "ranks", "micro", "accum", "overlap", "measured step ms", "repeats' medians ms",
+                      "simulated step ms", "error",
                       f"within {100 * tolerance:.0f}%", "profile after vs before", "profile used"], body) +
             f"\n{within} of {len(rows)} within ±{100 * tolerance:.0f}%.{repeat}\n")
 

@@ -256,9 +256,7 @@ void bench_model(Ctx& c, const BenchShape& ms, bool with_torch) {
 
 // Whole step: ViT-S/4 on 32×32 images, bf16, CUDA graph; images/s.
 void bench_step(Ctx& c, int batch, int steps, bool with_torch) {
-  ViTConfig cfg;
-  cfg.image_size = 32, cfg.channels = 3, cfg.patch_size = 4, cfg.dim = 384, cfg.depth = 12, cfg.heads = 6;
-  cfg.mlp_dim = 1536, cfg.num_classes = 10;
+  const ViTConfig cfg = vit_preset("vit-small").config(3, 10, 32);
   ImageNorm norm;
   norm.channels = 3;
   for (int i = 0; i < 3; ++i) norm.mean[i] = 0.5f, norm.std[i] = 0.25f;
