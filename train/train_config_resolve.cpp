@@ -270,15 +270,9 @@ TrainConfig resolve(const TrainOptions& file, const TrainOptions& flags, int wor
 }
 
 ViTConfig TrainConfig::vit_config(int channels, int num_classes) const {
-  ViTConfig v;
-  v.image_size = image_size;
-  v.channels = channels;
-  v.patch_size = patch_size;
-  v.dim = dim;
-  v.depth = depth;
-  v.heads = heads;
-  v.mlp_dim = mlp_dim;
-  v.num_classes = num_classes;
+  // The resolved shape (preset plus overrides), built the way a preset builds it.
+  const ViTPreset shape{model, "", image_size, patch_size, dim, depth, heads, mlp_dim};
+  ViTConfig v = shape.config(channels, num_classes);
   v.pooling = pooling == "mean" ? Pooling::mean : Pooling::cls_token;
   v.validate();
   return v;
