@@ -16,11 +16,11 @@
 //
 // CUDA graphs: begin_capture() → the ops of one step → end_capture(slot); then
 // replay(slot) per step. A few slots, so that a training step can keep its
-// forward, backward and optimizer as separate graphs (vit_train --cuda-graphs). Inside a captured step nothing may allocate or wait for
-// the host; AdamW reads lr and the step count from device memory, so before
-// each replay call set_adamw_hyper(h) (it enqueues a tiny write on the compute
-// stream, ordered before the replayed graph). Outside a capture, adamw() writes
-// them itself.
+// forward, backward and optimizer as separate graphs (vit_train --cuda-graphs).
+// Inside a captured step nothing may allocate or wait for the host; AdamW
+// reads lr and the step count from device memory, so before each replay call
+// set_adamw_hyper(h) (it enqueues a tiny write on the compute stream, ordered
+// before the replayed graph). Outside a capture, adamw() writes them itself.
 //
 // Only compiled with VITSCALE_HAVE_CUDA.
 #pragma once

@@ -51,13 +51,21 @@ const std::vector<ViTPreset>& vit_presets() {
   return presets;
 }
 
-const ViTPreset& vit_preset(std::string_view name) {
+const ViTPreset* find_vit_preset(std::string_view name) {
+  for (const ViTPreset& p : vit_presets())
+    if (p.name == name) return &p;
+  return nullptr;
+}
+
+std::string vit_preset_names() {
   std::string names;
-  for (const ViTPreset& p : vit_presets()) {
-    if (p.name == name) return p;
-    names += (names.empty() ? "" : ", ") + p.name;
-  }
-  throw std::invalid_argument("model preset '" + std::string(name) + "' is not one of " + names);
+  for (const ViTPreset& p : vit_presets()) names += (names.empty() ? "" : ", ") + p.name;
+  return names;
+}
+
+const ViTPreset& vit_preset(std::string_view name) {
+  if (const ViTPreset* p = find_vit_preset(name)) return *p;
+  throw std::invalid_argument("model preset '" + std::string(name) + "' is not one of " + vit_preset_names());
 }
 
 ViTConfig ViTPreset::config(int channels_, int num_classes_, int image_side) const {

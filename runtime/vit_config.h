@@ -49,6 +49,8 @@ struct ViTPreset {
   ViTConfig config(int channels, int num_classes, int image_side = 0) const;
 };
 const std::vector<ViTPreset>& vit_presets();
+const ViTPreset* find_vit_preset(std::string_view name);  // nullptr when there is none
+std::string vit_preset_names();                            // "vit-cpu, vit-tiny, ..."
 // Throws std::invalid_argument naming the known presets.
 const ViTPreset& vit_preset(std::string_view name);
 

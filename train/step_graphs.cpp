@@ -51,8 +51,6 @@ void StepGraphs::run(Phase phase, const std::function<void()>& body, const AdamW
   be.replay(slot);
 }
 
-bool StepGraphs::captured(Phase phase) const { return impl_->uses[static_cast<std::size_t>(phase)] >= 2; }
-
 #else  // no CUDA in this build
 
 struct StepGraphs::Impl {};
@@ -62,8 +60,6 @@ StepGraphs::StepGraphs(Backend&) {
 }
 
 void StepGraphs::run(Phase, const std::function<void()>& body, const AdamWHyper*) { body(); }
-
-bool StepGraphs::captured(Phase) const { return false; }
 
 #endif
 

@@ -48,7 +48,6 @@ class StepGraphs {
   // device before a replay.
   void run(Phase phase, const std::function<void()>& body, const AdamWHyper* hyper = nullptr);
 
-  bool captured(Phase phase) const;
 
  private:
   struct Impl;

@@ -192,14 +192,8 @@ TrainConfig resolve(const TrainOptions& file, const TrainOptions& flags, int wor
   c.world_size = world_size;
 
   take(c.model, o.model);
-  const ViTPreset* preset = nullptr;
-  for (const auto& p : vit_presets())
-    if (p.name == c.model) preset = &p;
-  if (!preset) {
-    std::string names;
-    for (const auto& p : vit_presets()) names += (names.empty() ? "" : ", ") + p.name;
-    refuse("model.preset", "must be one of " + names + ", got '" + c.model + "'");
-  }
+  const ViTPreset* preset = find_vit_preset(c.model);
+  if (!preset) refuse("model.preset", "must be one of " + vit_preset_names() + ", got '" + c.model + "'");
   c.image_size = preset->image_size, c.patch_size = preset->patch_size, c.dim = preset->dim;
   c.depth = preset->depth, c.heads = preset->heads, c.mlp_dim = preset->mlp_dim;
   take(c.image_size, o.image_size);

@@ -141,12 +141,8 @@ void Trainer::build_model() {
   if (engine_->world_size() != config_.world_size)
     throw std::logic_error("the step engine has world size " + std::to_string(engine_->world_size()) +
                            " but the config was resolved for " + std::to_string(config_.world_size));
-  if (config_.cuda_graphs) {
-    if (engine_->world_size() != 1)
-      throw ConfigError("runtime.cuda_graphs (--cuda-graphs) works at world size 1 only (this run has " +
-                        std::to_string(engine_->world_size()) + " ranks)");
-    graphs_ = std::make_unique<StepGraphs>(backend_);
-  }
+  // resolve() allows --cuda-graphs at world size 1 only.
+  if (config_.cuda_graphs) graphs_ = std::make_unique<StepGraphs>(backend_);
 
   // Steps per epoch: whole micro-batches per rank, then whole accumulation windows.
   const std::int64_t per_rank = train_set_.count / config_.world_size;

@@ -51,10 +51,7 @@ def write_csv(path: Path, rows: list[dict], fields: list[str]):
         w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         w.writeheader()
         for r in rows:
-            row = {k: r.get(k, "") for k in fields}
-            if "repeat_steps_ms" in fields:
-                row["repeat_steps_ms"] = repeats_cell(r) if r.get("repeat_steps_s") else ""
-            w.writerow(row)
+            w.writerow({k: r.get(k, "") for k in fields})
 
 
 def md_table(header: list[str], rows: list[list[str]]) -> str:
