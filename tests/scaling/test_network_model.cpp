@@ -60,3 +60,50 @@ TEST_CASE("presets carry their sources and round-trip through JSON", "[network]"
   CHECK_THROWS_WITH(network_preset("token-ring"), Catch::Contains("dgx-h100"));
   CHECK_THROWS_AS(load_network("/nonexistent/net.json"), std::runtime_error);
 }
+
+TEST_CASE("contended curves give the rates of a collective overlapping compute", "[network]") {
+  NetworkModel n;
+  n.intra = {"cpu", 1.0, 0.0, ""};  // idle: S / 1 GB/s on 2 ranks
+  n.inter = n.intra;
+  n.comm_compute_share = 1.0;
+  n.contended.push_back({2, "thread", 1000.0, {{1e6, 0.004, 0.001}, {4e6, 0.010, 0.004}}});
+  n.contended.push_back({2, "polling", 1000.0, {{1e6, 0.002, 0.0005}}});
+  SECTION("at a measured size") {
+    const auto r = n.overlapped(1e6, 2);  // idle 1 ms, contended 4 ms, 1 ms lost
+    CHECK(r.comm_rate == Approx(0.25));
+    CHECK(r.compute_rate == Approx(0.75));
+  }
+  SECTION("between sizes: linear in bytes") {
+    const auto r = n.overlapped(2.5e6, 2);  // contended 7 ms, 2.5 ms lost; idle 2.5 ms
+    CHECK(r.comm_rate == Approx(2.5 / 7.0));
+    CHECK(r.compute_rate == Approx(1.0 - 2.5 / 7.0));
+  }
+  SECTION("the progress mode picks the curve") {
+    n.mpi_progress = "polling";
+    const auto r = n.overlapped(1e6, 2);
+    CHECK(r.comm_rate == Approx(0.5));
+    CHECK(r.compute_rate == Approx(0.75));
+  }
+  SECTION("no curve for the world size: processor sharing") {
+    const auto r = n.overlapped(1e6, 4);
+    CHECK(r.comm_rate == Approx(0.5));
+    CHECK(r.compute_rate == Approx(0.5));
+  }
+  SECTION("a contended point faster than idle (noise) means no slowdown, never a speed-up") {
+    n.contended[0].points[0].seconds = 0.0005;
+    n.contended[0].points[0].compute_lost_s = 0.0;
+    const auto r = n.overlapped(1e6, 2);
+    CHECK(r.comm_rate == 1.0);
+    CHECK(r.compute_rate == 1.0);
+  }
+  SECTION("they round-trip through JSON") {
+    n.mpi_progress = "polling";
+    const NetworkModel back = network_from_json(to_json(n));
+    REQUIRE(back.contended.size() == 2);
+    CHECK(back.contended[0].progress == "thread");
+    CHECK(back.contended[0].gap_us == 1000.0);
+    CHECK(back.contended[0].points[1].compute_lost_s == 0.004);
+    CHECK(back.mpi_progress == "polling");
+    CHECK(back.overlapped(2.5e6, 2).comm_rate == n.overlapped(2.5e6, 2).comm_rate);
+  }
+}

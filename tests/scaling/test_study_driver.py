@@ -12,7 +12,7 @@ from pathlib import Path
 sys.dont_write_bytecode = True
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools" / "scaling"))
 
-from study_runner import Config, Machine, Runner, merge_repeats, summarize  # noqa: E402
+from study_runner import Config, Machine, Runner, median_curve, merge_repeats, steal_pct, summarize  # noqa: E402
 
 
 def write_jsonl(records):
@@ -74,9 +74,10 @@ class SkipRulesTest(unittest.TestCase):
         off = Config("comm", "y", "cifar10", 2, 16, overlap=False)
         self.assertIn("--no-overlap-comm", self.runner.command(off, []))
 
-
-if __name__ == "__main__":
-    unittest.main()
+    def test_the_progress_mode_reaches_the_ranks_environment(self):
+        self.assertNotIn("-x", self.runner.command(Config("comm", "x", "cifar10", 2, 16), []))
+        cmd = self.runner.command(Config("comm", "x", "cifar10", 2, 16, mpi_progress="polling"), [])
+        self.assertEqual(cmd[cmd.index("-x") + 1], "VITSCALE_MPI_PROGRESS=polling")
 
 
 class MergeRepeatsTest(unittest.TestCase):
@@ -98,3 +99,26 @@ class MergeRepeatsTest(unittest.TestCase):
         only = [{"name": "a", "status": "ok", "step_s": 0.1}]
         self.assertEqual(merge_repeats([only]), only)
 
+
+class MedianCurveTest(unittest.TestCase):
+    def test_each_size_takes_the_median_over_launches(self):
+        head = {"world": 2, "progress": "thread", "gap_us": 1000.0}
+        launches = [{**head, "points": [[1024, 0.001, 0.0005], [4096, 0.004, 0.001]]},
+                    {**head, "points": [[1024, 0.009, 0.0001], [4096, 0.002, 0.003]]},
+                    {**head, "points": [[1024, 0.002, 0.0002], [4096, 0.003, 0.002], [16384, 1.0, 1.0]]}]
+        c = median_curve(launches)
+        self.assertEqual(c["points"], [[1024, 0.002, 0.0002], [4096, 0.003, 0.002]])  # 16384: one launch only
+        self.assertEqual((c["world"], c["progress"], c["launches"]), (2, "thread", 3))
+        with self.assertRaises(ValueError):
+            median_curve([])
+
+
+class StealTest(unittest.TestCase):
+    def test_steal_is_the_share_of_all_cpu_time_between_two_readings(self):
+        self.assertAlmostEqual(steal_pct((10, 1000), (40, 1200)), 15.0)
+        self.assertIsNone(steal_pct(None, (40, 1200)))
+        self.assertIsNone(steal_pct((10, 1000), (10, 1000)))
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -145,6 +145,38 @@ TEST_CASE("CPU ranks share cores between reduction and compute", "[timeline]") {
   CHECK(r.step_s == Approx(0.066));
 }
 
+TEST_CASE("a measured contended curve replaces processor sharing", "[timeline]") {
+  // One 16 MB bucket, ready at once, 16 ms alone. Measured while computing:
+  // 40 ms per collective, 10 ms of compute lost, so the collective runs at
+  // 16/40 = 0.4 of its idle speed and compute at 1 - 10/40 = 0.75.
+  StepProfile p = four_params(0.0, 0.0, 0.0);
+  NetworkModel cpu = simple_net();
+  cpu.comm_compute_share = 1.0;  // ignored where the curve applies
+  cpu.contended.push_back({2, "thread", 1000.0, {{16e6, 0.040, 0.010}}});
+  StepOptions o;
+  o.world = 2;
+  o.bucket_bytes = 1u << 30;
+  SECTION("compute outlasts the collective: it loses exactly the measured 10 ms") {
+    p.backward = {{"all", 0.0, 0}, {"rest", 0.05, 0}};
+    const StepResult r = simulate_step(p, cpu, o);
+    CHECK(r.buckets[0].end_s == Approx(0.040));
+    CHECK(r.backward_end_s == Approx(0.060));  // 30 ms of compute in the first 40, 20 after
+  }
+  SECTION("compute ends first: the rest of the collective runs at idle speed") {
+    p.backward = {{"all", 0.0, 0}, {"rest", 0.02, 0}};
+    const StepResult r = simulate_step(p, cpu, o);
+    const double t = 0.02 / 0.75;  // compute ends; the collective has done 0.4 t of its 16 ms
+    CHECK(r.backward_end_s == Approx(t));
+    CHECK(r.buckets[0].end_s == Approx(t + (0.016 - 0.4 * t)));
+  }
+  SECTION("another progress mode's curve does not apply") {
+    p.backward = {{"all", 0.0, 0}, {"rest", 0.05, 0}};
+    cpu.mpi_progress = "polling";
+    const StepResult r = simulate_step(p, cpu, o);
+    CHECK(r.backward_end_s == Approx(0.066));  // processor sharing, as above
+  }
+}
+
 TEST_CASE("the bucket plan matches the reducer's rule on a real ViT", "[timeline]") {
   ViTConfig c;  // the default small model
   std::int64_t total = 0;

@@ -96,18 +96,38 @@ double NetworkModel::hierarchical_s(double bytes, int world) const {
   return t;
 }
 
+namespace {
+// Piecewise linear in bytes through ascending points, extended beyond the
+// ends with the nearest segment's slope (one point: proportional to bytes).
+template <class P, class Get>
+double interpolate(const std::vector<P>& pts, double bytes, Get value) {
+  if (pts.size() == 1) return value(pts[0]) * bytes / pts[0].bytes;
+  std::size_t i = 1;
+  while (i + 1 < pts.size() && pts[i].bytes < bytes) ++i;
+  const P &a = pts[i - 1], &b = pts[i];
+  return std::max(0.0, value(a) + (value(b) - value(a)) * (bytes - a.bytes) / (b.bytes - a.bytes));
+}
+}  // namespace
+
 double NetworkModel::measured_s(double bytes, int world) const {
-  for (const auto& c : measured) {
-    if (c.world != world || c.points.empty()) continue;
-    const auto& pts = c.points;
-    if (pts.size() == 1) return pts[0].seconds * bytes / pts[0].bytes;
-    std::size_t i = 1;
-    while (i + 1 < pts.size() && pts[i].bytes < bytes) ++i;
-    const Point &a = pts[i - 1], &b = pts[i];
-    const double t = a.seconds + (b.seconds - a.seconds) * (bytes - a.bytes) / (b.bytes - a.bytes);
-    return std::max(t, 0.0);
-  }
+  for (const auto& c : measured)
+    if (c.world == world && !c.points.empty()) return interpolate(c.points, bytes, [](const Point& p) { return p.seconds; });
   return -1.0;
+}
+
+NetworkModel::Overlapped NetworkModel::overlapped(double bytes, int world) const {
+  for (const auto& c : contended) {
+    if (c.world != world || c.progress != mpi_progress || c.points.empty()) continue;
+    const double wall = interpolate(c.points, bytes, [](const ContendedPoint& p) { return p.seconds; });
+    const double lost = interpolate(c.points, bytes, [](const ContendedPoint& p) { return p.compute_lost_s; });
+    const double alone = allreduce_s(bytes, world);
+    if (wall <= 0) break;
+    // Rates stay in (0, 1]: a measured point faster than the idle curve (noise)
+    // means no slowdown, and compute keeps a sliver so the replay always advances.
+    return {std::clamp(alone / wall, 1e-3, 1.0), std::clamp(1.0 - lost / wall, 0.02, 1.0)};
+  }
+  const double shared = 1.0 / (1.0 + comm_compute_share);
+  return {shared, shared};
 }
 
 double NetworkModel::allreduce_s(double bytes, int world) const {
@@ -227,12 +247,22 @@ nlohmann::json to_json(const NetworkModel& n) {
           {"launch_us", n.launch_us},
           {"comm_compute_share", n.comm_compute_share},
           {"algo", algo_name(n.algo)},
+          {"mpi_progress", n.mpi_progress},
           {"measured", [&] {
              nlohmann::json m = nlohmann::json::array();
              for (const auto& c : n.measured) {
                nlohmann::json pts = nlohmann::json::array();
                for (const auto& p : c.points) pts.push_back({p.bytes, p.seconds});
                m.push_back({{"world", c.world}, {"points", pts}});
+             }
+             return m;
+           }()},
+          {"contended", [&] {
+             nlohmann::json m = nlohmann::json::array();
+             for (const auto& c : n.contended) {
+               nlohmann::json pts = nlohmann::json::array();
+               for (const auto& p : c.points) pts.push_back({p.bytes, p.seconds, p.compute_lost_s});
+               m.push_back({{"world", c.world}, {"progress", c.progress}, {"gap_us", c.gap_us}, {"points", pts}});
              }
              return m;
            }()}};
@@ -248,6 +278,7 @@ NetworkModel network_from_json(const nlohmann::json& j) {
   n.launch_us = j.value("launch_us", n.launch_us);
   n.comm_compute_share = j.value("comm_compute_share", n.comm_compute_share);
   n.algo = parse_algo(j.value("algo", std::string("ring")));
+  n.mpi_progress = j.value("mpi_progress", n.mpi_progress);
   if (j.contains("measured")) {
     for (const auto& c : j.at("measured")) {
       NetworkModel::Curve curve;
@@ -256,6 +287,19 @@ NetworkModel network_from_json(const nlohmann::json& j) {
       std::sort(curve.points.begin(), curve.points.end(),
                 [](const NetworkModel::Point& a, const NetworkModel::Point& b) { return a.bytes < b.bytes; });
       n.measured.push_back(curve);
+    }
+  }
+  if (j.contains("contended")) {
+    for (const auto& c : j.at("contended")) {
+      NetworkModel::ContendedCurve curve;
+      curve.world = c.at("world").get<int>();
+      curve.progress = c.value("progress", std::string());
+      curve.gap_us = c.value("gap_us", 0.0);
+      for (const auto& p : c.at("points"))
+        curve.points.push_back({p.at(0).get<double>(), p.at(1).get<double>(), p.at(2).get<double>()});
+      std::sort(curve.points.begin(), curve.points.end(),
+                [](const auto& a, const auto& b) { return a.bytes < b.bytes; });
+      n.contended.push_back(curve);
     }
   }
   if (n.ranks_per_node < 1 || n.nics_per_node < 1)

@@ -58,6 +58,29 @@ struct NetworkModel {
     std::vector<Point> points;  // ascending bytes
   };
   std::vector<Curve> measured;
+  // Measured while the same core computes (vit_contended_bench): per message
+  // size, the collective's wall time and the compute the core lost meanwhile.
+  // Where a curve exists for the world size, a bucket that overlaps compute
+  // runs at these rates instead of comm_compute_share's processor sharing.
+  struct ContendedPoint {
+    double bytes = 0, seconds = 0, compute_lost_s = 0;
+  };
+  struct ContendedCurve {
+    int world = 0;
+    std::string progress;  // the MPI progress mode it was measured with
+    double gap_us = 0;     // compute between two collectives in the bench
+    std::vector<ContendedPoint> points;  // ascending bytes
+  };
+  std::vector<ContendedCurve> contended;
+  std::string mpi_progress = "thread";  // whose contended curve applies (vit_train's default)
+  // How fast a collective of `bytes` and compute progress while both run on
+  // one core, each as a fraction of its speed alone.
+  struct Overlapped {
+    double comm_rate = 1, compute_rate = 1;
+  };
+  // From the contended curve for this world size and mpi_progress, else
+  // comm_compute_share's processor sharing (both at 1 / (1 + share)).
+  Overlapped overlapped(double bytes, int world) const;
 
   int nodes(int world) const { return (world + ranks_per_node - 1) / ranks_per_node; }
   int ranks_in_node(int world) const { return world < ranks_per_node ? world : ranks_per_node; }

@@ -28,7 +28,7 @@ namespace {
 
 struct Args {
   std::string preset, profile, network = "dgx-h100", network_json, algo, out_dir, json_out, mode = "step",
-                               overlap = "on";
+                               overlap = "on", mpi_progress;
   std::vector<int> worlds{1};
   int micro_batch = 0, global_batch = 0, accumulation = 1, ranks_per_node = 0, cpu_cores = 0;
   double bucket_mb = 25, first_bucket_mb = 0, jitter_cv = 0;
@@ -121,6 +121,7 @@ int run_profile(const Args& a) {
   vs::NetworkModel net = a.network_json.empty() ? vs::network_preset(a.network) : vs::load_network(a.network_json);
   if (a.ranks_per_node > 0) net.ranks_per_node = a.ranks_per_node;
   if (!a.algo.empty()) net.algo = vs::parse_algo(a.algo);
+  if (!a.mpi_progress.empty()) net.mpi_progress = a.mpi_progress;
   if (a.overlap != "on" && a.overlap != "off") throw std::invalid_argument("--overlap takes on or off");
 
   vs::RunConfig rc;
@@ -215,6 +216,9 @@ int main(int argc, char** argv) {
   app.add_option("--bucket-mb", a.bucket_mb, "reduce_bucket_size in MiB")->check(CLI::PositiveNumber);
   app.add_option("--first-bucket-mb", a.first_bucket_mb, "first bucket's size in MiB (0: same)");
   app.add_option("--cpu-cores", a.cpu_cores, "CPU ranks: cores available (slows compute when ranks > cores)");
+  app.add_option("--mpi-progress", a.mpi_progress,
+                 "CPU ranks: the MPI progress mode whose contended curve applies (thread, polling)")
+      ->check(CLI::IsMember({"thread", "polling", "nonblocking"}));
   app.add_option("--jitter-cv", a.jitter_cv, "straggler model: per-rank compute coefficient of variation");
   app.add_flag("--sweep-buckets", a.sweep, "sweep reduce_bucket_size at the largest world and recommend one");
   app.add_option("--json", a.json_out, "write predictions as JSON to this file ('-': stdout)");

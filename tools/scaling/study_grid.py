@@ -49,11 +49,15 @@ def cpu_grid(max_ranks: int, allowed: int) -> list[tuple[Config, int | None]]:
             g.append((Config("batch", f"batch-w{n}-m{m}", "cifar10", n, m), None))
     for k in (1, 2, 4, 8):
         g.append((Config("accum", f"accum-w{w}-k{k}", "cifar10", w, 16, accum=k), None))
+    # With overlap on, CPU ranks also try the polling progress thread, which
+    # sleeps between tests instead of busy-waiting on the core that computes.
     for overlap in (True, False):
         for elems in (65_536, 524_288, 25_000_000):
             on = "on" if overlap else "off"
-            g.append((Config("comm", f"comm-w{w}-{on}-b{elems}", "cifar10", w, 16, overlap=overlap,
-                             bucket_elems=elems), None))
+            for progress in ("thread", "polling") if overlap else ("thread",):
+                suffix = "" if progress == "thread" else f"-{progress}"
+                g.append((Config("comm", f"comm-w{w}-{on}-b{elems}{suffix}", "cifar10", w, 16, overlap=overlap,
+                                 bucket_elems=elems, mpi_progress=progress), None))
     # Learning-rate handling as the global batch grows with the world size: the
     # paper's fixed LR, and linear scaling with warm-up. Whole epochs, evaluated
     # after each, for accuracy beside speed and time to a target accuracy, on a

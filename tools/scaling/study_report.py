@@ -8,6 +8,7 @@ configuration, ok or not); every figure is a median over the timed steps with
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import matplotlib
@@ -16,10 +17,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 RUN_FIELDS = ["experiment", "name", "dataset_requested", "dataset_used", "status", "world", "oversubscribed",
-              "micro", "accum", "global_batch", "overlap", "bucket_elems", "lr", "epochs", "step_s", "step_min_s",
+              "micro", "accum", "global_batch", "overlap", "bucket_elems", "mpi_progress", "lr", "epochs", "step_s",
+              "step_min_s",
               "step_max_s", "images_per_s", "images_per_s_per_rank", "data_ms", "forward_ms", "backward_ms",
               "comm_exposed_ms", "comm_total_ms", "overlap_ratio", "optimizer_ms", "epoch_s", "test_acc",
-              "time_to_target_s", "predicted_step_s", "predicted_error", "repeat_steps_ms", "note", "error", "command"]
+              "time_to_target_s", "predicted_step_s", "predicted_error", "repeat_steps_ms", "steal_pct", "note", "error",
+              "command"]
 
 
 def fmt(x, spec=".1f", none="—"):
@@ -201,7 +204,8 @@ def accum_table(results, out: Path) -> str:
 
 
 def comm_table(results, out: Path) -> str:
-    rows = sorted(ok(results, "comm"), key=lambda r: (not r["overlap"], r["bucket_elems"]))
+    rows = sorted(ok(results, "comm"),
+                  key=lambda r: (not r["overlap"], r["bucket_elems"], r.get("mpi_progress", "thread") != "thread"))
     if not rows:
         return ""
     def sim_overlap(r):
@@ -209,12 +213,14 @@ def comm_table(results, out: Path) -> str:
         return f"{100 * max(0.0, 1 - e / c):.0f}%" if c else "—"
 
     body = [["on" if r["overlap"] else "off", f"{r['bucket_elems']:,} ({r['bucket_elems'] * 4 / 2**20:.2f} MiB)",
-             step_cell(r), *comm_cells(r), fmt(r.get("predicted_step_s") and 1e3 * r["predicted_step_s"]),
+             r.get("mpi_progress", "thread"), step_cell(r), *comm_cells(r),
+             fmt(r.get("predicted_step_s") and 1e3 * r["predicted_step_s"]),
              fmt(r.get("predicted_comm_s") and 1e3 * r["predicted_comm_s"]),
              fmt(None if r.get("predicted_exposed_s") is None else 1e3 * r["predicted_exposed_s"]), sim_overlap(r)]
             for r in rows]
-    fig, ax = plt.subplots(figsize=(7, 3.8))
-    labels = [f"{'on' if r['overlap'] else 'off'}\n{r['bucket_elems'] * 4 / 2**20:.2g} MiB" for r in rows]
+    fig, ax = plt.subplots(figsize=(8.5, 4))
+    labels = [f"{'on' if r['overlap'] else 'off'}\n{r['bucket_elems'] * 4 / 2**20:.2g} MiB"
+              f"\n{r.get('mpi_progress', 'thread')}" for r in rows]
     x = range(len(rows))
     ax.bar([i - 0.27 for i in x], [r.get("comm_exposed_ms") or 0 for r in rows], 0.27, label="exposed comm, measured")
     ax.bar([i for i in x], [1e3 * (r.get("predicted_comm_s") or 0) for r in rows], 0.27,
@@ -223,12 +229,14 @@ def comm_table(results, out: Path) -> str:
            label="exposed comm, simulated")
     ax.plot(list(x), [1e3 * r["step_s"] for r in rows], "ko", label="step")
     ax.set_xticks(list(x), labels, fontsize=8)
-    ax.set(ylabel="ms per step", title=f"Communication at {rows[0]['world']} ranks: overlap_comm x bucket size")
+    ax.set(ylabel="ms per step",
+           title=f"Communication at {rows[0]['world']} ranks: overlap_comm x bucket size x MPI progress")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "comm.png", dpi=110)
     plt.close(fig)
-    return md_table(["overlap_comm", "reduce_bucket_size (elements)", "step ms [min, max]", "exposed comm ms",
+    return md_table(["overlap_comm", "reduce_bucket_size (elements)", "MPI progress", "step ms [min, max]",
+                     "exposed comm ms",
                      "total comm ms", "overlap", "simulated step ms", "simulated total comm ms",
                      "simulated exposed ms", "simulated overlap"], body) + (
         "\nvit_train's metrics carry the exposed communication (the wait after backward); where they carry no "
@@ -286,7 +294,8 @@ def sim_table(results, out: Path, tolerance: float) -> str:
         err = r["predicted_error"]
         bracket = r.get("bracket_diff")
         body.append([r["name"], world_cell(r), r["micro"], r["accum"], "on" if r["overlap"] else "off",
-                     f"{1e3 * r['step_s']:.1f}", repeats_cell(r), f"{1e3 * r['predicted_step_s']:.1f}",
+                     f"{1e3 * r['step_s']:.1f}", repeats_cell(r), fmt(r.get("steal_pct"), ".0f"),
+                     f"{1e3 * r['predicted_step_s']:.1f}",
                      f"{100 * err:+.1f}%",
                      "yes" if abs(err) <= tolerance else "**no**",
                      "—" if bracket is None else f"{100 * bracket:+.0f}%", r.get("prediction_note", "")])
@@ -298,6 +307,10 @@ def sim_table(results, out: Path, tolerance: float) -> str:
               f"measurement is on this machine while it runs other work, and it bounds what any prediction can "
               f"achieve here. Median prediction error: {100 * errors[len(errors) // 2]:.0f}%."
               if brackets else "")
+    steals = sorted(r["steal_pct"] for r in rows if r.get("steal_pct") is not None)
+    if steals:
+        repeat += (f" *steal %*: the share of the machine's CPU time its hypervisor gave to other guests during "
+                   f"the chosen run (/proc/stat), median {steals[len(steals) // 2]:.0f}%, max {steals[-1]:.0f}%.")
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
     meas = [1e3 * r["step_s"] for r in rows]
     pred = [1e3 * r["predicted_step_s"] for r in rows]
@@ -317,9 +330,35 @@ def sim_table(results, out: Path, tolerance: float) -> str:
     fig.savefig(out / "sim_validation.png", dpi=110)
     plt.close(fig)
     return (md_table(["run", "ranks", "micro", "accum", "overlap", "measured step ms", "repeats' medians ms",
-                      "simulated step ms", "error",
+                      "steal %", "simulated step ms", "error",
                       f"within {100 * tolerance:.0f}%", "profile after vs before", "profile used"], body) +
             f"\n{within} of {len(rows)} within ±{100 * tolerance:.0f}%.{repeat}\n")
+
+
+def contention_table(net_json: Path) -> str:
+    """What one all-reduce costs here while the same core computes backward
+    (vit_contended_bench's curves in network.json), beside its idle cost."""
+    if not net_json.exists():
+        return ""
+    model = json.loads(net_json.read_text())
+    curves = sorted(model.get("contended", []), key=lambda c: (c["world"], c["progress"]))
+    idle = {c["world"]: dict((p[0], p[1]) for p in c["points"]) for c in model.get("measured", [])}
+    rows = []
+    for c in curves:
+        for b, wall, lost in c["points"]:
+            alone = idle.get(c["world"], {}).get(b)
+            rows.append([c["world"], c["progress"], f"{int(b):,}", fmt(alone and 1e6 * alone, ".0f"),
+                         f"{1e6 * wall:.0f}", f"{1e6 * lost:.0f}", f"{100 * lost / wall:.0f}%" if wall else "—"])
+    if not rows:
+        return ""
+    launches = ", ".join(f"{c['world']} ranks {c['progress']}: {c.get('launches', 1)} launch(es)" for c in curves)
+    return md_table(["ranks", "MPI progress", "bytes", "idle us", "while computing us", "compute lost us",
+                     "lost / while computing"], rows) + (
+        f"\nMedians over each launch's timed steps of 16 buckets, then the median over launches ({launches}); "
+        "compute between launches "
+        f"{curves[0].get('gap_us', 0):.0f} us. *idle*: vit_allreduce_bench on idle cores. The simulator replays a "
+        "bucket that overlaps compute at these rates (collective at idle / contended speed, compute at 1 − lost / "
+        "contended).\n")
 
 
 def paper_runs_table(results, out: Path) -> str:

@@ -39,6 +39,7 @@ class Config:
     warmup_epochs: float | None = None
     epochs: int | None = None      # None: warm-up + timed steps
     train_subset: int = 0
+    mpi_progress: str = "thread"   # CPU ranks: VITSCALE_MPI_PROGRESS (parallel/mpi_communicator.h)
     note: str = ""
 
     @property
@@ -106,8 +107,28 @@ class Summary:
     test_loss: float | None = None
     wall_s: float = 0.0
     world_reported: int | None = None
+    steal_pct: float | None = None  # share of the machine's CPU time the hypervisor took during the run
     walls: list = field(default_factory=list)      # the timed steps' wall times, s
     evals: list = field(default_factory=list)       # (elapsed_s, epoch, test_acc)
+
+
+def cpu_times() -> tuple[int, int] | None:
+    """(steal, total) jiffies of all CPUs from /proc/stat; None where there is none.
+
+    On a virtual machine "steal" is time the hypervisor ran something else
+    while this guest wanted the CPU: a slowdown no process here can see."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
+
+
+def steal_pct(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return 100.0 * (after[0] - before[0]) / (after[1] - before[1])
 
 
 def _median(xs):
@@ -261,6 +282,8 @@ class Runner:
             mpi += ["--oversubscribe", "--bind-to", "none"]
         elif m.device == "cpu":
             mpi += ["--bind-to", "core"]  # one core per rank
+        if m.device == "cpu" and c.mpi_progress != "thread":
+            mpi += ["-x", f"VITSCALE_MPI_PROGRESS={c.mpi_progress}"]
         args = [str(self.vit_train), *self.model_flags, *data_flags,
                 "--micro-batch-size", str(c.micro), "--gradient-accumulation-steps", str(c.accum),
                 "--train-batch-size", str(c.global_batch),
@@ -327,7 +350,7 @@ class Runner:
             return Summary(status="dry-run"), text
         if metrics.exists():
             metrics.unlink()
-        t0 = time.monotonic()
+        t0, cpu0 = time.monotonic(), cpu_times()
         try:
             with open(log, "w") as f:
                 f.write(text + "\n\n")
@@ -337,7 +360,7 @@ class Runner:
             rc = p.returncode
         except subprocess.TimeoutExpired:
             rc = -1
-        wall = time.monotonic() - t0
+        wall, stolen = time.monotonic() - t0, steal_pct(cpu0, cpu_times())
         if rc != 0 or not metrics.exists():
             lines = [l.strip() for l in log.read_text(errors="replace").splitlines()[1:] if l.strip()]
             # The program's own one-line error says more than the launcher's epilogue.
@@ -348,6 +371,7 @@ class Runner:
         s = summarize(metrics, self.warmup if c.epochs is None else 0, c.global_batch)
         if s.wall_s == 0.0:
             s.wall_s = wall
+        s.steal_pct = stolen
         if c.world > 1 and s.world_reported is not None and s.world_reported != c.world:
             s.status = "not-data-parallel"
             s.error = f"vit_train reported world size {s.world_reported}, launched with {c.world}"
@@ -379,3 +403,20 @@ def merge_repeats(passes: list[list[dict]]) -> list[dict]:
         merged.append(best)
     return merged
 
+
+
+def median_curve(curves: list[dict]) -> dict:
+    """One contended curve (vit_contended_bench) from several launches of it.
+
+    Each point [bytes, seconds, compute_lost_s] becomes the median over the
+    launches at that size; sizes measured by only some launches are dropped.
+    """
+    if not curves:
+        raise ValueError("median_curve: no curves")
+    by_size: dict[float, list] = {}
+    for c in curves:
+        for p in c["points"]:
+            by_size.setdefault(p[0], []).append(p)
+    points = [[b, statistics.median(p[1] for p in ps), statistics.median(p[2] for p in ps)]
+              for b, ps in sorted(by_size.items()) if len(ps) == len(curves)]
+    return {**curves[0], "points": points, "launches": len(curves)}

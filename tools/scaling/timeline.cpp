@@ -72,15 +72,17 @@ StepResult simulate_step(const StepProfile& p, const NetworkModel& net, const St
   const std::size_t nb = buckets.size();
   r.buckets.resize(nb);
   std::vector<double> work(nb);
+  std::vector<NetworkModel::Overlapped> together(nb);
   for (std::size_t i = 0; i < nb; ++i) {
     r.buckets[i].begin = buckets[i].begin;
     r.buckets[i].count = buckets[i].count;
-    work[i] = net.allreduce_s(static_cast<double>(buckets[i].count) * p.grad_bytes, o.world);
+    const double bytes = static_cast<double>(buckets[i].count) * p.grad_bytes;
+    work[i] = net.allreduce_s(bytes, o.world);
+    together[i] = net.overlapped(bytes, o.world);
   }
 
-  // Event replay of the last backward and the buckets. While compute and
-  // communication are both active each runs at `shared` of full speed.
-  const double shared = 1.0 / (1.0 + (nb ? net.comm_compute_share : 0.0));
+  // Event replay of the last backward and the buckets. While compute and a
+  // bucket's collective are both active each runs at its `together` rate.
   constexpr double inf = std::numeric_limits<double>::infinity();
   const auto& segs = p.backward;
   std::size_t seg = 0, next_ready = 0, next_launch = 0;
@@ -94,7 +96,8 @@ StepResult simulate_step(const StepProfile& p, const NetworkModel& net, const St
       r.buckets[next_launch].start_s = t;
     }
     if (!computing && !communicating) break;  // (cannot happen: every bucket is ready once backward ends)
-    const double rc = communicating ? shared : 1.0, rm = computing ? shared : 1.0;
+    const double rc = communicating ? together[next_launch].compute_rate : 1.0;
+    const double rm = computing && communicating ? together[next_launch].comm_rate : 1.0;
     const double dt_c = computing ? seg_left / rc : inf;
     const double dt_m = communicating ? comm_left / rm : inf;
     const double dt = std::min(dt_c, dt_m);

@@ -13,9 +13,13 @@
 //      exposed = max(0, last bucket end − backward end), overlap = 1 − exposed / comm.
 //
 // Two effects beyond the ideal replay, each a named knob with default "off":
-//   * comm_compute_share (network_model.h): on CPU ranks the reduction runs on
-//     the cores that compute; while both are active they share them, each at
-//     1 / (1 + share) of full speed (processor sharing).
+//   * sharing the core (network_model.h, NetworkModel::overlapped): on CPU
+//     ranks the reduction runs on the cores that compute; while a bucket's
+//     collective and compute are both active each runs at a fraction of its
+//     speed alone — measured per message size where the model has a contended
+//     curve (vit_contended_bench: scheduling delays and busy-waiting for a
+//     late peer included), else 1 / (1 + comm_compute_share) each (processor
+//     sharing).
 //   * jitter_cv: synchronous training waits for the slowest rank; with
 //     per-rank compute times i.i.d. normal of coefficient of variation cv the
 //     expected slowest of p is  mean · (1 + cv · E[max of p standard normals]).
