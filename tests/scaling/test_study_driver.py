@@ -75,9 +75,9 @@ class SkipRulesTest(unittest.TestCase):
         self.assertIn("--no-overlap-comm", self.runner.command(off, []))
 
     def test_the_progress_mode_reaches_the_ranks_environment(self):
-        self.assertNotIn("-x", self.runner.command(Config("comm", "x", "cifar10", 2, 16), []))
-        cmd = self.runner.command(Config("comm", "x", "cifar10", 2, 16, mpi_progress="polling"), [])
-        self.assertEqual(cmd[cmd.index("-x") + 1], "VITSCALE_MPI_PROGRESS=polling")
+        for progress in ("thread", "polling"):
+            cmd = self.runner.command(Config("comm", "x", "cifar10", 2, 16, mpi_progress=progress), [])
+            self.assertEqual(cmd[cmd.index("-x") + 1], f"VITSCALE_MPI_PROGRESS={progress}")
 
 
 class MergeRepeatsTest(unittest.TestCase):
@@ -111,6 +111,10 @@ class MedianCurveTest(unittest.TestCase):
         self.assertEqual((c["world"], c["progress"], c["launches"]), (2, "thread", 3))
         with self.assertRaises(ValueError):
             median_curve([])
+
+    def test_idle_curves_have_one_value_per_point(self):
+        launches = [{"world": 4, "points": [[1024, t]]} for t in (0.003, 0.001, 0.002)]
+        self.assertEqual(median_curve(launches)["points"], [[1024, 0.002]])
 
 
 class StealTest(unittest.TestCase):

@@ -282,8 +282,8 @@ class Runner:
             mpi += ["--oversubscribe", "--bind-to", "none"]
         elif m.device == "cpu":
             mpi += ["--bind-to", "core"]  # one core per rank
-        if m.device == "cpu" and c.mpi_progress != "thread":
-            mpi += ["-x", f"VITSCALE_MPI_PROGRESS={c.mpi_progress}"]
+        if m.device == "cpu":
+            mpi += ["-x", f"VITSCALE_MPI_PROGRESS={c.mpi_progress}"]  # explicit: not whatever the default is
         args = [str(self.vit_train), *self.model_flags, *data_flags,
                 "--micro-batch-size", str(c.micro), "--gradient-accumulation-steps", str(c.accum),
                 "--train-batch-size", str(c.global_batch),
@@ -406,10 +406,12 @@ def merge_repeats(passes: list[list[dict]]) -> list[dict]:
 
 
 def median_curve(curves: list[dict]) -> dict:
-    """One contended curve (vit_contended_bench) from several launches of it.
+    """One measured curve from several launches of a benchmark.
 
-    Each point [bytes, seconds, compute_lost_s] becomes the median over the
-    launches at that size; sizes measured by only some launches are dropped.
+    Points are [bytes, value, ...] (vit_allreduce_bench: seconds;
+    vit_contended_bench: seconds, compute lost); each value becomes the median
+    over the launches at that size. Sizes that only some launches measured
+    are dropped.
     """
     if not curves:
         raise ValueError("median_curve: no curves")
@@ -417,6 +419,6 @@ def median_curve(curves: list[dict]) -> dict:
     for c in curves:
         for p in c["points"]:
             by_size.setdefault(p[0], []).append(p)
-    points = [[b, statistics.median(p[1] for p in ps), statistics.median(p[2] for p in ps)]
+    points = [[b] + [statistics.median(p[k] for p in ps) for k in range(1, len(ps[0]))]
               for b, ps in sorted(by_size.items()) if len(ps) == len(curves)]
     return {**curves[0], "points": points, "launches": len(curves)}
