@@ -10,13 +10,13 @@
 namespace vitscale::train {
 
 StepTimes& StepTimes::operator+=(const StepTimes& o) {
-  data += o.data, forward += o.forward, backward += o.backward, comm += o.comm, optimizer += o.optimizer;
+  data += o.data, upload += o.upload, forward += o.forward, backward += o.backward, comm += o.comm, optimizer += o.optimizer;
   comm_total += o.comm_total;
   return *this;
 }
 
 StepTimes StepTimes::scaled(double f) const {
-  return {data * f, forward * f, backward * f, comm * f, optimizer * f, comm_total * f};
+  return {data * f, upload * f, forward * f, backward * f, comm * f, optimizer * f, comm_total * f};
 }
 
 std::string format_duration(double s) {
@@ -57,9 +57,9 @@ void MetricsLog::train(const TrainRecord& r) {
   if (r.breakdown) {
     const StepTimes& b = *r.breakdown;
     std::snprintf(line, sizeof line,
-                  "           time/step %.1f ms: data wait %.1f  forward %.1f  backward %.1f  comm (exposed) %.1f  "
-                  "optimizer %.1f",
-                  1e3 * b.total(), 1e3 * b.data, 1e3 * b.forward, 1e3 * b.backward, 1e3 * b.comm, 1e3 * b.optimizer);
+                  "           time/step %.1f ms: data wait %.1f  upload %.2f  forward %.1f  backward %.1f  "
+                  "comm (exposed) %.1f  optimizer %.1f",
+                  1e3 * b.total(), 1e3 * b.data, 1e3 * b.upload, 1e3 * b.forward, 1e3 * b.backward, 1e3 * b.comm, 1e3 * b.optimizer);
     console_ << line << '\n';
     if (b.comm_total > 0) {
       std::snprintf(line, sizeof line, "           comm total %.1f ms, exposed %.1f ms, overlap %.0f%%", 1e3 * b.comm_total,
@@ -67,6 +67,7 @@ void MetricsLog::train(const TrainRecord& r) {
       console_ << line << '\n';
     }
     j["time_ms"] = {{"data", 1e3 * b.data},
+                    {"upload", 1e3 * b.upload},
                     {"forward", 1e3 * b.forward},
                     {"backward", 1e3 * b.backward},
                     {"comm", 1e3 * b.comm},

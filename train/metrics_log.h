@@ -6,7 +6,7 @@
 // JSONL (--metrics-out): one object per line, flushed as written so a crash
 // loses nothing before it:
 //   {"event":"train","step":..,"epoch":..,"loss":..,"lr":..,"grad_norm":..,"images_per_s":..,"elapsed_s":..,
-//    "time_ms":{"data":..,"forward":..,"backward":..,"comm":.. (exposed),"comm_total":..,"overlap":..,"optimizer":..}}   (time_ms with wall_clock_breakdown)
+//    "time_ms":{"data":..,"upload":..,"forward":..,"backward":..,"comm":.. (exposed),"comm_total":..,"overlap":..,"optimizer":..}}   (time_ms with wall_clock_breakdown)
 //   {"event":"eval","epoch":..,"step":..,"test_acc":..,"test_loss":..,"images":..,"eval_s":..}
 //   {"event":"final","test_acc":..,"test_loss":..,"images_per_s":..,"wall_s":..,"steps":..}
 // plus "start", "resume", "checkpoint" and "interrupted" records. Losses are
@@ -27,12 +27,14 @@ namespace vitscale::train {
 
 // Seconds per phase of a step (averaged over the steps since the last line).
 struct StepTimes {
-  double data = 0, forward = 0, backward = 0, comm = 0, optimizer = 0;
+  // data: waiting for the loader's next batch; upload: copying it to the
+  // device (host-to-device on a GPU, into the model's input buffers on a CPU).
+  double data = 0, upload = 0, forward = 0, backward = 0, comm = 0, optimizer = 0;
   // Not a phase of its own: all communication time, of which `comm` is the
   // part backward did not hide.
   double comm_total = 0;
   double overlap() const { return comm_total > 0 ? std::clamp(1.0 - comm / comm_total, 0.0, 1.0) : 0.0; }
-  double total() const { return data + forward + backward + comm + optimizer; }
+  double total() const { return data + upload + forward + backward + comm + optimizer; }
   StepTimes& operator+=(const StepTimes& o);
   StepTimes scaled(double f) const;
 };

@@ -243,9 +243,11 @@ Trainer::StepOutcome Trainer::train_step(bool logged) {
                              "whose graphs were captured for " + std::to_string(config_.micro_batch_size));
     model_->upload_batch(batch->image_data(), batch->target_data(), batch->size);
     // The copy from the lease's (pinned) memory may be asynchronous: wait for
-    // it before the slot goes back to the loader's workers.
+    // it before the slot goes back to the loader's workers. (With the
+    // breakdown on, the device was idle before it, so this times the copy.)
     if (backend_.kind() != DeviceKind::cpu) backend_.synchronize();
     batch.release();
+    auto t1_uploaded = Clock::now();
     run_phase(StepGraphs::Phase::forward, [&] { model_->forward(grad_scale); });
     sync();
     auto t2 = Clock::now();
@@ -256,7 +258,8 @@ Trainer::StepOutcome Trainer::train_step(bool logged) {
     sync();
     auto t3 = Clock::now();
     out.times.data += std::chrono::duration<double>(t1 - t0).count();
-    out.times.forward += std::chrono::duration<double>(t2 - t1).count();
+    out.times.upload += std::chrono::duration<double>(t1_uploaded - t1).count();
+    out.times.forward += std::chrono::duration<double>(t2 - t1_uploaded).count();
     out.times.backward += std::chrono::duration<double>(t3 - t2).count();
   }
   auto t4 = Clock::now();

@@ -29,7 +29,7 @@ class SummarizeTest(unittest.TestCase):
         el = [1.0, 1.5, 1.7, 2.1, 2.4]
         recs = [{"event": "start", "world_size": 2}]
         recs += [{"event": "train", "step": i + 1, "epoch": 1, "elapsed_s": e,
-                  "time_ms": {"data": 1.0, "forward": 50.0, "backward": 100.0, "comm": 5.0 * (i + 1),
+                  "time_ms": {"data": 1.0, "upload": 0.25 * (i + 1), "forward": 50.0, "backward": 100.0, "comm": 5.0 * (i + 1),
                               "optimizer": 2.0}} for i, e in enumerate(el)]
         recs += [{"event": "eval", "epoch": 1, "step": 5, "test_acc": 0.5},
                  {"event": "final", "test_acc": 0.5, "test_loss": 1.0, "images_per_s": 10, "wall_s": 3.0}]
@@ -39,6 +39,8 @@ class SummarizeTest(unittest.TestCase):
         self.assertAlmostEqual(s.step_max_s, 0.4)
         self.assertAlmostEqual(s.images_per_s, 64 / 0.3)
         self.assertAlmostEqual(s.comm_exposed_ms, 20.0)  # median of 15, 20, 25
+        self.assertAlmostEqual(s.phases_ms["upload"], 1.0)  # median of 0.75, 1.0, 1.25
+        self.assertAlmostEqual(s.phases_ms["data"], 1.0)
         self.assertEqual(s.world_reported, 2)
         self.assertEqual(s.evals, [(2.4, 1, 0.5)])
 

@@ -193,6 +193,36 @@ TEST_CASE("--help and --print-config succeed", "[cli]") {
   CHECK(nlohmann::json::parse(printed.out)["optimizer"]["params"]["lr"] == 0.003);
 }
 
+TEST_CASE("the wall-clock breakdown times every phase of the step, the batch upload apart from forward", "[cli]") {
+  TempDir dir("cli_breakdown");
+  std::vector<std::string> args = tiny_synthetic_flags();
+  for (const char* a : {"--max-steps", "3", "--wall-clock-breakdown"}) args.emplace_back(a);
+  args.emplace_back("--metrics-out");
+  args.emplace_back(dir / "m.jsonl");
+  const Outcome o = run_vit_train(args, dir);
+  INFO("stderr: " << o.err);
+  REQUIRE(o.exit_code == 0);
+  CHECK_THAT(o.out, Catch::Contains("data wait") && Catch::Contains("upload"));
+  std::ifstream in(dir / "m.jsonl");
+  int train_records = 0;
+  for (std::string line; std::getline(in, line);) {
+    const auto r = nlohmann::json::parse(line);
+    if (r["event"] != "train") continue;
+    ++train_records;
+    const auto& t = r.at("time_ms");
+    double sum = 0;
+    for (const char* phase : {"data", "upload", "forward", "backward", "comm", "optimizer"}) {
+      INFO(phase);
+      REQUIRE(t.contains(phase));
+      CHECK(t[phase].get<double>() >= 0.0);
+      sum += t[phase].get<double>();
+    }
+    CHECK(t["forward"].get<double>() > 0.0);
+    CHECK(t["total"].get<double>() == Approx(sum).epsilon(1e-9));
+  }
+  CHECK(train_records == 3);
+}
+
 TEST_CASE("SIGTERM mid-run: checkpoint at the next step boundary, exit 143, resumable", "[cli][signal]") {
   TempDir dir("cli_sigterm");
   std::vector<std::string> args = tiny_synthetic_flags();

@@ -4,7 +4,7 @@ A configuration is one `mpirun -np N vit_train ...` launch. It runs a fixed
 number of warm-up and timed optimizer steps (or whole epochs for accuracy and
 paper runs), logs every step with the wall-clock breakdown, and is summarised
 from its JSONL metrics: the median step time over the timed steps with min and
-max, the phase medians (data wait, forward, backward, exposed communication,
+max, the phase medians (data wait, upload of the batch to the device, forward, backward, exposed communication,
 optimizer) and, where parallel/ reports them, the total communication time and
 overlap ratio.
 
@@ -163,7 +163,7 @@ def summarize(path: Path, warmup: int, global_batch: int) -> Summary:
     trains = [r for r in recs if r.get("event") == "train"]
     trains.sort(key=lambda r: r.get("step", 0))
     s.steps = len(trains)
-    walls, phases, comm = [], {k: [] for k in ("data", "forward", "backward", "comm", "optimizer")}, []
+    walls, phases, comm = [], {k: [] for k in ("data", "upload", "forward", "backward", "comm", "optimizer")}, []
     prev = None
     for r in trains:
         el = r.get("elapsed_s")
