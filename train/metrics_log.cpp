@@ -10,7 +10,8 @@
 namespace vitscale::train {
 
 StepTimes& StepTimes::operator+=(const StepTimes& o) {
-  data += o.data, upload += o.upload, forward += o.forward, backward += o.backward, comm += o.comm, optimizer += o.optimizer;
+  data += o.data, upload += o.upload, forward += o.forward, backward += o.backward, comm += o.comm;
+  optimizer += o.optimizer;
   comm_total += o.comm_total;
   return *this;
 }
@@ -59,7 +60,8 @@ void MetricsLog::train(const TrainRecord& r) {
     std::snprintf(line, sizeof line,
                   "           time/step %.1f ms: data wait %.1f  upload %.2f  forward %.1f  backward %.1f  "
                   "comm (exposed) %.1f  optimizer %.1f",
-                  1e3 * b.total(), 1e3 * b.data, 1e3 * b.upload, 1e3 * b.forward, 1e3 * b.backward, 1e3 * b.comm, 1e3 * b.optimizer);
+                  1e3 * b.total(), 1e3 * b.data, 1e3 * b.upload, 1e3 * b.forward, 1e3 * b.backward, 1e3 * b.comm,
+                  1e3 * b.optimizer);
     console_ << line << '\n';
     if (b.comm_total > 0) {
       std::snprintf(line, sizeof line, "           comm total %.1f ms, exposed %.1f ms, overlap %.0f%%", 1e3 * b.comm_total,

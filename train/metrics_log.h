@@ -6,7 +6,8 @@
 // JSONL (--metrics-out): one object per line, flushed as written so a crash
 // loses nothing before it:
 //   {"event":"train","step":..,"epoch":..,"loss":..,"lr":..,"grad_norm":..,"images_per_s":..,"elapsed_s":..,
-//    "time_ms":{"data":..,"upload":..,"forward":..,"backward":..,"comm":.. (exposed),"comm_total":..,"overlap":..,"optimizer":..}}   (time_ms with wall_clock_breakdown)
+//    "time_ms":{"data":..,"upload":..,"forward":..,"backward":..,"comm":.. (exposed),"comm_total":..,"overlap":..,
+//               "optimizer":..}}   (time_ms with wall_clock_breakdown)
 //   {"event":"eval","epoch":..,"step":..,"test_acc":..,"test_loss":..,"images":..,"eval_s":..}
 //   {"event":"final","test_acc":..,"test_loss":..,"images_per_s":..,"wall_s":..,"steps":..}
 // plus "start", "resume", "checkpoint" and "interrupted" records. Losses are

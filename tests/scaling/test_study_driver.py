@@ -29,8 +29,8 @@ class SummarizeTest(unittest.TestCase):
         el = [1.0, 1.5, 1.7, 2.1, 2.4]
         recs = [{"event": "start", "world_size": 2}]
         recs += [{"event": "train", "step": i + 1, "epoch": 1, "elapsed_s": e,
-                  "time_ms": {"data": 1.0, "upload": 0.25 * (i + 1), "forward": 50.0, "backward": 100.0, "comm": 5.0 * (i + 1),
-                              "optimizer": 2.0}} for i, e in enumerate(el)]
+                  "time_ms": {"data": 1.0, "upload": 0.25 * (i + 1), "forward": 50.0, "backward": 100.0,
+                              "comm": 5.0 * (i + 1), "optimizer": 2.0}} for i, e in enumerate(el)]
         recs += [{"event": "eval", "epoch": 1, "step": 5, "test_acc": 0.5},
                  {"event": "final", "test_acc": 0.5, "test_loss": 1.0, "images_per_s": 10, "wall_s": 3.0}]
         s = summarize(write_jsonl(recs), warmup=2, global_batch=64)

@@ -18,8 +18,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 RUN_FIELDS = ["experiment", "name", "dataset_requested", "dataset_used", "status", "world", "oversubscribed",
               "micro", "accum", "global_batch", "overlap", "bucket_elems", "mpi_progress", "lr", "epochs", "step_s",
-              "step_min_s",
-              "step_max_s", "images_per_s", "images_per_s_per_rank", "data_ms", "upload_ms", "forward_ms", "backward_ms",
+              "step_min_s", "step_max_s", "images_per_s", "images_per_s_per_rank", "data_ms", "upload_ms", "forward_ms",
+              "backward_ms",
               "comm_exposed_ms", "comm_total_ms", "overlap_ratio", "optimizer_ms", "epoch_s", "test_acc",
               "time_to_target_s", "predicted_step_s", "predicted_error", "repeat_steps_ms", "steal_pct", "note", "error",
               "command"]

@@ -4,8 +4,8 @@ A configuration is one `mpirun -np N vit_train ...` launch. It runs a fixed
 number of warm-up and timed optimizer steps (or whole epochs for accuracy and
 paper runs), logs every step with the wall-clock breakdown, and is summarised
 from its JSONL metrics: the median step time over the timed steps with min and
-max, the phase medians (data wait, upload of the batch to the device, forward, backward, exposed communication,
-optimizer) and, where parallel/ reports them, the total communication time and
+max, the phase medians (data wait, upload of the batch to the device, forward,
+backward, exposed communication, optimizer) and, where parallel/ reports them, the total communication time and
 overlap ratio.
 
 A configuration that cannot run is not launched: check() returns the reason,
