@@ -180,7 +180,7 @@ void CpuBackend::linear_backward(TensorView d_in, TensorView d_weight, TensorVie
     expect_distinct(op, "d_in", d_in, "d_out", d_out);
     cpu::linear_backward_input(dx, dy, f32(op, "weight", weight, {N, K}), M, K, N);
   }
-  cpu::linear_backward_weight(dw, dy, x, M, K, N);
+  cpu::linear_backward_weight(dw, dy, x, gemm_scratch(cpu::linear_backward_weight_scratch_floats(M, K, N)), M, K, N);
   if (db) cpu::linear_backward_bias(db, dy, M, N);
 }
 
@@ -236,6 +236,11 @@ void CpuBackend::add(TensorView out, TensorView a, TensorView b) {
   expect_same_shape(op, "a", a, "b", b);
   expect_same_shape(op, "out", out, "a", a);
   cpu::add_forward(out.as<float>(), a.as<float>(), b.as<float>(), out.numel());
+}
+
+float* CpuBackend::gemm_scratch(std::size_t floats) {
+  if (gemm_scratch_.size() < floats) gemm_scratch_.resize(floats);
+  return floats ? gemm_scratch_.data() : nullptr;
 }
 
 // ---- attention --------------------------------------------------------------

@@ -4,8 +4,9 @@
 // Every op validates ranks, sizes and dtypes first and throws
 // std::invalid_argument naming the op and the offending tensor; only then does
 // it call a kernel. Memory is 64-byte aligned host memory; "device" copies are
-// memcpy. The only state is the attention scratch (per-thread transposed K/V
-// and score rows), grown on first use so that steps do not allocate.
+// memcpy. The only state is scratch, grown on first use so that steps do not
+// allocate: attention's (per-thread transposed K/V and score rows) and the
+// weight gradients' partial sums (a few copies of the largest weight).
 #pragma once
 
 #include <memory>
@@ -71,7 +72,11 @@ class CpuBackend final : public Backend {
   // Attention scratch for the current thread count and shape; grows, never shrinks.
   float* attention_scratch(std::int64_t T, std::int64_t head_dim, int threads);
 
+  // The weight gradient's partial sums (kernels/cpu/linear.h); grows, never shrinks.
+  float* gemm_scratch(std::size_t floats);
+
   std::vector<float> attention_scratch_;
+  std::vector<float> gemm_scratch_;
 };
 
 }  // namespace vitscale

@@ -1,28 +1,50 @@
 #include "kernels/cpu/linear.h"
 
 #include <cblas.h>
-#include <omp.h>
 
 #include <algorithm>
 
 namespace vitscale::cpu {
 namespace {
 
-// Below this many multiply-adds a GEMM is not worth waking the thread team.
+// Below this many multiply-adds a GEMM is one BLAS call on one thread.
 constexpr std::int64_t kParallelGemmWork = std::int64_t{1} << 18;
+// Above it a GEMM is cut into kBaseBlocks blocks (6 = 2·3: 1, 2, 3 and 6 threads
+// each get the same share), doubled while every block keeps at least
+// kBlockWork multiply-adds, up to kMaxBlocks. Each extra block costs one more
+// packing of the operand every block shares (the weight, in forward), so blocks
+// stay large: the CPU step benchmark's GEMMs (~3·10⁸ multiply-adds) get 6.
+constexpr std::int64_t kBaseBlocks = 6;
+constexpr std::int64_t kBlockWork = std::int64_t{1} << 25;
+constexpr std::int64_t kMaxBlocks = 48;
+// The weight gradient's blocks are partial sums held in scratch: at most this
+// many copies of d_weight.
+constexpr std::int64_t kMaxWeightGradParts = 12;
 // Columns one thread owns while summing a bias gradient (fits in registers).
 constexpr std::int64_t kBiasColumns = 32;
-
-// [begin, end) of `n` items for thread `id` of `count`: contiguous, static.
-struct Range {
-  std::int64_t begin, end;
-};
-Range thread_slice(std::int64_t n, int id, int count) { return {n * id / count, n * (id + 1) / count}; }
+// Elements of d_weight per work item when the partial sums are added up.
+constexpr std::int64_t kPartialSumChunk = 1024;
 
 int to_int(std::int64_t v) { return static_cast<int>(v); }  // BLAS takes int sizes
 
+// How many blocks a GEMM of `work` multiply-adds is cut into along a dimension
+// of `extent`: a function of the shape only, never of the thread count.
+std::int64_t block_count(std::int64_t work, std::int64_t extent, std::int64_t max_blocks) {
+  if (work < kParallelGemmWork) return 1;
+  std::int64_t blocks = kBaseBlocks;
+  while (blocks * 2 <= max_blocks && work / (blocks * 2) >= kBlockWork) blocks *= 2;
+  return std::max<std::int64_t>(1, std::min(blocks, extent));
+}
+
+// [begin, end) of block `b` of `count` over `n` items: contiguous, sizes differ by at most one.
+struct Range {
+  std::int64_t begin, end;
+  std::int64_t size() const { return end - begin; }
+};
+Range block_range(std::int64_t n, std::int64_t b, std::int64_t count) { return {n * b / count, n * (b + 1) / count}; }
+
 // OpenBLAS runs single-threaded for the duration of one of our GEMMs (each
-// OpenMP thread calls it on its own slice), then gets its previous setting
+// OpenMP thread calls it on its own blocks), then gets its previous setting
 // back, so that other users of OpenBLAS in the process (LibTorch, side by side
 // in the baseline benchmark) keep theirs.
 class SingleThreadedBlas {
@@ -52,44 +74,92 @@ void gemm_bias_rows(float* out_rows, const float* in_rows, const float* weight, 
               weight, to_int(K), bias ? 1.f : 0.f, out_rows, to_int(N));
 }
 
+// d_in_rows (rows, K) = d_out_rows (rows, N) · weight (N, K), on the calling thread.
+void gemm_input_grad_rows(float* d_in_rows, const float* d_out_rows, const float* weight, std::int64_t rows,
+                          std::int64_t K, std::int64_t N) {
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, to_int(rows), to_int(K), to_int(N), 1.f, d_out_rows, to_int(N),
+              weight, to_int(K), 0.f, d_in_rows, to_int(K));
+}
+
+// dst (N, K) = beta·dst + d_out_rowsᵀ (N, rows) · in_rows (rows, K), on the calling thread.
+void gemm_weight_grad(float* dst, float beta, const float* d_out_rows, const float* in_rows, std::int64_t rows,
+                      std::int64_t K, std::int64_t N) {
+  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, to_int(N), to_int(K), to_int(rows), 1.f, d_out_rows, to_int(N),
+              in_rows, to_int(K), beta, dst, to_int(K));
+}
+
 }  // namespace
+
+std::int64_t linear_row_blocks(std::int64_t M, std::int64_t K, std::int64_t N) {
+  return block_count(M * K * N, M, kMaxBlocks);
+}
+
+std::int64_t linear_weight_grad_parts(std::int64_t M, std::int64_t K, std::int64_t N) {
+  return block_count(M * K * N, M, kMaxWeightGradParts);
+}
+
+std::size_t linear_backward_weight_scratch_floats(std::int64_t M, std::int64_t K, std::int64_t N) {
+  const std::int64_t parts = linear_weight_grad_parts(M, K, N);
+  return parts > 1 ? static_cast<std::size_t>(parts * N * K) : 0;
+}
 
 void linear_forward(float* out, const float* in, const float* weight, const float* bias, std::int64_t M, std::int64_t K,
                     std::int64_t N) {
   const SingleThreadedBlas single_threaded_blas;
-#pragma omp parallel if (M * N * K >= kParallelGemmWork)
-  {
-    const Range rows = thread_slice(M, omp_get_thread_num(), omp_get_num_threads());
-    if (rows.end > rows.begin) {
-      gemm_bias_rows(out + rows.begin * N, in + rows.begin * K, weight, bias, rows.end - rows.begin, K, N);
-    }
+  const std::int64_t blocks = linear_row_blocks(M, K, N);
+  // Blocks are independent (disjoint output rows), so any thread may take any
+  // block: dynamic scheduling absorbs a core that another process holds.
+#pragma omp parallel for schedule(dynamic, 1) if (blocks > 1)
+  for (std::int64_t b = 0; b < blocks; ++b) {
+    const Range rows = block_range(M, b, blocks);
+    gemm_bias_rows(out + rows.begin * N, in + rows.begin * K, weight, bias, rows.size(), K, N);
   }
 }
 
 void linear_backward_input(float* d_in, const float* d_out, const float* weight, std::int64_t M, std::int64_t K,
                            std::int64_t N) {
   const SingleThreadedBlas single_threaded_blas;
-#pragma omp parallel if (M * N * K >= kParallelGemmWork)
-  {
-    const Range rows = thread_slice(M, omp_get_thread_num(), omp_get_num_threads());
-    if (rows.end > rows.begin) {
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, to_int(rows.end - rows.begin), to_int(K), to_int(N), 1.f,
-                  d_out + rows.begin * N, to_int(N), weight, to_int(K), 0.f, d_in + rows.begin * K, to_int(K));
-    }
+  const std::int64_t blocks = linear_row_blocks(M, K, N);
+#pragma omp parallel for schedule(dynamic, 1) if (blocks > 1)
+  for (std::int64_t b = 0; b < blocks; ++b) {
+    const Range rows = block_range(M, b, blocks);
+    gemm_input_grad_rows(d_in + rows.begin * K, d_out + rows.begin * N, weight, rows.size(), K, N);
   }
 }
 
-void linear_backward_weight(float* d_weight, const float* d_out, const float* in, std::int64_t M, std::int64_t K,
-                            std::int64_t N) {
+void linear_backward_weight(float* d_weight, const float* d_out, const float* in, float* scratch, std::int64_t M,
+                            std::int64_t K, std::int64_t N) {
   const SingleThreadedBlas single_threaded_blas;
-  // Split by rows of d_weight (output features): every element is still one
-  // full reduction over M, so the split does not change the summation.
-#pragma omp parallel if (M * N * K >= kParallelGemmWork)
+  const std::int64_t parts = linear_weight_grad_parts(M, K, N);
+  if (parts == 1) {
+    gemm_weight_grad(d_weight, 1.f, d_out, in, M, K, N);
+    return;
+  }
+  // The reduction over M is cut into fixed row ranges. Cutting the output
+  // instead would hand every block all M rows of `in` to pack again (the
+  // operand is M x K, as large as the work is long); cut this way, each row is
+  // packed once. Part p's partial sum goes to scratch[p], and each element of
+  // d_weight then adds its parts in order 0..parts-1: one summation order for
+  // any thread count.
+  const std::int64_t elems = N * K;
+  const std::int64_t chunks = (elems + kPartialSumChunk - 1) / kPartialSumChunk;
+#pragma omp parallel
   {
-    const Range feats = thread_slice(N, omp_get_thread_num(), omp_get_num_threads());
-    if (feats.end > feats.begin) {
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, to_int(feats.end - feats.begin), to_int(K), to_int(M), 1.f,
-                  d_out + feats.begin, to_int(N), in, to_int(K), 1.f, d_weight + feats.begin * K, to_int(K));
+#pragma omp for schedule(dynamic, 1)
+    for (std::int64_t p = 0; p < parts; ++p) {
+      const Range rows = block_range(M, p, parts);
+      gemm_weight_grad(scratch + p * elems, 0.f, d_out + rows.begin * N, in + rows.begin * K, rows.size(), K, N);
+    }
+#pragma omp for schedule(static)
+    for (std::int64_t c = 0; c < chunks; ++c) {
+      const std::int64_t begin = c * kPartialSumChunk, width = std::min(kPartialSumChunk, elems - begin);
+      double sum[kPartialSumChunk] = {};
+      for (std::int64_t p = 0; p < parts; ++p) {
+        const float* part = scratch + p * elems + begin;
+        for (std::int64_t e = 0; e < width; ++e) sum[e] += part[e];
+      }
+      float* dw = d_weight + begin;
+      for (std::int64_t e = 0; e < width; ++e) dw[e] = static_cast<float>(dw[e] + sum[e]);
     }
   }
 }

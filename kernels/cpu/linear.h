@@ -1,15 +1,26 @@
 // linear.h — nn.Linear forward and backward on the CPU: GEMMs through OpenBLAS.
 //
 // Weights are in nn.Linear's (out, in) layout, so out = in · Wᵀ is one row-major
-// cblas_sgemm with W transposed. The GEMMs are split across OpenMP threads by
-// rows of the output, each thread calling a single-threaded OpenBLAS on its
-// slice (OpenBLAS is set to one thread for the call, then restored): on this project's 2-core
-// machines that is ~2x faster than OpenBLAS's own pthread pool, whose spinning
-// threads also fight OpenMP's. Bias gradients are column sums accumulated in
-// double, each column summed over rows 0..M-1 in order by one thread: the same
-// bits for any thread count.
+// cblas_sgemm with W transposed. Each OpenMP thread calls a single-threaded
+// OpenBLAS on whole blocks of the GEMM (OpenBLAS is set to one thread for the
+// call, then restored): on this project's 2-core machines that is ~2x faster
+// than OpenBLAS's own pthread pool, whose spinning threads also fight OpenMP's.
+//
+// The determinism contract: the same bits for any thread count and any run,
+// whatever kernels OpenBLAS picks on this CPU. OpenBLAS chooses micro-kernels
+// and edge paths per call from its M, N and K, and the summation order of an
+// element follows them, so the blocks are a function of the GEMM's shape only
+// (linear_row_blocks, linear_weight_grad_parts), never of the thread count:
+// every BLAS call has the same shape and pointers whether 1, 2 or 3 threads run,
+// and threads only decide who computes which block. Forward and the input
+// gradient are cut by rows of the output (independent blocks). The weight
+// gradient is cut along its reduction (rows of d_out and in); the parts' sums
+// go to scratch and are added per element in part order, in double. Bias
+// gradients are column sums accumulated in double, each column summed over rows
+// 0..M-1 in order by one thread.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 namespace vitscale::cpu {
@@ -27,11 +38,20 @@ void linear_backward_input(float* d_in,          // (M, K)
                            const float* weight,  // (N, K)
                            std::int64_t M, std::int64_t K, std::int64_t N);
 
-// d_weight += d_outᵀ · in (accumulated).
+// d_weight += d_outᵀ · in (accumulated). `scratch` holds
+// linear_backward_weight_scratch_floats(M, K, N) floats (nullptr when that is 0).
 void linear_backward_weight(float* d_weight,     // (N, K)
                             const float* d_out,  // (M, N)
                             const float* in,     // (M, K)
+                            float* scratch,      // (parts, N, K)
                             std::int64_t M, std::int64_t K, std::int64_t N);
+std::size_t linear_backward_weight_scratch_floats(std::int64_t M, std::int64_t K, std::int64_t N);
+
+// The cuts, exposed for the tests: how many row blocks forward and the input
+// gradient make of an (M, K) x (K, N) GEMM, and how many reduction parts the
+// weight gradient makes. 1 below the size worth waking the thread team for.
+std::int64_t linear_row_blocks(std::int64_t M, std::int64_t K, std::int64_t N);
+std::int64_t linear_weight_grad_parts(std::int64_t M, std::int64_t K, std::int64_t N);
 
 // d_bias += Σ_rows d_out (accumulated; deterministic).
 void linear_backward_bias(float* d_bias,       // (N)

@@ -20,18 +20,6 @@ TensorView part(std::vector<float>& v, std::initializer_list<std::int64_t> dims)
   return t;
 }
 
-// Restores OpenMP's thread count when a test changes it.
-class ThreadCountGuard {
- public:
-  ThreadCountGuard() : saved_(omp_get_max_threads()) {}
-  ~ThreadCountGuard() { omp_set_num_threads(saved_); }
-  ThreadCountGuard(const ThreadCountGuard&) = delete;
-  ThreadCountGuard& operator=(const ThreadCountGuard&) = delete;
-
- private:
-  int saved_;
-};
-
 }  // namespace
 
 TEST_CASE("ops refuse wrong shapes and dtypes with std::invalid_argument naming the op", "[cpu][contract]") {

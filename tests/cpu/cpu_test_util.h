@@ -7,6 +7,8 @@
 // only on one lucky one.
 #pragma once
 
+#include <omp.h>
+
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdint>
@@ -54,6 +56,18 @@ class Rng {
 
  private:
   std::mt19937_64 engine_;
+};
+
+// Restores OpenMP's thread count when a test changes it.
+class ThreadCountGuard {
+ public:
+  ThreadCountGuard() : saved_(omp_get_max_threads()) {}
+  ~ThreadCountGuard() { omp_set_num_threads(saved_); }
+  ThreadCountGuard(const ThreadCountGuard&) = delete;
+  ThreadCountGuard& operator=(const ThreadCountGuard&) = delete;
+
+ private:
+  int saved_;
 };
 
 inline TensorView view(std::vector<float>& v, std::initializer_list<std::int64_t> dims) {

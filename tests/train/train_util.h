@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
 #include "train/train_config.h"
@@ -64,6 +65,19 @@ inline std::map<std::int64_t, double> losses_by_step(const std::vector<nlohmann:
   for (const auto& r : records)
     if (r.at("event") == "train") out[r.at("step").get<std::int64_t>()] = r.at("loss").get<double>();
   return out;
+}
+
+// Both metrics files hold `steps` training losses, equal step by step, bit for bit.
+inline void check_same_losses(const std::string& expected_jsonl, const std::string& actual_jsonl,
+                              std::size_t steps) {
+  const auto expected = losses_by_step(read_jsonl(expected_jsonl));
+  const auto actual = losses_by_step(read_jsonl(actual_jsonl));
+  REQUIRE(expected.size() == steps);
+  REQUIRE(actual.size() == steps);
+  for (const auto& [step, loss] : expected) {
+    INFO("step " << step);
+    CHECK(actual.at(step) == loss);  // exact: the same bits
+  }
 }
 
 inline const nlohmann::json* find_event(const std::vector<nlohmann::json>& records, const std::string& event) {

@@ -107,6 +107,42 @@ TEST_CASE("resume continues bit for bit: N steps == N/2, stop, resume to N", "[t
   CHECK(c.test_loss == a.test_loss);
 }
 
+TEST_CASE("the thread count changes no bit: 2 threads == 1 thread, stop, resume on 3", "[trainer][resume][threads]") {
+  // The CPU backend's contract (kernels/cpu/linear.h): every split of work is
+  // a function of the shapes, never of the thread count. So a run may change
+  // its thread count at a resume and still reproduce the uninterrupted run.
+  TempDir dir("resume_threads");
+  nlohmann::json j = tiny_synthetic_config();
+  j["train_micro_batch_size_per_gpu"] = 32;
+  j["gradient_accumulation_steps"] = 2;
+  j["training"]["max_steps"] = 24;
+  StopSignal stop;
+  std::ostringstream console;
+
+  nlohmann::json whole = j;
+  whole["logging"] = {{"metrics_out", dir / "whole.jsonl"}};
+  const TrainResult a = run_training(resolve_json(whole), stop, console);
+  REQUIRE(a.outcome == TrainResult::Outcome::finished);
+
+  nlohmann::json first = j;
+  first["runtime"]["threads"] = 1;
+  first["logging"] = {{"metrics_out", dir / "parts.jsonl"}};
+  first["checkpoint"] = {{"save_dir", dir / "ckpt"}};
+  first["training"]["stop_at_step"] = 13;
+  REQUIRE(run_training(resolve_json(first), stop, console).outcome == TrainResult::Outcome::paused);
+
+  nlohmann::json second = first;
+  second["runtime"]["threads"] = 3;
+  second["training"].erase("stop_at_step");
+  second["checkpoint"]["resume"] = dir / "ckpt";
+  const TrainResult c = run_training(resolve_json(second), stop, console);
+  REQUIRE(c.outcome == TrainResult::Outcome::finished);
+
+  check_same_losses(dir / "whole.jsonl", dir / "parts.jsonl", 24);
+  CHECK(c.test_acc == a.test_acc);
+  CHECK(c.test_loss == a.test_loss);
+}
+
 TEST_CASE("a checkpoint of another configuration is refused naming the key", "[trainer][resume]") {
   TempDir dir("mismatch");
   nlohmann::json j = tiny_synthetic_config();

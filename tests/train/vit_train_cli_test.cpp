@@ -115,6 +115,15 @@ bool wait_for_event(const std::string& jsonl, const std::string& event, double t
   return false;
 }
 
+// Starts vit_train, sends SIGTERM once it has logged a training step, and
+// returns the raw wait status (-1: it did not end within 60 s).
+int sigterm_after_first_step(const std::vector<std::string>& args, const TempDir& dir, const std::string& jsonl) {
+  Child c(args, dir / "stdout.txt", dir / "stderr.txt");
+  REQUIRE(wait_for_event(jsonl, "train", 60));
+  c.signal(SIGTERM);
+  return c.wait(60);
+}
+
 std::vector<std::string> tiny_synthetic_flags() {
   return {"--dataset", "synthetic", "--synthetic-train", "512", "--synthetic-test", "128", "--synthetic-image-size",
           "16", "--image-size", "16", "--patch-size", "4", "--dim", "32", "--depth", "2", "--heads", "2",
@@ -229,13 +238,7 @@ TEST_CASE("SIGTERM mid-run: checkpoint at the next step boundary, exit 143, resu
   for (const std::string& a : {std::string("--max-steps"), std::string("100000"), std::string("--save-dir"),
                                dir / "ckpt", std::string("--metrics-out"), dir / "m.jsonl"})
     args.push_back(a);
-  int status = 0;
-  {
-    Child c(args, dir / "stdout.txt", dir / "stderr.txt");
-    REQUIRE(wait_for_event(dir / "m.jsonl", "train", 60));
-    c.signal(SIGTERM);
-    status = c.wait(60);
-  }
+  const int status = sigterm_after_first_step(args, dir, dir / "m.jsonl");
   INFO(slurp(dir / "stdout.txt") << slurp(dir / "stderr.txt"));
   REQUIRE(status != -1);
   REQUIRE(WIFEXITED(status));
@@ -251,6 +254,32 @@ TEST_CASE("SIGTERM mid-run: checkpoint at the next step boundary, exit 143, resu
   vc.num_classes = 10;
   const Checkpoint ckpt = read_checkpoint(resolve_resume_path(dir / "ckpt"), ParamTable(vc));
   CHECK(ckpt.state.step == step);
+}
+
+TEST_CASE("SIGTERM at 1 thread, resume at 2: the losses of an uninterrupted 2-thread run, bit for bit",
+          "[cli][signal][threads]") {
+  TempDir dir("cli_sigterm_threads");
+  auto flags = [&](const char* threads, const std::string& metrics) {
+    std::vector<std::string> args = tiny_synthetic_flags();
+    *(std::find(args.begin(), args.end(), "--threads") + 1) = threads;
+    for (const std::string& a : {std::string("--max-steps"), std::string("1000"), std::string("--metrics-out"), metrics})
+      args.push_back(a);
+    return args;
+  };
+  REQUIRE(run_vit_train(flags("2", dir / "whole.jsonl"), dir).exit_code == 0);
+
+  std::vector<std::string> interrupted = flags("1", dir / "parts.jsonl");
+  interrupted.insert(interrupted.end(), {"--save-dir", dir / "ckpt"});
+  const int status = sigterm_after_first_step(interrupted, dir, dir / "parts.jsonl");
+  INFO(slurp(dir / "stdout.txt") << slurp(dir / "stderr.txt"));
+  REQUIRE(WIFEXITED(status));
+  REQUIRE(WEXITSTATUS(status) == 128 + SIGTERM);
+
+  std::vector<std::string> resumed = flags("2", dir / "parts.jsonl");
+  resumed.insert(resumed.end(), {"--save-dir", dir / "ckpt", "--resume", "auto"});
+  REQUIRE(run_vit_train(resumed, dir).exit_code == 0);
+
+  check_same_losses(dir / "whole.jsonl", dir / "parts.jsonl", 1000);
 }
 
 TEST_CASE("SIGKILL during checkpoint writes never breaks the latest checkpoint", "[cli][checkpoint]") {
