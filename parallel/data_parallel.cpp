@@ -27,11 +27,12 @@ DataParallel::DataParallel(Communicator& comm, ViTModel& model, const DataParall
   fingerprint << model.config().describe() << " params=" << model.table().total_numel()
               << " activations=" << dtype_name(model.backend().activation_dtype())
               << " reduce_bucket_size=" << options.reducer.bucket_bytes
-              << " first_bucket=" << options.reducer.first_bucket_bytes << " zero_stage=" << options.zero_stage;
+              << " first_bucket=" << options.reducer.first_bucket_bytes << " zero_stage=" << options.zero_stage
+              << " allgather_bucket_size=" << options.allgather_bucket_elements;
   check_same_across_ranks(comm, "model and data-parallel configuration", fingerprint.str());
 
   if (options.zero_stage == 1) {
-    zero1_ = std::make_unique<Zero1Optimizer>(comm, model.backend(), model.table());
+    zero1_ = std::make_unique<Zero1Optimizer>(comm, model.backend(), model.table(), options.allgather_bucket_elements);
     reducer_ = std::make_unique<GradReducer>(comm, model.table(), model.grads(), options.reducer, zero1_->layout(),
                                              zero1_->shard_grads());
   } else {

@@ -31,6 +31,8 @@ namespace vitscale {
 struct DataParallelOptions {
   ReducerOptions reducer;  // reduce_bucket_size, overlap_comm
   int zero_stage = 0;      // zero_optimization.stage: 0 or 1
+  // zero_optimization.allgather_bucket_size: elements per ZeRO-1 parameter all-gather
+  std::int64_t allgather_bucket_elements = Zero1Optimizer::kDefaultGatherBucket;
 };
 
 // The loss scale that makes the ranks' summed gradients the global-batch mean

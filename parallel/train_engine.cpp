@@ -13,6 +13,7 @@ DataParallelOptions data_parallel_options(const train::TrainConfig& config) {
   o.reducer.bucket_bytes = static_cast<std::size_t>(config.reduce_bucket_size) * sizeof(float);
   o.reducer.overlap_comm = config.overlap_comm;
   o.zero_stage = config.zero_stage;
+  o.allgather_bucket_elements = config.allgather_bucket_size;
   return o;
 }
 

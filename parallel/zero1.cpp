@@ -1,15 +1,22 @@
 #include "parallel/zero1.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <stdexcept>
 
 namespace vitscale {
 
-Zero1Optimizer::Zero1Optimizer(Communicator& comm, Backend& backend, const ParamTable& table)
+Zero1Optimizer::Zero1Optimizer(Communicator& comm, Backend& backend, const ParamTable& table,
+                               std::int64_t gather_bucket_elements)
     : comm_(comm),
       backend_(backend),
       layout_(table.total_numel(), comm.world_size()),
+      gather_bucket_(gather_bucket_elements),
       adamw_(backend, table, layout_.begin(comm.rank()), layout_.count(comm.rank())) {
+  if (gather_bucket_ < 1)
+    throw std::invalid_argument("rank " + std::to_string(comm_.rank()) +
+                                ": ZeRO-1: allgather_bucket_size must be at least 1, got " +
+                                std::to_string(gather_bucket_));
   const std::int64_t n = layout_.count(comm.rank());
   shard_grads_arena_ = make_arena(backend_, "zero1 shard gradients", [&](ArenaCarver& c) {
     shard_grads_ = c.take(DType::f32, {std::max<std::int64_t>(n, 1)}).slice_flat(0, n);
@@ -26,10 +33,29 @@ void Zero1Optimizer::step(TensorView params, const AdamWHyper& hyper, CommTiming
   CommRequest norm = comm_.all_reduce(adamw_.grad_norm_sq());
   norm.wait();
   adamw_.update(params.slice_flat(shard_begin(), shard_count()), shard_grads_, hyper);
-  const std::vector<std::int64_t> counts = layout_.counts();
-  CommRequest gather = comm_.all_gather(params, counts);
-  gather.wait();
-  if (timing) timing->gather_s += norm.busy_seconds() + gather.busy_seconds();
+  const double gather_s = gather(params);
+  if (timing) timing->gather_s += norm.busy_seconds() + gather_s;
+}
+
+std::vector<std::pair<std::int64_t, std::int64_t>> Zero1Optimizer::gather_pieces() const {
+  std::vector<std::pair<std::int64_t, std::int64_t>> pieces;
+  for (std::int64_t at = 0; at < layout_.total; at += gather_bucket_)
+    pieces.emplace_back(at, std::min(gather_bucket_, layout_.total - at));
+  return pieces;
+}
+
+double Zero1Optimizer::gather(TensorView flat) {
+  // Shards are contiguous and in rank order, so any range of the flat buffer is
+  // the concatenation of the ranks' parts of it: each piece is an in-place all-gather.
+  std::vector<CommRequest> requests;
+  for (const auto& [begin, count] : gather_pieces())
+    requests.push_back(comm_.all_gather(flat.slice_flat(begin, count), layout_.split(begin, count)));
+  double busy = 0;
+  for (CommRequest& r : requests) {
+    r.wait();
+    busy += r.busy_seconds();
+  }
+  return busy;
 }
 
 std::size_t Zero1Optimizer::full_state_bytes() const {
@@ -38,13 +64,14 @@ std::size_t Zero1Optimizer::full_state_bytes() const {
 
 std::string Zero1Optimizer::memory_report() const {
   auto mib = [](std::size_t b) { return static_cast<double>(b) / (1024.0 * 1024.0); };
-  char line[256];
+  char line[400];
   std::snprintf(line, sizeof line,
                 "ZeRO-1: optimizer state on rank %d: %.2f MiB (elements %lld..%lld of %lld; %.2f MiB unsharded, "
-                "1/%d), shard gradients %.2f MiB",
+                "1/%d), shard gradients %.2f MiB, parameter all-gather in %zu piece(s) of <= %lld elements",
                 comm_.rank(), mib(state_bytes()), static_cast<long long>(shard_begin()),
                 static_cast<long long>(shard_begin() + shard_count()), static_cast<long long>(layout_.total),
-                mib(full_state_bytes()), layout_.world, mib(shard_grad_bytes()));
+                mib(full_state_bytes()), layout_.world, mib(shard_grad_bytes()), gather_pieces().size(),
+                static_cast<long long>(gather_bucket_));
   return line;
 }
 
@@ -53,11 +80,10 @@ void Zero1Optimizer::gather_state(std::vector<float>& exp_avg, std::vector<float
   // A temporary full-length device buffer: checkpointing only, never in the step.
   Buffer full = backend_.allocate(n * sizeof(float), "zero1 state gather");
   const TensorView all(full.get(), DType::f32, {layout_.total});
-  const std::vector<std::int64_t> counts = layout_.counts();
   for (auto [src, dst] : {std::pair{adamw_.exp_avg(), &exp_avg}, std::pair{adamw_.exp_avg_sq(), &exp_avg_sq}}) {
     if (shard_count() > 0)
       backend_.copy_device(all.slice_flat(shard_begin(), shard_count()).data, src.data, src.bytes());
-    comm_.all_gather(all, counts).wait();
+    gather(all);
     dst->resize(n);
     backend_.copy_to_host(dst->data(), all.data, all.bytes());
   }

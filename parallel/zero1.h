@@ -7,7 +7,10 @@
 //      the summed gradients lands in shard_grads();
 //   2. Σg² of the shard, all-reduced, gives the global norm for clipping;
 //   3. AdamW on this rank's shard of the master weights;
-//   4. all-gather of the updated parameters, so every rank holds them all.
+//   4. all-gather of the updated parameters, so every rank holds them all, in
+//      pieces of at most allgather_bucket_size elements (DeepSpeed's key; the
+//      pieces are launched together and waited for together; the gather is in
+//      place, so the size bounds each collective's message, not memory).
 // The state saves and loads as full-length flat arrays (the parameter table's
 // order), so a checkpoint written at one world size loads at any other.
 #pragma once
@@ -15,6 +18,7 @@
 #include <cstddef>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "parallel/bucket_plan.h"
@@ -27,7 +31,13 @@ namespace vitscale {
 
 class Zero1Optimizer {
  public:
-  Zero1Optimizer(Communicator& comm, Backend& backend, const ParamTable& table);
+  // gather_bucket_elements: the most elements one all-gather moves (>= 1).
+  Zero1Optimizer(Communicator& comm, Backend& backend, const ParamTable& table,
+                 std::int64_t gather_bucket_elements = kDefaultGatherBucket);
+  static constexpr std::int64_t kDefaultGatherBucket = 500'000'000;  // DeepSpeed's allgather_bucket_size
+
+  // The all-gathers of one step: [begin, begin + count) of the flat buffer each.
+  std::vector<std::pair<std::int64_t, std::int64_t>> gather_pieces() const;
 
   const ShardLayout& layout() const { return layout_; }
   std::int64_t shard_begin() const { return adamw_.begin(); }
@@ -50,9 +60,14 @@ class Zero1Optimizer {
   void load_state(std::span<const float> exp_avg, std::span<const float> exp_avg_sq);
 
  private:
+  // All-gathers `flat` (n elements, this rank's shard in place) piece by piece;
+  // returns the collectives' busy seconds.
+  double gather(TensorView flat);
+
   Communicator& comm_;
   Backend& backend_;
   ShardLayout layout_;
+  std::int64_t gather_bucket_;
   AdamWOptimizer adamw_;
   Arena shard_grads_arena_;
   TensorView shard_grads_;

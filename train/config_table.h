@@ -34,5 +34,9 @@ std::span<const Setting> settings();
 std::string setting_label(const std::string& json_key);
 // Copies every set field of `over` onto `base`.
 void merge_options(TrainOptions& base, const TrainOptions& over);
+// Whether `options` sets the setting with this JSON key.
+bool is_set(const TrainOptions& options, const std::string& json_key);
+// What a key written as "auto" resolved to in `config` (JSON text).
+std::string auto_value(const TrainConfig& config, const std::string& json_key);
 
 }  // namespace vitscale::train

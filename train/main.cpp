@@ -1,5 +1,6 @@
 // main.cpp — vit_train: parse, resolve, build, train; every failure is one line
-// "vit_train: error: ..." and a non-zero exit.
+// "vit_train: error: ..." per problem (a config file's problems all at once)
+// and a non-zero exit.
 //
 // Exit status: 0 finished (or paused by --stop-at-step); 1 error; 2 bad command
 // line; 128 + signal when SIGTERM/SIGINT stopped the run (after its checkpoint
@@ -9,6 +10,7 @@
 // build has parallel/'s engine (VITSCALE_TRAIN_DATA_PARALLEL), TrainLaunch
 // finds rank and world size and the step engine all-reduces gradients (or runs
 // ZeRO-1); otherwise vit_train is single-process.
+#include <algorithm>
 #include <chrono>
 #include <exception>
 #include <iostream>
@@ -32,6 +34,18 @@ std::string one_line(std::string s) {
   return s;
 }
 
+// Each line of a ConfigError (one problem per line) as its own "vit_train: error: ..." line.
+void print_errors(const std::string& message) {
+  std::size_t begin = 0;
+  do {
+    const std::size_t end = std::min(message.find('\n', begin), message.size());
+    std::string line = message.substr(begin, end - begin);
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    std::cerr << "vit_train: error: " << line << "\n";
+    begin = end + 1;
+  } while (begin < message.size());
+}
+
 int run(int argc, char** argv) {
   using namespace vitscale::train;
   const auto start = std::chrono::steady_clock::now();
@@ -50,7 +64,10 @@ int run(int argc, char** argv) {
 #endif
   TrainConfig config = resolve(file, cl->options, world_size);
   if (cl->print_config) {
-    if (rank == 0) std::cout << config.to_json().dump(2) << "\n";
+    if (rank == 0) {
+      std::cout << config.to_json().dump(2) << "\n";
+      for (const std::string& note : config_notes(config)) std::cerr << "vit_train: " << note << "\n";
+    }
     return 0;
   }
 #ifdef VITSCALE_TRAIN_DATA_PARALLEL
@@ -79,6 +96,10 @@ int run(int argc, char** argv) {
 int main(int argc, char** argv) {
   try {
     return run(argc, argv);
+  } catch (const vitscale::train::ConfigError& e) {
+    std::cout.flush();
+    print_errors(e.what());
+    return 1;
   } catch (const std::exception& e) {
     std::cout.flush();
     std::cerr << "vit_train: error: " << one_line(e.what()) << "\n";

@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
+#include <iterator>
 #include <ostream>
 #include <stdexcept>
 
@@ -30,17 +32,51 @@ std::string format_duration(double s) {
   return buf;
 }
 
-MetricsLog::MetricsLog(std::ostream& console, const std::string& jsonl_path, bool append, bool enabled)
+namespace {
+
+constexpr const char* kCsvColumns[] = {"event",     "step",         "epoch",     "loss",     "lr",
+                                       "grad_norm", "images_per_s", "elapsed_s", "test_acc", "test_loss"};
+
+}  // namespace
+
+MetricsLog::MetricsLog(std::ostream& console, const std::string& jsonl_path, bool append, bool enabled,
+                       const std::string& csv_path)
     : console_(console), enabled_(enabled) {
-  if (!enabled_ || jsonl_path.empty()) return;
-  file_.open(jsonl_path, append ? std::ios::app : std::ios::trunc);
-  if (!file_) throw std::runtime_error(jsonl_path + ": cannot open the metrics file: " + std::strerror(errno));
+  if (!enabled_) return;
+  if (!jsonl_path.empty()) {
+    file_.open(jsonl_path, append ? std::ios::app : std::ios::trunc);
+    if (!file_) throw std::runtime_error(jsonl_path + ": cannot open the metrics file: " + std::strerror(errno));
+  }
+  if (!csv_path.empty()) {
+    const std::filesystem::path path(csv_path);
+    std::error_code ec;
+    if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path(), ec);
+    const bool has_header = append && std::filesystem::exists(path, ec) && std::filesystem::file_size(path, ec) > 0;
+    csv_.open(csv_path, append ? std::ios::app : std::ios::trunc);
+    if (!csv_) throw std::runtime_error(csv_path + ": cannot open the csv_monitor file: " + std::strerror(errno));
+    if (!has_header) {
+      for (std::size_t i = 0; i < std::size(kCsvColumns); ++i) csv_ << (i ? "," : "") << kCsvColumns[i];
+      csv_ << '\n' << std::flush;
+    }
+  }
 }
 
 void MetricsLog::write(const nlohmann::ordered_json& record) {
   if (!file_.is_open()) return;
   file_ << record.dump() << '\n';
   file_.flush();
+}
+
+void MetricsLog::write_csv(const nlohmann::ordered_json& record) {
+  if (!csv_.is_open()) return;
+  for (std::size_t i = 0; i < std::size(kCsvColumns); ++i) {
+    if (i) csv_ << ',';
+    if (!record.contains(kCsvColumns[i])) continue;
+    const auto& v = record.at(kCsvColumns[i]);
+    csv_ << (v.is_string() ? v.get<std::string>() : v.dump());
+  }
+  csv_ << '\n';
+  csv_.flush();
 }
 
 void MetricsLog::train(const TrainRecord& r) {
@@ -80,6 +116,7 @@ void MetricsLog::train(const TrainRecord& r) {
   }
   console_.flush();
   write(j);
+  write_csv(j);
 }
 
 void MetricsLog::eval(const EvalRecord& r) {
@@ -89,8 +126,11 @@ void MetricsLog::eval(const EvalRecord& r) {
                 r.epoch, static_cast<long long>(r.step), r.test_acc, r.test_loss, static_cast<long long>(r.images),
                 format_duration(r.eval_s).c_str());
   console_ << line << '\n' << std::flush;
-  write({{"event", "eval"},         {"epoch", r.epoch},         {"step", r.step},     {"test_acc", r.test_acc},
-         {"test_loss", r.test_loss}, {"images", r.images},       {"eval_s", r.eval_s}});
+  const nlohmann::ordered_json j = {{"event", "eval"},        {"epoch", r.epoch},         {"step", r.step},
+                                    {"test_acc", r.test_acc}, {"test_loss", r.test_loss}, {"images", r.images},
+                                    {"eval_s", r.eval_s}};
+  write(j);
+  write_csv(j);
 }
 
 void MetricsLog::final(const FinalRecord& r) {

@@ -10,7 +10,10 @@
 //               "optimizer":..}}   (time_ms with wall_clock_breakdown)
 //   {"event":"eval","epoch":..,"step":..,"test_acc":..,"test_loss":..,"images":..,"eval_s":..}
 //   {"event":"final","test_acc":..,"test_loss":..,"images_per_s":..,"wall_s":..,"steps":..}
-// plus "start", "resume", "checkpoint" and "interrupted" records. Losses are
+// plus "start", "resume", "checkpoint", "interrupted" and "flops_profile" records.
+// With csv_monitor, the train and eval records also go to a CSV file, one row
+// each: event,step,epoch,loss,lr,grad_norm,images_per_s,elapsed_s,test_acc,test_loss
+// (empty cells where a record has no such field). Losses are
 // written with full double precision (round-trip exact), so two runs' files can
 // be compared bit for bit.
 #pragma once
@@ -63,10 +66,11 @@ std::string format_duration(double seconds);  // "45s", "3m12s", "2h05m"
 
 class MetricsLog {
  public:
-  // console: where lines go (std::cout); jsonl_path empty: no file. append:
-  // continue an existing file (a resumed run). enabled = false (ranks > 0):
-  // nothing is printed or written.
-  MetricsLog(std::ostream& console, const std::string& jsonl_path, bool append, bool enabled = true);
+  // console: where lines go (std::cout); jsonl_path, csv_path empty: no such
+  // file. append: continue existing files (a resumed run). enabled = false
+  // (ranks > 0): nothing is printed or written.
+  MetricsLog(std::ostream& console, const std::string& jsonl_path, bool append, bool enabled = true,
+             const std::string& csv_path = "");
 
   void train(const TrainRecord& r);
   void eval(const EvalRecord& r);
@@ -78,8 +82,9 @@ class MetricsLog {
 
  private:
   void write(const nlohmann::ordered_json& record);
+  void write_csv(const nlohmann::ordered_json& record);
   std::ostream& console_;
-  std::ofstream file_;
+  std::ofstream file_, csv_;
   bool enabled_;
 };
 

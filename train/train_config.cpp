@@ -13,6 +13,7 @@
 #include <CLI/CLI.hpp>
 
 #include "train/config_table.h"
+#include "train/deepspeed_keys.h"
 
 namespace vitscale::train {
 
@@ -77,13 +78,28 @@ const Setting kSettings[] = {
     {"scheduler.params.total_num_steps", "--total-num-steps", "Schedule", "length of the schedule (default: the run's length)", &O::total_num_steps},
     {"scheduler.params.warmup_min_ratio", "--warmup-min-ratio", "Schedule", "warmup starts at this fraction of lr", &O::warmup_min_ratio},
     {"scheduler.params.cos_min_ratio", "--cos-min-ratio", "Schedule", "cosine ends at this fraction of lr", &O::cos_min_ratio},
-    {"scheduler.params.warmup_type", "--warmup-type", "Schedule", "linear or log (DeepSpeed's default is log; ours is linear)", &O::warmup_type},
+    {"scheduler.params.warmup_type", "--warmup-type", "Schedule", "linear or log (default: linear for WarmupCosineLR, DeepSpeed's log for WarmupLR and WarmupDecayLR)", &O::warmup_type},
+    {"scheduler.params.warmup_min_lr", "--warmup-min-lr", "Schedule", "WarmupLR, WarmupDecayLR: the rate warmup starts from (default: 0)", &O::warmup_min_lr},
+    {"scheduler.params.warmup_max_lr", "--warmup-max-lr", "Schedule", "WarmupLR, WarmupDecayLR: the rate warmup reaches (default: --lr)", &O::warmup_max_lr},
+    {"scheduler.params.cycle_min_lr", "--cycle-min-lr", "Schedule", "OneCycle: the cycle's low rate (required by OneCycle)", &O::cycle_min_lr},
+    {"scheduler.params.cycle_max_lr", "--cycle-max-lr", "Schedule", "OneCycle: the cycle's peak rate (default: --lr)", &O::cycle_max_lr},
+    {"scheduler.params.cycle_first_step_size", "--cycle-first-step-size", "Schedule", "OneCycle: updates from the low rate to the peak (default: 2000)", &O::cycle_first_step_size},
+    {"scheduler.params.cycle_second_step_size", "--cycle-second-step-size", "Schedule", "OneCycle: updates from the peak back down (default: the first's)", &O::cycle_second_step_size},
+    {"scheduler.params.cycle_first_stair_count", "--cycle-first-stair-count", "Schedule", "OneCycle: stairs of the rising half (0: continuous)", &O::cycle_first_stair_count},
+    {"scheduler.params.cycle_second_stair_count", "--cycle-second-stair-count", "Schedule", "OneCycle: stairs of the falling half (default: the first's)", &O::cycle_second_stair_count},
+    {"scheduler.params.decay_step_size", "--decay-step-size", "Schedule", "OneCycle: after the cycle, the rate is cycle_min_lr / (1 + decay_lr_rate x steps / this) (0: no decay)", &O::decay_step_size},
+    {"scheduler.params.decay_lr_rate", "--decay-lr-rate", "Schedule", "OneCycle: the post-cycle decay rate (0: no decay)", &O::decay_lr_rate},
+    {"scheduler.params.cycle_momentum", "--cycle-momentum", "Schedule", "OneCycle: cycle AdamW's beta1 inversely to the rate, beta2 0.99, as DeepSpeed (default: true)", &O::cycle_momentum},
+    {"scheduler.params.cycle_min_mom", "--cycle-min-mom", "Schedule", "OneCycle: beta1 at the peak rate (default: 0.8)", &O::cycle_min_mom},
+    {"scheduler.params.cycle_max_mom", "--cycle-max-mom", "Schedule", "OneCycle: beta1 at the low rate (default: 0.9)", &O::cycle_max_mom},
+    {"scheduler.params.decay_mom_rate", "--decay-mom-rate", "Schedule", "OneCycle: after the cycle, beta1 = cycle_max_mom x (1 + this x steps / decay_step_size)", &O::decay_mom_rate},
     // precision and parallelism
     {"bf16.enabled", "--bf16", "Precision and parallelism", "bf16 activations and weight copies, fp32 master weights (CUDA only)", &O::bf16},
     {"runtime.tf32", "--tf32", "Precision and parallelism", "allow TF32 tensor cores for fp32 GEMMs (CUDA only)", &O::tf32},
     {"zero_optimization.stage", "--zero-stage", "Precision and parallelism", "0: plain data parallel; 1: optimizer state sharded across ranks", &O::zero_stage},
     {"zero_optimization.reduce_bucket_size", "--reduce-bucket-size", "Precision and parallelism", "gradient bucket size in elements", &O::reduce_bucket_size},
     {"zero_optimization.overlap_comm", "--overlap-comm", "Precision and parallelism", "overlap gradient all-reduce with backward", &O::overlap_comm},
+    {"zero_optimization.allgather_bucket_size", "--allgather-bucket-size", "Precision and parallelism", "ZeRO-1: elements per parameter all-gather (the gather after the update is split into pieces of at most this many)", &O::allgather_bucket_size},
     // device
     {"runtime.device", "--device", "Device", "cpu, cuda or auto (cuda when built with CUDA and a GPU is present)", &O::device},
     {"runtime.threads", "--threads", "Device", "CPU backend threads (0: OpenMP's default)", &O::threads},
@@ -92,6 +108,12 @@ const Setting kSettings[] = {
     {"wall_clock_breakdown", "--wall-clock-breakdown", "Logging", "split step time into data wait, forward, backward, communication, optimizer (synchronises the device)", &O::wall_clock_breakdown},
     {"steps_per_print", "--steps-per-print", "Logging", "log a line and a JSONL record every this many steps", &O::steps_per_print},
     {"logging.metrics_out", "--metrics-out", "Logging", "JSONL metrics file (one record per logged step, per evaluation, and a final one)", &O::metrics_out},
+    {"csv_monitor.enabled", "--csv-monitor", "Logging", "also write the logged steps and evaluations as CSV: output_path/job_name/metrics.csv, else beside --metrics-out", &O::csv_monitor},
+    {"csv_monitor.output_path", "--csv-output-path", "Logging", "csv_monitor: the folder for job_name/metrics.csv", &O::csv_output_path},
+    {"csv_monitor.job_name", "--csv-job-name", "Logging", "csv_monitor: the job's folder under output_path", &O::csv_job_name},
+    {"flops_profiler.enabled", "--flops-profiler", "Logging", "print one step's FLOPs (GEMMs and attention, forward and backward) and the achieved FLOP/s", &O::flops_profiler},
+    {"flops_profiler.profile_step", "--flops-profile-step", "Logging", "the step the FLOPs profiler measures", &O::flops_profile_step},
+    {"flops_profiler.output_file", "--flops-output-file", "Logging", "also write the profile to this file (default: the console only)", &O::flops_output_file},
     // checkpoints
     {"checkpoint.save_dir", "--save-dir", "Checkpoints", "directory for checkpoints (ckpt-<step>.safetensors and a 'latest' pointer)", &O::save_dir},
     {"checkpoint.save_every", "--save-every", "Checkpoints", "also save every this many steps (0: only at the end and when interrupted)", &O::save_every},
@@ -119,19 +141,27 @@ std::size_t edit_distance(const std::string& a, const std::string& b) {
 // Every JSON key the reader knows: leaves (from the table) and the sections above them.
 struct KnownKeys {
   std::set<std::string> leaves, sections;
+  std::set<std::string> deepspeed;  // deepspeed_keys.h: no settings, judged by resolve()
   KnownKeys() {
     for (const Setting& s : kSettings) {
       std::string key = s.json_key;
       if (const auto bracket = key.find('['); bracket != std::string::npos) key = key.substr(0, bracket);
       leaves.insert(key);
-      for (auto dot = key.find('.'); dot != std::string::npos; dot = key.find('.', dot + 1))
-        sections.insert(key.substr(0, dot));
+      add_sections(key);
     }
+    for (const std::string& key : deepspeed_key_names()) {
+      deepspeed.insert(key);
+      add_sections(key);
+    }
+  }
+  void add_sections(const std::string& key) {
+    for (auto dot = key.find('.'); dot != std::string::npos; dot = key.find('.', dot + 1))
+      sections.insert(key.substr(0, dot));
   }
   std::string suggestion(const std::string& key) const {
     std::string best;
     std::size_t best_d = 3;  // suggest only close misspellings
-    for (const auto* set : {&leaves, &sections})
+    for (const auto* set : {&leaves, &sections, &deepspeed})
       for (const std::string& k : *set)
         if (const std::size_t d = edit_distance(key, k); d < best_d) best_d = d, best = k;
     return best.empty() ? "" : " (did you mean '" + best + "'?)";
@@ -196,24 +226,45 @@ void assign_from_json(TrainOptions& o, const Setting& s, const nlohmann::json& v
       s.member);
 }
 
+// vitscale's own sections; every other key is DeepSpeed's.
+bool is_vitscale_key(const std::string& key) {
+  const std::string section = key.substr(0, key.find('.'));
+  for (const char* own : {"model", "data", "training", "runtime", "logging", "checkpoint"})
+    if (section == own) return true;
+  return false;
+}
+
+// Reads one object; every problem is recorded (o.problems), none stops the read.
 void read_object(TrainOptions& o, const nlohmann::json& obj, const std::string& prefix, const KnownKeys& known,
                  const std::string& what) {
   for (auto it = obj.begin(); it != obj.end(); ++it) {
     const std::string key = prefix.empty() ? it.key() : prefix + "." + it.key();
-    if (key == "optimizer.params.betas") {
-      const auto& v = *it;
-      if (!v.is_array() || v.size() != 2 || !v[0].is_number() || !v[1].is_number())
-        throw ConfigError(what + ": key 'optimizer.params.betas' must be an array of two numbers, got " + json_repr(v));
-      o.beta1 = v[0].get<double>();
-      o.beta2 = v[1].get<double>();
-    } else if (known.leaves.count(key)) {
-      assign_from_json(o, *find_by_key(key), *it, what);
-    } else if (known.sections.count(key)) {
-      if (!it->is_object())
-        throw ConfigError(what + ": key '" + key + "' must be an object (a section), got " + json_repr(*it));
-      read_object(o, *it, key, known, what);
-    } else {
-      throw ConfigError(what + ": unknown key '" + key + "'" + known.suggestion(key));
+    const auto& v = *it;
+    const bool setting = key == "optimizer.params.betas" || known.leaves.count(key);
+    try {
+      if (setting && v == "auto" && !is_vitscale_key(key)) {
+        o.auto_keys.push_back(key);  // Hugging Face's "auto": resolved from the other keys
+      } else if (setting && v.is_null() && !is_vitscale_key(key)) {
+        // DeepSpeed's null (Python's None) means its default: as if absent.
+      } else if (key == "optimizer.params.betas") {
+        if (!v.is_array() || v.size() != 2 || !v[0].is_number() || !v[1].is_number())
+          throw ConfigError(what + ": key 'optimizer.params.betas' must be an array of two numbers, got " +
+                            json_repr(v));
+        o.beta1 = v[0].get<double>();
+        o.beta2 = v[1].get<double>();
+      } else if (setting) {
+        assign_from_json(o, *find_by_key(key), v, what);
+      } else if (known.deepspeed.count(key)) {
+        o.deepspeed_keys.push_back({key, v, what});
+      } else if (known.sections.count(key)) {
+        if (!v.is_object())
+          throw ConfigError(what + ": key '" + key + "' must be an object (a section), got " + json_repr(v));
+        read_object(o, v, key, known, what);
+      } else {
+        throw ConfigError(what + ": unknown key '" + key + "'" + known.suggestion(key));
+      }
+    } catch (const ConfigError& e) {
+      o.problems.emplace_back(e.what());
     }
   }
 }
@@ -235,6 +286,11 @@ void merge_options(TrainOptions& base, const TrainOptions& over) {
           if ((over.*member).has_value()) base.*member = over.*member;
         },
         s.member);
+}
+
+bool is_set(const TrainOptions& options, const std::string& json_key) {
+  const Setting* s = find_by_key(json_key);
+  return s && std::visit([&](auto member) { return (options.*member).has_value(); }, s->member);
 }
 
 TrainOptions parse_config_json(const nlohmann::json& j, const std::string& what) {

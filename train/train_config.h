@@ -26,9 +26,17 @@
 
 namespace vitscale::train {
 
-// A configuration that cannot work; what() is the one line to print.
+// A configuration that cannot work; what() is the lines to print, one per problem.
 struct ConfigError : std::runtime_error {
   using std::runtime_error::runtime_error;
+};
+
+// A key of DeepSpeed's configuration reference that is no setting here, as the
+// file gave it; resolve() judges it (accepted with no effect, or refused).
+struct DeepSpeedKey {
+  std::string key;  // dotted path: "zero_optimization.contiguous_gradients"
+  nlohmann::json value;
+  std::string source;  // the file, for messages
 };
 
 // What was said, by one source (the JSON file or the command line). Unset means
@@ -62,10 +70,15 @@ struct TrainOptions {
   std::optional<std::string> scheduler_type, warmup_type;
   std::optional<std::int64_t> warmup_steps, total_num_steps;
   std::optional<double> warmup_epochs, warmup_min_ratio, cos_min_ratio;
+  std::optional<double> warmup_min_lr, warmup_max_lr;  // WarmupLR, WarmupDecayLR
+  std::optional<double> cycle_min_lr, cycle_max_lr, decay_lr_rate, cycle_min_mom, cycle_max_mom, decay_mom_rate;
+  std::optional<std::int64_t> cycle_first_step_size, cycle_second_step_size, cycle_first_stair_count,
+      cycle_second_stair_count, decay_step_size;  // OneCycle
+  std::optional<bool> cycle_momentum;
   // --- precision and parallelism (DeepSpeed) ------------------------------------------
   std::optional<bool> bf16, tf32;
   std::optional<int> zero_stage;
-  std::optional<std::int64_t> reduce_bucket_size;
+  std::optional<std::int64_t> reduce_bucket_size, allgather_bucket_size;
   std::optional<bool> overlap_comm;
   // --- device ---------------------------------------------------------------------
   std::optional<std::string> device;
@@ -77,6 +90,15 @@ struct TrainOptions {
   std::optional<std::string> metrics_out, save_dir, resume;
   std::optional<std::int64_t> save_every;
   std::optional<int> keep_checkpoints;
+  // --- monitors and profiler (DeepSpeed) -------------------------------------------------
+  std::optional<bool> csv_monitor, flops_profiler;
+  std::optional<std::string> csv_output_path, csv_job_name, flops_output_file;
+  std::optional<std::int64_t> flops_profile_step;
+
+  // Filled by the JSON reader only (a command line has none of these):
+  std::vector<std::string> auto_keys;        // DeepSpeed keys written as "auto": resolved as if absent
+  std::vector<DeepSpeedKey> deepspeed_keys;  // DeepSpeed keys outside the settings table (deepspeed_keys.h)
+  std::vector<std::string> problems;         // every unknown key and wrong type, one line each; resolve() throws them
 };
 
 // The resolved configuration of a run: every value decided and checked.
@@ -110,15 +132,25 @@ struct TrainConfig {
   // optimizer (AdamW) and schedule (warmup then cosine)
   std::string optimizer_type = "AdamW";
   double lr = 3e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.05, gradient_clipping = 1.0;
-  std::string scheduler_type = "WarmupCosineLR", warmup_type = "linear";
+  std::string scheduler_type = "WarmupCosineLR";
+  std::string warmup_type = "linear";  // unset: linear for WarmupCosineLR, DeepSpeed's log for the others
   std::int64_t warmup_steps = -1;   // -1: from warmup_epochs
   double warmup_epochs = 0.5;
   std::int64_t total_num_steps = 0;  // 0: the run's length
   double warmup_min_ratio = 0.0, cos_min_ratio = 0.01;
+  double warmup_min_lr = 0.0, warmup_max_lr = 0.0;  // WarmupLR/WarmupDecayLR; max unset: lr
+  // OneCycle (DeepSpeed's defaults; cycle_max_lr unset: lr; the second half's
+  // size and stair count unset: the first's)
+  double cycle_min_lr = 0.0, cycle_max_lr = 0.0, decay_lr_rate = 0.0;
+  std::int64_t cycle_first_step_size = 2000, cycle_second_step_size = 2000;
+  std::int64_t cycle_first_stair_count = 0, cycle_second_stair_count = 0, decay_step_size = 0;
+  bool cycle_momentum = true;
+  double cycle_min_mom = 0.8, cycle_max_mom = 0.9, decay_mom_rate = 0.0;
   // precision and parallelism
   bool bf16 = false, tf32 = true;
   int zero_stage = 0;
-  std::int64_t reduce_bucket_size = 25'000'000;  // elements, as DeepSpeed counts
+  std::int64_t reduce_bucket_size = 25'000'000;      // elements, as DeepSpeed counts
+  std::int64_t allgather_bucket_size = 500'000'000;  // elements per ZeRO-1 parameter all-gather (DeepSpeed's default)
   bool overlap_comm = true;
   // device
   std::string device = "auto";  // cpu | cuda | auto
@@ -130,6 +162,18 @@ struct TrainConfig {
   std::string metrics_out, save_dir, resume;
   std::int64_t save_every = 0;  // steps; 0: only at the end (and when interrupted)
   int keep_checkpoints = 2;
+  // monitors and profiler
+  bool csv_monitor = false;
+  std::string csv_output_path, csv_job_name = "DeepSpeedJobName";
+  bool flops_profiler = false;
+  std::int64_t flops_profile_step = 1;
+  std::string flops_output_file;
+
+  // The DeepSpeed keys of the file that have no effect here, grouped by reason:
+  // "contiguous_gradients (gradient buckets are always contiguous)"; printed once at start-up.
+  std::vector<std::string> no_effect;
+  // The keys written as "auto" with what they resolved to: "train_batch_size = 128".
+  std::vector<std::string> auto_resolved;
 
   // Everything, as a JSON object in the config file's own layout (printed at
   // start-up, stored in checkpoints).
@@ -143,7 +187,9 @@ struct TrainConfig {
 // The model presets (--model) are runtime/vit_config.h's vit_presets().
 
 // The JSON file's settings. Unknown keys, wrong types and malformed sections are
-// refused naming the key ("config.json: unknown key 'zero_optimization.stag'").
+// recorded in problems, one line naming each key ("config.json: unknown key
+// 'zero_optimization.stag'"), and thrown together by resolve(), with every
+// other problem of the run. Only a file that is no JSON object throws here.
 TrainOptions parse_config_json(const nlohmann::json& j, const std::string& what);
 TrainOptions load_config_file(const std::string& path);
 
@@ -160,7 +206,17 @@ std::string help_text();
 
 // Defaults ← file ← flags; preset; batch arithmetic; validation. A preset whose
 // image size is 0 leaves image_size 0: the trainer sets it to the dataset's side.
+// Throws one ConfigError listing every problem, one line each.
 TrainConfig resolve(const TrainOptions& file, const TrainOptions& flags, int world_size = 1);
+
+// csv_monitor's file: output_path/job_name/metrics.csv, else beside
+// logging.metrics_out (its extension replaced by .csv); "" when csv_monitor is off.
+std::string csv_monitor_path(const TrainConfig& config);
+
+// The start-up notes of a resolved config: one line naming every DeepSpeed key
+// that has no effect here, with the reasons, and one with the "auto" values
+// as resolved (none when there are none).
+std::vector<std::string> config_notes(const TrainConfig& config);
 
 // Compares a checkpoint's stored config (to_json()) with this run's
 // identity_json(); throws ConfigError naming the first key that differs.

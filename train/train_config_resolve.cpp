@@ -1,19 +1,19 @@
 // train_config_resolve.cpp — presets, merging, DeepSpeed's batch arithmetic and
-// validation: from what was said to a TrainConfig that can run.
+// validation: from what was said to a TrainConfig that can run. Every problem
+// is collected (the file's unknown keys and wrong types, its refused DeepSpeed
+// keys, every impossible value) and thrown once, one line each.
+#include <algorithm>
 #include <cmath>
 #include <sstream>
 
 #include "data/dataset_registry.h"
 #include "train/config_table.h"
+#include "train/deepspeed_keys.h"
 #include "train/train_config.h"
 
 namespace vitscale::train {
 
 namespace {
-
-[[noreturn]] void refuse(const std::string& key, const std::string& why) {
-  throw ConfigError(setting_label(key) + " " + why);
-}
 
 template <class T>
 std::string str(T v) {
@@ -22,77 +22,90 @@ std::string str(T v) {
   return s.str();
 }
 
-void at_least(const std::string& key, std::int64_t v, std::int64_t lo) {
-  if (v < lo) refuse(key, "must be at least " + str(lo) + ", got " + str(v));
-}
-void in_range(const std::string& key, std::int64_t v, std::int64_t lo, std::int64_t hi) {
-  if (v < lo || v > hi) refuse(key, "must be in [" + str(lo) + ", " + str(hi) + "], got " + str(v));
-}
-void finite(const std::string& key, double v) {
-  if (!std::isfinite(v)) refuse(key, "must be a finite number, got " + str(v));
-}
-void positive(const std::string& key, double v) {
-  finite(key, v);
-  if (v <= 0) refuse(key, "must be positive, got " + str(v));
-}
-void non_negative(const std::string& key, double v) {
-  finite(key, v);
-  if (v < 0) refuse(key, "must not be negative, got " + str(v));
-}
-void unit_interval(const std::string& key, double v, bool include_one) {
-  finite(key, v);
-  if (v < 0 || v > 1 || (!include_one && v == 1))
-    refuse(key, std::string("must be in [0, 1") + (include_one ? "]" : ")") + ", got " + str(v));
-}
-void one_of(const std::string& key, const std::string& v, std::initializer_list<const char*> allowed) {
-  std::string list;
-  for (const char* a : allowed) {
-    if (v == a) return;
-    list += (list.empty() ? "" : ", ") + std::string(a);
+// Every problem of one run, one line each.
+class Problems {
+ public:
+  explicit Problems(std::vector<std::string> lines) : lines_(std::move(lines)) {}
+  void add(std::string line) { lines_.push_back(std::move(line)); }
+  void refuse(const std::string& key, const std::string& why) { add(setting_label(key) + " " + why); }
+  std::vector<std::string>& lines() { return lines_; }
+
+  void at_least(const std::string& key, std::int64_t v, std::int64_t lo) {
+    if (v < lo) refuse(key, "must be at least " + str(lo) + ", got " + str(v));
   }
-  refuse(key, "must be one of " + list + ", got '" + v + "'");
-}
+  void in_range(const std::string& key, std::int64_t v, std::int64_t lo, std::int64_t hi) {
+    if (v < lo || v > hi) refuse(key, "must be in [" + str(lo) + ", " + str(hi) + "], got " + str(v));
+  }
+  bool finite(const std::string& key, double v) {
+    if (!std::isfinite(v)) refuse(key, "must be a finite number, got " + str(v));
+    return std::isfinite(v);
+  }
+  void positive(const std::string& key, double v) {
+    if (finite(key, v) && v <= 0) refuse(key, "must be positive, got " + str(v));
+  }
+  void non_negative(const std::string& key, double v) {
+    if (finite(key, v) && v < 0) refuse(key, "must not be negative, got " + str(v));
+  }
+  void unit_interval(const std::string& key, double v, bool include_one) {
+    if (finite(key, v) && (v < 0 || v > 1 || (!include_one && v == 1)))
+      refuse(key, std::string("must be in [0, 1") + (include_one ? "]" : ")") + ", got " + str(v));
+  }
+  void one_of(const std::string& key, const std::string& v, std::initializer_list<const char*> allowed) {
+    std::string list;
+    for (const char* a : allowed) {
+      if (v == a) return;
+      list += (list.empty() ? "" : ", ") + std::string(a);
+    }
+    refuse(key, "must be one of " + list + ", got '" + v + "'");
+  }
+
+ private:
+  std::vector<std::string> lines_;
+};
 
 // DeepSpeed's rule: train_batch_size = micro × accumulation × world size; any two
 // fix the third; all three must agree; the micro batch alone means accumulation 1.
-void batch_arithmetic(const TrainOptions& o, TrainConfig& c) {
+void batch_arithmetic(const TrainOptions& o, TrainConfig& c, Problems& p) {
   const int w = c.world_size;
   const auto& tbs = o.train_batch_size;
   const auto& mb = o.micro_batch_size;
   const auto& ga = o.gradient_accumulation_steps;
-  if (tbs) at_least("train_batch_size", *tbs, 1);
-  if (mb) at_least("train_micro_batch_size_per_gpu", *mb, 1);
-  if (ga) at_least("gradient_accumulation_steps", *ga, 1);
+  const std::size_t before = p.lines().size();
+  if (tbs) p.at_least("train_batch_size", *tbs, 1);
+  if (mb) p.at_least("train_micro_batch_size_per_gpu", *mb, 1);
+  if (ga) p.at_least("gradient_accumulation_steps", *ga, 1);
+  if (p.lines().size() != before) return;
   const std::string ws = " x world size " + str(w);
   if (tbs && mb && ga) {
     if (static_cast<std::int64_t>(*mb) * *ga * w != *tbs)
-      throw ConfigError("batch sizes contradict each other: train_batch_size " + str(*tbs) +
-                        " != train_micro_batch_size_per_gpu " + str(*mb) + " x gradient_accumulation_steps " +
-                        str(*ga) + ws);
+      return p.add("batch sizes contradict each other: train_batch_size " + str(*tbs) +
+                   " != train_micro_batch_size_per_gpu " + str(*mb) + " x gradient_accumulation_steps " + str(*ga) +
+                   ws);
     c.train_batch_size = *tbs, c.micro_batch_size = *mb, c.gradient_accumulation_steps = *ga;
   } else if (tbs && mb) {
     if (*tbs % (static_cast<std::int64_t>(*mb) * w) != 0)
-      throw ConfigError("train_batch_size " + str(*tbs) + " is not a multiple of train_micro_batch_size_per_gpu " +
-                        str(*mb) + ws);
+      return p.add("train_batch_size " + str(*tbs) + " is not a multiple of train_micro_batch_size_per_gpu " +
+                   str(*mb) + ws);
     c.train_batch_size = *tbs, c.micro_batch_size = *mb;
     c.gradient_accumulation_steps = static_cast<int>(*tbs / (static_cast<std::int64_t>(*mb) * w));
   } else if (tbs && ga) {
     if (*tbs % (static_cast<std::int64_t>(*ga) * w) != 0)
-      throw ConfigError("train_batch_size " + str(*tbs) + " is not a multiple of gradient_accumulation_steps " +
-                        str(*ga) + ws);
+      return p.add("train_batch_size " + str(*tbs) + " is not a multiple of gradient_accumulation_steps " + str(*ga) +
+                   ws);
     c.train_batch_size = *tbs, c.gradient_accumulation_steps = *ga;
     c.micro_batch_size = static_cast<int>(*tbs / (static_cast<std::int64_t>(*ga) * w));
   } else if (mb && ga) {
     c.micro_batch_size = *mb, c.gradient_accumulation_steps = *ga;
     c.train_batch_size = static_cast<int>(static_cast<std::int64_t>(*mb) * *ga * w);
   } else if (tbs) {
-    if (*tbs % w != 0) throw ConfigError("train_batch_size " + str(*tbs) + " is not a multiple of world size " + str(w));
+    if (*tbs % w != 0) return p.add("train_batch_size " + str(*tbs) + " is not a multiple of world size " + str(w));
     c.train_batch_size = *tbs, c.gradient_accumulation_steps = 1, c.micro_batch_size = *tbs / w;
   } else if (mb) {
     c.micro_batch_size = *mb, c.gradient_accumulation_steps = 1, c.train_batch_size = *mb * w;
   } else if (ga) {
-    throw ConfigError("gradient_accumulation_steps alone does not fix the batch: also give train_batch_size or "
-                      "train_micro_batch_size_per_gpu");
+    p.add(
+        "gradient_accumulation_steps alone does not fix the batch: also give train_batch_size or "
+        "train_micro_batch_size_per_gpu");
   } else {
     c.gradient_accumulation_steps = 1;  // the default micro batch (128) per process
     c.train_batch_size = c.micro_batch_size * w;
@@ -104,82 +117,170 @@ void take(T& field, const std::optional<T>& value) {
   if (value) field = *value;
 }
 
-void validate(const TrainConfig& c) {
-  in_range("model.image_size", c.image_size, 0, 4096);
-  in_range("model.patch_size", c.patch_size, 1, 512);
-  in_range("model.dim", c.dim, 1, 16384);
-  in_range("model.depth", c.depth, 1, 256);
-  in_range("model.heads", c.heads, 1, 1024);
-  in_range("model.mlp_dim", c.mlp_dim, 1, 65536);
-  one_of("model.pooling", c.pooling, {"cls", "mean"});
-  if (c.dim % c.heads != 0)
-    throw ConfigError("model.dim (--dim) " + str(c.dim) + " is not divisible by model.heads (--heads) " + str(c.heads));
-  if (c.image_size > 0 && c.image_size % c.patch_size != 0)
-    throw ConfigError("model.image_size (--image-size) " + str(c.image_size) +
-                      " is not divisible by model.patch_size (--patch-size) " + str(c.patch_size));
+// Which scheduler.type each schedule parameter belongs to (DeepSpeed's
+// constructors take only their own); a parameter given for another type is refused.
+struct ScheduleParam {
+  const char* key;
+  std::initializer_list<const char*> types;
+};
+const ScheduleParam kScheduleParams[] = {
+    {"scheduler.params.warmup_num_steps", {"WarmupCosineLR", "WarmupLR", "WarmupDecayLR"}},
+    {"scheduler.params.warmup_type", {"WarmupCosineLR", "WarmupLR", "WarmupDecayLR"}},
+    {"scheduler.params.total_num_steps", {"WarmupCosineLR", "WarmupDecayLR"}},
+    {"scheduler.params.warmup_min_ratio", {"WarmupCosineLR"}},
+    {"scheduler.params.cos_min_ratio", {"WarmupCosineLR"}},
+    {"scheduler.params.warmup_min_lr", {"WarmupLR", "WarmupDecayLR"}},
+    {"scheduler.params.warmup_max_lr", {"WarmupLR", "WarmupDecayLR"}},
+    {"scheduler.params.cycle_min_lr", {"OneCycle"}},
+    {"scheduler.params.cycle_max_lr", {"OneCycle"}},
+    {"scheduler.params.cycle_first_step_size", {"OneCycle"}},
+    {"scheduler.params.cycle_second_step_size", {"OneCycle"}},
+    {"scheduler.params.cycle_first_stair_count", {"OneCycle"}},
+    {"scheduler.params.cycle_second_stair_count", {"OneCycle"}},
+    {"scheduler.params.decay_step_size", {"OneCycle"}},
+    {"scheduler.params.decay_lr_rate", {"OneCycle"}},
+    {"scheduler.params.cycle_momentum", {"OneCycle"}},
+    {"scheduler.params.cycle_min_mom", {"OneCycle"}},
+    {"scheduler.params.cycle_max_mom", {"OneCycle"}},
+    {"scheduler.params.decay_mom_rate", {"OneCycle"}},
+};
+
+void validate_schedule(const TrainOptions& o, const TrainConfig& c, Problems& p) {
+  p.one_of("scheduler.type", c.scheduler_type, {"WarmupCosineLR", "WarmupLR", "WarmupDecayLR", "OneCycle"});
+  for (const ScheduleParam& param : kScheduleParams) {
+    if (!is_set(o, param.key)) continue;
+    std::string types;
+    bool applies = false;
+    for (const char* t : param.types) {
+      applies = applies || c.scheduler_type == t;
+      types += (types.empty() ? "" : ", ") + std::string(t);
+    }
+    if (!applies)
+      p.refuse(param.key, "does not apply to scheduler.type " + c.scheduler_type + " (a parameter of " + types + ")");
+  }
+  p.one_of("scheduler.params.warmup_type", c.warmup_type, {"linear", "log"});
+  p.at_least("scheduler.params.warmup_num_steps", c.warmup_steps, -1);
+  p.at_least("scheduler.params.total_num_steps", c.total_num_steps, 0);
+  p.non_negative("training.warmup_epochs", c.warmup_epochs);
+  p.unit_interval("scheduler.params.warmup_min_ratio", c.warmup_min_ratio, true);
+  p.unit_interval("scheduler.params.cos_min_ratio", c.cos_min_ratio, true);
+  if (c.scheduler_type == "WarmupLR" || c.scheduler_type == "WarmupDecayLR") {
+    p.non_negative("scheduler.params.warmup_min_lr", c.warmup_min_lr);
+    p.positive("scheduler.params.warmup_max_lr", c.warmup_max_lr);
+  }
+  if (c.scheduler_type == "OneCycle") {
+    if (!o.cycle_min_lr) p.refuse("scheduler.params.cycle_min_lr", "is required by scheduler.type OneCycle");
+    p.non_negative("scheduler.params.cycle_min_lr", c.cycle_min_lr);
+    p.positive("scheduler.params.cycle_max_lr", c.cycle_max_lr);
+    p.at_least("scheduler.params.cycle_first_step_size", c.cycle_first_step_size, 1);
+    p.at_least("scheduler.params.cycle_second_step_size", c.cycle_second_step_size, 1);
+    p.at_least("scheduler.params.cycle_first_stair_count", c.cycle_first_stair_count, 0);
+    p.at_least("scheduler.params.cycle_second_stair_count", c.cycle_second_stair_count, 0);
+    p.at_least("scheduler.params.decay_step_size", c.decay_step_size, 0);
+    p.non_negative("scheduler.params.decay_lr_rate", c.decay_lr_rate);
+    p.unit_interval("scheduler.params.cycle_min_mom", c.cycle_min_mom, false);
+    p.unit_interval("scheduler.params.cycle_max_mom", c.cycle_max_mom, false);
+    p.non_negative("scheduler.params.decay_mom_rate", c.decay_mom_rate);
+  }
+}
+
+void validate(const TrainOptions& o, const TrainConfig& c, Problems& p) {
+  p.in_range("model.image_size", c.image_size, 0, 4096);
+  p.in_range("model.patch_size", c.patch_size, 1, 512);
+  p.in_range("model.dim", c.dim, 1, 16384);
+  p.in_range("model.depth", c.depth, 1, 256);
+  p.in_range("model.heads", c.heads, 1, 1024);
+  p.in_range("model.mlp_dim", c.mlp_dim, 1, 65536);
+  p.one_of("model.pooling", c.pooling, {"cls", "mean"});
+  if (c.heads >= 1 && c.dim % c.heads != 0)
+    p.add("model.dim (--dim) " + str(c.dim) + " is not divisible by model.heads (--heads) " + str(c.heads));
+  if (c.patch_size >= 1 && c.image_size > 0 && c.image_size % c.patch_size != 0)
+    p.add("model.image_size (--image-size) " + str(c.image_size) +
+          " is not divisible by model.patch_size (--patch-size) " + str(c.patch_size));
   if (!data::is_dataset_name(c.dataset)) {
     std::string names;
     for (const auto& n : data::dataset_names()) names += (names.empty() ? "" : ", ") + n;
-    refuse("data.dataset", "must be one of " + names + ", got '" + c.dataset + "'");
+    p.refuse("data.dataset", "must be one of " + names + ", got '" + c.dataset + "'");
   }
-  at_least("data.train_subset", c.train_subset, 0);
-  in_range("data.crop_padding", c.crop_padding, 0, 64);
-  in_range("data.randaugment_ops", c.randaugment_ops, 0, 16);
-  in_range("data.randaugment_magnitude", c.randaugment_magnitude, 0, 30);
-  non_negative("data.mixup_alpha", c.mixup_alpha);
-  non_negative("data.cutmix_alpha", c.cutmix_alpha);
-  in_range("data.workers", c.loader_workers, 0, 64);
-  in_range("data.prefetch", c.prefetch_batches, 2, 64);
-  at_least("data.synthetic.train_count", c.synthetic_train_count, 1);
-  at_least("data.synthetic.test_count", c.synthetic_test_count, 1);
-  in_range("data.synthetic.image_size", c.synthetic_image_size, 1, 1024);
-  in_range("data.synthetic.channels", c.synthetic_channels, 1, 3);
-  in_range("data.synthetic.classes", c.synthetic_classes, 2, 100000);
+  p.at_least("data.train_subset", c.train_subset, 0);
+  p.in_range("data.crop_padding", c.crop_padding, 0, 64);
+  p.in_range("data.randaugment_ops", c.randaugment_ops, 0, 16);
+  p.in_range("data.randaugment_magnitude", c.randaugment_magnitude, 0, 30);
+  p.non_negative("data.mixup_alpha", c.mixup_alpha);
+  p.non_negative("data.cutmix_alpha", c.cutmix_alpha);
+  p.in_range("data.workers", c.loader_workers, 0, 64);
+  p.in_range("data.prefetch", c.prefetch_batches, 2, 64);
+  p.at_least("data.synthetic.train_count", c.synthetic_train_count, 1);
+  p.at_least("data.synthetic.test_count", c.synthetic_test_count, 1);
+  p.in_range("data.synthetic.image_size", c.synthetic_image_size, 1, 1024);
+  p.in_range("data.synthetic.channels", c.synthetic_channels, 1, 3);
+  p.in_range("data.synthetic.classes", c.synthetic_classes, 2, 100000);
   if (!std::isfinite(c.synthetic_noise) || c.synthetic_noise < 0 || c.synthetic_noise > 255)
-    refuse("data.synthetic.noise", "must be in [0, 255], got " + str(c.synthetic_noise));
-  at_least("training.eval_batch_size", c.eval_batch_size, 0);
-  at_least("training.max_steps", c.max_steps, 0);
-  if (c.max_steps == 0) at_least("training.epochs", c.epochs, 1);
-  at_least("training.stop_at_step", c.stop_at_step, 0);
-  unit_interval("training.label_smoothing", c.label_smoothing, false);
-  one_of("optimizer.type", c.optimizer_type, {"AdamW", "Adam"});
-  positive("optimizer.params.lr", c.lr);
-  unit_interval("optimizer.params.betas[0]", c.beta1, false);
-  unit_interval("optimizer.params.betas[1]", c.beta2, false);
-  positive("optimizer.params.eps", c.eps);
-  non_negative("optimizer.params.weight_decay", c.weight_decay);
-  non_negative("gradient_clipping", c.gradient_clipping);
-  one_of("scheduler.type", c.scheduler_type, {"WarmupCosineLR"});
-  one_of("scheduler.params.warmup_type", c.warmup_type, {"linear", "log"});
-  at_least("scheduler.params.warmup_num_steps", c.warmup_steps, -1);
-  at_least("scheduler.params.total_num_steps", c.total_num_steps, 0);
-  non_negative("training.warmup_epochs", c.warmup_epochs);
-  unit_interval("scheduler.params.warmup_min_ratio", c.warmup_min_ratio, true);
-  unit_interval("scheduler.params.cos_min_ratio", c.cos_min_ratio, true);
+    p.refuse("data.synthetic.noise", "must be in [0, 255], got " + str(c.synthetic_noise));
+  p.at_least("training.eval_batch_size", c.eval_batch_size, 0);
+  p.at_least("training.max_steps", c.max_steps, 0);
+  if (c.max_steps == 0) p.at_least("training.epochs", c.epochs, 1);
+  p.at_least("training.stop_at_step", c.stop_at_step, 0);
+  p.unit_interval("training.label_smoothing", c.label_smoothing, false);
+  p.one_of("optimizer.type", c.optimizer_type, {"AdamW", "Adam"});
+  p.positive("optimizer.params.lr", c.lr);
+  p.unit_interval("optimizer.params.betas[0]", c.beta1, false);
+  p.unit_interval("optimizer.params.betas[1]", c.beta2, false);
+  p.positive("optimizer.params.eps", c.eps);
+  p.non_negative("optimizer.params.weight_decay", c.weight_decay);
+  p.non_negative("gradient_clipping", c.gradient_clipping);
+  validate_schedule(o, c, p);
   if (c.zero_stage == 2 || c.zero_stage == 3)
-    refuse("zero_optimization.stage", "is " + str(c.zero_stage) + ": only stages 0 and 1 are implemented");
-  in_range("zero_optimization.stage", c.zero_stage, 0, 1);
-  at_least("zero_optimization.reduce_bucket_size", c.reduce_bucket_size, 1);
-  one_of("runtime.device", c.device, {"cpu", "cuda", "auto"});
+    p.refuse("zero_optimization.stage", "is " + str(c.zero_stage) + ": only stages 0 and 1 are implemented");
+  else
+    p.in_range("zero_optimization.stage", c.zero_stage, 0, 1);
+  p.at_least("zero_optimization.reduce_bucket_size", c.reduce_bucket_size, 1);
+  p.at_least("zero_optimization.allgather_bucket_size", c.allgather_bucket_size, 1);
+  p.one_of("runtime.device", c.device, {"cpu", "cuda", "auto"});
   if (c.bf16 && c.device == "cpu")
-    refuse("bf16.enabled", "needs the CUDA backend: the CPU backend computes in fp32 (drop --bf16 or use --device cuda)");
+    p.refuse("bf16.enabled",
+             "needs the CUDA backend: the CPU backend computes in fp32 (drop --bf16 or use --device cuda)");
   if (c.cuda_graphs && c.device == "cpu")
-    refuse("runtime.cuda_graphs", "needs the CUDA backend (drop --cuda-graphs or use --device cuda)");
+    p.refuse("runtime.cuda_graphs", "needs the CUDA backend (drop --cuda-graphs or use --device cuda)");
   if (c.cuda_graphs && c.world_size > 1)
-    refuse("runtime.cuda_graphs", "works at world size 1 only (this run has " + str(c.world_size) +
-                                      " ranks): the data-parallel reducer launches its collectives from the host "
-                                      "during backward, which a replayed graph cannot do");
-  in_range("runtime.threads", c.threads, 0, 1024);
-  at_least("steps_per_print", c.steps_per_print, 1);
-  at_least("checkpoint.save_every", c.save_every, 0);
-  at_least("checkpoint.keep", c.keep_checkpoints, 1);
+    p.refuse("runtime.cuda_graphs", "works at world size 1 only (this run has " + str(c.world_size) +
+                                        " ranks): the data-parallel reducer launches its collectives from the host "
+                                        "during backward, which a replayed graph cannot do");
+  p.in_range("runtime.threads", c.threads, 0, 1024);
+  p.at_least("steps_per_print", c.steps_per_print, 1);
+  p.at_least("checkpoint.save_every", c.save_every, 0);
+  p.at_least("checkpoint.keep", c.keep_checkpoints, 1);
   if (c.save_every > 0 && c.save_dir.empty())
-    throw ConfigError("checkpoint.save_every (--save-every) needs checkpoint.save_dir (--save-dir)");
+    p.add("checkpoint.save_every (--save-every) needs checkpoint.save_dir (--save-dir)");
   if (c.stop_at_step > 0 && c.save_dir.empty())
-    throw ConfigError("training.stop_at_step (--stop-at-step) needs checkpoint.save_dir (--save-dir) to save into");
+    p.add("training.stop_at_step (--stop-at-step) needs checkpoint.save_dir (--save-dir) to save into");
   if (c.max_steps > 0 && c.stop_at_step > c.max_steps)
-    throw ConfigError("training.stop_at_step (--stop-at-step) " + str(c.stop_at_step) +
-                      " is past training.max_steps (--max-steps) " + str(c.max_steps));
+    p.add("training.stop_at_step (--stop-at-step) " + str(c.stop_at_step) +
+          " is past training.max_steps (--max-steps) " + str(c.max_steps));
+  if (c.csv_monitor && c.csv_output_path.empty() && c.metrics_out.empty())
+    p.refuse("csv_monitor.enabled",
+             "needs csv_monitor.output_path (--csv-output-path) or logging.metrics_out "
+             "(--metrics-out) to write beside");
+  if (c.csv_monitor && !c.csv_output_path.empty() && c.csv_job_name.empty())
+    p.refuse("csv_monitor.job_name", "must not be empty: it names the folder under csv_monitor.output_path");
+  p.at_least("flops_profiler.profile_step", c.flops_profile_step, 1);
+}
+
+// Keys that are settings here but change nothing in this configuration.
+void settings_without_effect(const TrainOptions& o, const TrainConfig& c, std::vector<NoEffect>& no_effect) {
+  if (o.allgather_bucket_size && c.zero_stage == 0)
+    no_effect.push_back({"zero_optimization.allgather_bucket_size = " + str(c.allgather_bucket_size),
+                         "no parameter all-gather at zero_optimization.stage 0"});
+  const bool warmup_peak = (c.scheduler_type == "WarmupLR" || c.scheduler_type == "WarmupDecayLR") && o.warmup_max_lr &&
+                           *o.warmup_max_lr != c.lr;
+  const bool cycle_peak = c.scheduler_type == "OneCycle" && o.cycle_max_lr && *o.cycle_max_lr != c.lr;
+  if (o.lr && (warmup_peak || cycle_peak))
+    no_effect.push_back({"optimizer.params.lr = " + str(*o.lr), std::string("scheduler.params.") +
+                                                                    (warmup_peak ? "warmup_max_lr" : "cycle_max_lr") +
+                                                                    " sets the rate, as in DeepSpeed"});
+  if ((o.beta1 || o.beta2) && c.scheduler_type == "OneCycle" && c.cycle_momentum)
+    no_effect.push_back({"optimizer.params.betas",
+                         "OneCycle's cycle_momentum sets beta1 (and beta2 0.99) every step, as in DeepSpeed"});
 }
 
 }  // namespace
@@ -188,14 +289,17 @@ TrainConfig resolve(const TrainOptions& file, const TrainOptions& flags, int wor
   TrainOptions o = file;
   merge_options(o, flags);
   TrainConfig c;
+  Problems p(file.problems);
   if (world_size < 1) throw ConfigError("world size must be at least 1, got " + str(world_size));
   c.world_size = world_size;
 
   take(c.model, o.model);
-  const ViTPreset* preset = find_vit_preset(c.model);
-  if (!preset) refuse("model.preset", "must be one of " + vit_preset_names() + ", got '" + c.model + "'");
-  c.image_size = preset->image_size, c.patch_size = preset->patch_size, c.dim = preset->dim;
-  c.depth = preset->depth, c.heads = preset->heads, c.mlp_dim = preset->mlp_dim;
+  if (const ViTPreset* preset = find_vit_preset(c.model)) {
+    c.image_size = preset->image_size, c.patch_size = preset->patch_size, c.dim = preset->dim;
+    c.depth = preset->depth, c.heads = preset->heads, c.mlp_dim = preset->mlp_dim;
+  } else {
+    p.refuse("model.preset", "must be one of " + vit_preset_names() + ", got '" + c.model + "'");
+  }
   take(c.image_size, o.image_size);
   take(c.patch_size, o.patch_size);
   take(c.dim, o.dim);
@@ -222,7 +326,7 @@ TrainConfig resolve(const TrainOptions& file, const TrainOptions& flags, int wor
   take(c.synthetic_classes, o.synthetic_classes);
   take(c.synthetic_noise, o.synthetic_noise);
 
-  batch_arithmetic(o, c);
+  batch_arithmetic(o, c, p);
   take(c.eval_batch_size, o.eval_batch_size);
 
   take(c.epochs, o.epochs);
@@ -238,16 +342,36 @@ TrainConfig resolve(const TrainOptions& file, const TrainOptions& flags, int wor
   take(c.weight_decay, o.weight_decay);
   take(c.gradient_clipping, o.gradient_clipping);
   take(c.scheduler_type, o.scheduler_type);
-  take(c.warmup_type, o.warmup_type);
+  c.warmup_type = o.warmup_type.value_or(c.scheduler_type == "WarmupCosineLR" ? "linear" : "log");
   take(c.warmup_steps, o.warmup_steps);
   take(c.warmup_epochs, o.warmup_epochs);
   take(c.total_num_steps, o.total_num_steps);
   take(c.warmup_min_ratio, o.warmup_min_ratio);
   take(c.cos_min_ratio, o.cos_min_ratio);
+  take(c.warmup_min_lr, o.warmup_min_lr);
+  c.warmup_max_lr = o.warmup_max_lr.value_or(c.lr);
+  take(c.cycle_min_lr, o.cycle_min_lr);
+  c.cycle_max_lr = o.cycle_max_lr.value_or(c.lr);
+  take(c.decay_lr_rate, o.decay_lr_rate);
+  take(c.cycle_first_step_size, o.cycle_first_step_size);
+  c.cycle_second_step_size = o.cycle_second_step_size.value_or(c.cycle_first_step_size);
+  take(c.cycle_first_stair_count, o.cycle_first_stair_count);
+  c.cycle_second_stair_count = o.cycle_second_stair_count.value_or(c.cycle_first_stair_count);
+  take(c.decay_step_size, o.decay_step_size);
+  take(c.cycle_momentum, o.cycle_momentum);
+  take(c.cycle_min_mom, o.cycle_min_mom);
+  take(c.cycle_max_mom, o.cycle_max_mom);
+  take(c.decay_mom_rate, o.decay_mom_rate);
   take(c.bf16, o.bf16);
   take(c.tf32, o.tf32);
   take(c.zero_stage, o.zero_stage);
   take(c.reduce_bucket_size, o.reduce_bucket_size);
+  const auto& autos = file.auto_keys;
+  const auto is_auto = [&](const char* key) { return std::find(autos.begin(), autos.end(), key) != autos.end(); };
+  // Hugging Face's integration sizes an "auto" reduce bucket as hidden_size².
+  if (!o.reduce_bucket_size && is_auto("zero_optimization.reduce_bucket_size"))
+    c.reduce_bucket_size = static_cast<std::int64_t>(c.dim) * c.dim;
+  take(c.allgather_bucket_size, o.allgather_bucket_size);
   take(c.overlap_comm, o.overlap_comm);
   take(c.device, o.device);
   take(c.threads, o.threads);
@@ -259,111 +383,25 @@ TrainConfig resolve(const TrainOptions& file, const TrainOptions& flags, int wor
   take(c.resume, o.resume);
   take(c.save_every, o.save_every);
   take(c.keep_checkpoints, o.keep_checkpoints);
-  validate(c);
+  take(c.csv_monitor, o.csv_monitor);
+  take(c.csv_output_path, o.csv_output_path);
+  take(c.csv_job_name, o.csv_job_name);
+  take(c.flops_profiler, o.flops_profiler);
+  take(c.flops_profile_step, o.flops_profile_step);
+  take(c.flops_output_file, o.flops_output_file);
+
+  std::vector<NoEffect> no_effect;
+  judge_deepspeed_keys(file.deepspeed_keys, c, p.lines(), no_effect);
+  settings_without_effect(o, c, no_effect);
+  validate(o, c, p);
+  if (!p.lines().empty()) {
+    std::string all;
+    for (const std::string& line : p.lines()) all += (all.empty() ? "" : "\n") + line;
+    throw ConfigError(all);
+  }
+  c.no_effect = group_by_reason(no_effect);
+  for (const std::string& key : autos) c.auto_resolved.push_back(key + " = " + auto_value(c, key));
   return c;
-}
-
-ViTConfig TrainConfig::vit_config(int channels, int num_classes) const {
-  // The resolved shape (preset plus overrides), built the way a preset builds it.
-  const ViTPreset shape{model, "", image_size, patch_size, dim, depth, heads, mlp_dim};
-  ViTConfig v = shape.config(channels, num_classes);
-  v.pooling = pooling == "mean" ? Pooling::mean : Pooling::cls_token;
-  v.validate();
-  return v;
-}
-
-nlohmann::ordered_json TrainConfig::identity_json() const {
-  nlohmann::ordered_json j;
-  j["model"] = {{"image_size", image_size}, {"patch_size", patch_size}, {"dim", dim},         {"depth", depth},
-                {"heads", heads},           {"mlp_dim", mlp_dim},       {"pooling", pooling}};
-  j["data"] = {{"dataset", dataset},
-               {"train_subset", train_subset},
-               {"crop_padding", crop_padding},
-               {"hflip", hflip},
-               {"randaugment_ops", randaugment_ops},
-               {"randaugment_magnitude", randaugment_magnitude},
-               {"mixup_alpha", mixup_alpha},
-               {"cutmix_alpha", cutmix_alpha}};
-  if (dataset == "synthetic")
-    j["data"]["synthetic"] = {{"train_count", synthetic_train_count}, {"test_count", synthetic_test_count},
-                              {"image_size", synthetic_image_size},   {"channels", synthetic_channels},
-                              {"classes", synthetic_classes},         {"noise", synthetic_noise}};
-  j["train_batch_size"] = train_batch_size;
-  j["train_micro_batch_size_per_gpu"] = micro_batch_size;
-  j["gradient_accumulation_steps"] = gradient_accumulation_steps;
-  j["training"] = {{"epochs", epochs},
-                   {"max_steps", max_steps},
-                   {"seed", seed},
-                   {"label_smoothing", label_smoothing},
-                   {"warmup_epochs", warmup_epochs}};
-  j["optimizer"] = {{"type", optimizer_type},
-                    {"params",
-                     {{"lr", lr}, {"betas", {beta1, beta2}}, {"eps", eps}, {"weight_decay", weight_decay}}}};
-  j["gradient_clipping"] = gradient_clipping;
-  j["scheduler"] = {{"type", scheduler_type},
-                    {"params",
-                     {{"warmup_num_steps", warmup_steps},
-                      {"total_num_steps", total_num_steps},
-                      {"warmup_min_ratio", warmup_min_ratio},
-                      {"cos_min_ratio", cos_min_ratio},
-                      {"warmup_type", warmup_type}}}};
-  j["bf16"] = {{"enabled", bf16}};
-  j["zero_optimization"] = {{"stage", zero_stage}};
-  return j;
-}
-
-nlohmann::ordered_json TrainConfig::to_json() const {
-  nlohmann::ordered_json j = identity_json();
-  j["model"]["preset"] = model;
-  j["data"]["dir"] = data_dir;
-  j["data"]["workers"] = loader_workers;
-  j["data"]["prefetch"] = prefetch_batches;
-  j["training"]["stop_at_step"] = stop_at_step;
-  j["training"]["eval_batch_size"] = eval_batch_size;
-  j["zero_optimization"]["reduce_bucket_size"] = reduce_bucket_size;
-  j["zero_optimization"]["overlap_comm"] = overlap_comm;
-  j["runtime"] = {{"device", device}, {"threads", threads}, {"tf32", tf32}, {"cuda_graphs", cuda_graphs}};
-  j["wall_clock_breakdown"] = wall_clock_breakdown;
-  j["steps_per_print"] = steps_per_print;
-  j["logging"] = {{"metrics_out", metrics_out}};
-  j["checkpoint"] = {
-      {"save_dir", save_dir}, {"save_every", save_every}, {"keep", keep_checkpoints}, {"resume", resume}};
-  return j;
-}
-
-namespace {
-
-// First leaf of `run` (this run's identity) that `ckpt` (a checkpoint's full
-// config) lacks or holds with another value: "a.b.c" plus both values.
-bool first_difference(const nlohmann::json& ckpt, const nlohmann::json& run, const std::string& path,
-                      std::string& where, std::string& va, std::string& vb) {
-  if (run.is_object()) {
-    for (auto it = run.begin(); it != run.end(); ++it) {
-      const std::string p = path.empty() ? it.key() : path + "." + it.key();
-      const bool present = ckpt.is_object() && ckpt.contains(it.key());
-      if (!present) {
-        where = p, va = "(absent)", vb = it->dump();
-        return true;
-      }
-      if (first_difference(ckpt.at(it.key()), *it, p, where, va, vb)) return true;
-    }
-    return false;
-  }
-  if (ckpt != run) {
-    where = path, va = ckpt.dump(), vb = run.dump();
-    return true;
-  }
-  return false;
-}
-
-}  // namespace
-
-void check_same_run(const nlohmann::json& checkpoint_config, const nlohmann::json& run_identity,
-                    const std::string& checkpoint_path) {
-  std::string where, va, vb;
-  if (first_difference(checkpoint_config, run_identity, "", where, va, vb))
-    throw ConfigError(checkpoint_path + ": config mismatch: " + where + " is " + va + " in the checkpoint but " + vb +
-                      " in this run (resume needs the same model, data, batch, optimizer, schedule and seed)");
 }
 
 }  // namespace vitscale::train

@@ -9,6 +9,7 @@
 
 #include "data/dataset_registry.h"
 #include "data/loader.h"
+#include "train/flops_profile.h"
 
 namespace vitscale::train {
 
@@ -63,7 +64,8 @@ Trainer::Trainer(TrainConfig config, Backend& backend, TrainerIo io)
     : config_(std::move(config)),
       backend_(backend),
       io_(std::move(io)),
-      log_(*io_.console, io_.rank == 0 ? config_.metrics_out : "", !resume_path_for(config_).empty(), io_.rank == 0) {
+      log_(*io_.console, io_.rank == 0 ? config_.metrics_out : "", !resume_path_for(config_).empty(), io_.rank == 0,
+           io_.rank == 0 ? csv_monitor_path(config_) : "") {
   if (!io_.console || !io_.stop) throw std::invalid_argument("Trainer: console and stop signal are required");
   load_data();
   build_model();
@@ -158,16 +160,11 @@ void Trainer::build_model() {
     throw ConfigError("training.stop_at_step (--stop-at-step) " + std::to_string(config_.stop_at_step) +
                       " is past the run's " + std::to_string(total_steps_) + " steps");
 
-  LrScheduleSpec spec;
-  spec.base_lr = config_.lr;
-  spec.total_steps = config_.total_num_steps > 0 ? config_.total_num_steps : total_steps_;
-  spec.warmup_steps = config_.warmup_steps >= 0
-                          ? config_.warmup_steps
-                          : static_cast<std::int64_t>(std::llround(config_.warmup_epochs * static_cast<double>(steps_per_epoch_)));
-  spec.warmup_steps = std::min(spec.warmup_steps, spec.total_steps);
-  spec.warmup_min_ratio = config_.warmup_min_ratio;
-  spec.cos_min_ratio = config_.cos_min_ratio;
-  spec.log_warmup = config_.warmup_type == "log";
+  const LrScheduleSpec spec = lr_schedule_spec(config_, steps_per_epoch_, total_steps_);
+  if (const auto last = LrSchedule(spec).betas(total_steps_); last && last->first >= 1.0)
+    throw ConfigError("scheduler.params.decay_mom_rate (--decay-mom-rate) " + std::to_string(config_.decay_mom_rate) +
+                      " takes OneCycle's beta1 to " + std::to_string(last->first) + " by step " +
+                      std::to_string(total_steps_) + "; AdamW needs beta1 < 1");
   schedule_ = std::make_unique<LrSchedule>(spec);
 }
 
@@ -202,6 +199,7 @@ void Trainer::report_start() {
   MemoryPlan plan = model_->memory_plan();
   plan.optimizer = engine_->optimizer_bytes();
   s << plan.format();
+  for (const std::string& note : config_notes(config_)) s << note << "\n";
   if (resumed_)
     s << "resumed from " << last_checkpoint_ << " at step " << state_.step << " (epoch " << state_.epoch + 1
       << ", step " << state_.epoch_step << " of it)\n";
@@ -268,8 +266,9 @@ Trainer::StepOutcome Trainer::train_step(bool logged) {
   auto t5 = Clock::now();
   AdamWHyper h;
   h.lr = static_cast<float>(schedule_->lr(state_.step + 1));
-  h.beta1 = static_cast<float>(config_.beta1);
-  h.beta2 = static_cast<float>(config_.beta2);
+  const auto betas = schedule_->betas(state_.step + 1);  // OneCycle's cycled momentum, else the config's
+  h.beta1 = static_cast<float>(betas ? betas->first : config_.beta1);
+  h.beta2 = static_cast<float>(betas ? betas->second : config_.beta2);
   h.eps = static_cast<float>(config_.eps);
   h.weight_decay = static_cast<float>(config_.weight_decay);
   h.step = static_cast<int>(state_.step + 1);
@@ -359,6 +358,16 @@ std::string Trainer::save_checkpoint() {
   return last_checkpoint_;
 }
 
+void Trainer::report_flops(double step_seconds) {
+  if (io_.rank != 0) return;
+  const FlopsProfile p = flops_profile(
+      model_->config(), static_cast<std::int64_t>(config_.micro_batch_size) * config_.gradient_accumulation_steps,
+      config_.world_size, state_.step + 1, step_seconds);
+  log_.note(p.describe());
+  log_.event("flops_profile", p.to_json());
+  if (!config_.flops_output_file.empty()) write_flops_profile(p, config_.flops_output_file);
+}
+
 void Trainer::log_step(const StepOutcome& o, bool logged) {
   window_times_ += o.times;
   ++window_steps_;
@@ -415,8 +424,14 @@ TrainResult Trainer::run() {
       return finish(TrainResult::Outcome::interrupted);
     }
     const bool logged = (state_.step + 1) % config_.steps_per_print == 0 || state_.step + 1 == total_steps_;
+    const bool profiled = config_.flops_profiler && state_.step + 1 == config_.flops_profile_step;
+    if (profiled) backend_.synchronize();  // the profiled step starts and ends on an idle device
     const auto t0 = Clock::now();
     const StepOutcome o = train_step(logged);
+    if (profiled) {
+      backend_.synchronize();
+      report_flops(seconds_since(t0));
+    }
     session_train_s_ += seconds_since(t0);
     ++state_.step;
     ++state_.epoch_step;

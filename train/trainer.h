@@ -102,6 +102,7 @@ class Trainer {
   void run_phase(StepGraphs::Phase phase, const std::function<void()>& body, const AdamWHyper* hyper = nullptr);
   std::string save_checkpoint();
   void log_step(const StepOutcome& o, bool logged);
+  void report_flops(double step_seconds);  // flops_profiler: the profiled step's count and rate
 
   TrainConfig config_;
   Backend& backend_;

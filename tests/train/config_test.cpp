@@ -7,23 +7,18 @@
 
 #include "train/config_table.h"
 #include "train/train_config.h"
+#include "train_util.h"
 
 using namespace vitscale::train;
+using namespace vitscale::train::testing;
 using nlohmann::json;
 
 namespace {
 
-TrainConfig from_json(const json& j, int world = 1) { return resolve(parse_config_json(j, "cfg.json"), {}, world); }
+TrainConfig from_json(const json& j, int world = 1) { return resolve_config(j, world, "cfg.json"); }
 
-// The message a config refused with ("" when it was accepted).
-std::string refusal(const json& j, int world = 1) {
-  try {
-    from_json(j, world);
-  } catch (const ConfigError& e) {
-    return e.what();
-  }
-  return "";
-}
+// The message a config is refused with ("" when it was accepted).
+std::string refusal(const json& j, int world = 1) { return config_refusal(j, world, "cfg.json"); }
 
 std::optional<CommandLine> parse_flags(std::vector<std::string> args, int& code) {
   args.insert(args.begin(), "vit_train");
@@ -123,14 +118,18 @@ TEST_CASE("unknown keys are named, with a suggestion when one is close", "[confi
   CHECK_THAT(refusal({{"zero_optimization", {{"stag", 1}}}}),
              Catch::Contains("unknown key 'zero_optimization.stag'") &&
                  Catch::Contains("did you mean 'zero_optimization.stage'"));
-  CHECK_THAT(refusal({{"fp16", {{"enabled", true}}}}), Catch::Contains("unknown key 'fp16'"));
+  // fp16 is DeepSpeed's key: refused with the reason (deepspeed_config_test.cpp), not as unknown.
+  CHECK_THAT(refusal({{"fp16", {{"enabled", true}}}}),
+             Catch::Contains("fp16 training is not supported; use bf16.enabled") && !Catch::Contains("unknown key"));
+  CHECK_THAT(refusal({{"fp17", {{"enabled", true}}}}), Catch::Contains("unknown key 'fp17'"));
   CHECK_THAT(refusal({{"model", {{"preset", "vit-tiny"}, {"layers", 3}}}}), Catch::Contains("'model.layers'"));
 }
 
 TEST_CASE("wrong JSON types are refused naming the key", "[config]") {
   CHECK_THAT(refusal({{"train_batch_size", "128"}}), Catch::Contains("'train_batch_size' must be an integer"));
   CHECK_THAT(refusal({{"train_batch_size", 12.5}}), Catch::Contains("must be an integer"));
-  CHECK_THAT(refusal({{"bf16", {{"enabled", "auto"}}}}), Catch::Contains("'bf16.enabled' must be true or false"));
+  // ("auto" is Hugging Face's word for "resolve it": accepted, see deepspeed_config_test.cpp.)
+  CHECK_THAT(refusal({{"bf16", {{"enabled", "yes"}}}}), Catch::Contains("'bf16.enabled' must be true or false"));
   CHECK_THAT(refusal({{"optimizer", "AdamW"}}), Catch::Contains("'optimizer' must be an object"));
   CHECK_THAT(refusal({{"optimizer", {{"params", {{"betas", {0.9}}}}}}}), Catch::Contains("array of two numbers"));
   CHECK_THROWS_WITH(parse_config_json(json::array({1, 2}), "cfg.json"), Catch::Contains("must be a JSON object"));
@@ -158,7 +157,7 @@ TEST_CASE("impossible values are refused with the key, the flag and the reason",
   CHECK_THAT(refusal({{"steps_per_print", 0}}), Catch::Contains("steps_per_print (--steps-per-print) must be at least 1"));
   CHECK_THAT(refusal({{"training", {{"epochs", 0}}}}), Catch::Contains("training.epochs (--epochs)"));
   CHECK_THAT(refusal({{"checkpoint", {{"save_every", 10}}}}), Catch::Contains("needs checkpoint.save_dir (--save-dir)"));
-  CHECK_THAT(refusal({{"scheduler", {{"type", "OneCycle"}}}}), Catch::Contains("scheduler.type (--scheduler)"));
+  CHECK_THAT(refusal({{"scheduler", {{"type", "LRRangeTest"}}}}), Catch::Contains("scheduler.type (--scheduler)"));
   CHECK_THAT(refusal({{"scheduler", {{"params", {{"warmup_type", "exp"}}}}}}), Catch::Contains("linear, log"));
   CHECK_THAT(refusal({{"runtime", {{"device", "cpu"}, {"cuda_graphs", true}}}}),
              Catch::Contains("runtime.cuda_graphs (--cuda-graphs) needs the CUDA backend"));

@@ -50,6 +50,18 @@ inline nlohmann::json tiny_synthetic_config() {
 }
 
 inline TrainConfig resolve_json(const nlohmann::json& j) { return resolve(parse_config_json(j, "test"), {}); }
+// A config file's resolution at a world size, and the message it is refused with ("" when accepted).
+inline TrainConfig resolve_config(const nlohmann::json& j, int world, const std::string& file) {
+  return resolve(parse_config_json(j, file), {}, world);
+}
+inline std::string config_refusal(const nlohmann::json& j, int world, const std::string& file) {
+  try {
+    resolve_config(j, world, file);
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "";
+}
 
 inline std::vector<nlohmann::json> read_jsonl(const std::string& path) {
   std::vector<nlohmann::json> out;

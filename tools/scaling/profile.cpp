@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include "runtime/param_table.h"
+#include "runtime/vit_flops.h"
 
 namespace vitscale::scaling {
 
@@ -72,14 +73,9 @@ std::vector<BackwardSegment> backward_segments(const ViTConfig& cfg) {
 double FlopSplit::total() const { return embed + depth * block + head; }
 
 FlopSplit forward_flops(const ViTConfig& c) {
-  const double T = c.tokens(), D = c.dim, F = c.mlp_dim, Np = c.num_patches();
+  const ViTFlops v = vit_flops(c);
   FlopSplit f;
-  f.depth = c.depth;
-  f.embed = 2.0 * Np * c.patch_dim() * D;
-  // qkv (3D²) + proj (D²) + fc1 and fc2 (2DF) per token, and the two T×T
-  // attention products (QKᵀ and PV) over all heads.
-  f.block = 2.0 * T * (4.0 * D * D + 2.0 * D * F) + 4.0 * T * T * D;
-  f.head = 2.0 * D * c.num_classes;  // one pooled token per image
+  f.depth = v.depth, f.embed = v.embed, f.block = v.block, f.head = v.head;
   return f;
 }
 
@@ -90,10 +86,8 @@ StepProfile analytic_profile(const ViTConfig& cfg, const AnalyticOptions& opt) {
   const double compute = step - opt.optimizer_s;
   if (compute <= 0) throw std::invalid_argument("analytic profile: the optimizer estimate exceeds the step time");
   const FlopSplit f = forward_flops(cfg);
-  // Backward: input and weight gradients for every GEMM (2x forward) except the
-  // patch embedding's, whose input gradient is not needed (1x).
   const double fwd = f.total();
-  const double bwd = 2.0 * (cfg.depth * f.block + f.head) + f.embed;
+  const double bwd = vit_flops(cfg).backward();
   const double per_flop = compute / (fwd + bwd);
 
   StepProfile p;

@@ -41,11 +41,13 @@ struct Case {
   std::size_t bucket_bytes;
   bool overlap;
   int accumulation;
+  std::int64_t gather_elements = Zero1Optimizer::kDefaultGatherBucket;  // allgather_bucket_size
 };
 
 std::string describe(const Case& c, MpiProgress p) {
   return "zero " + std::to_string(c.zero_stage) + ", bucket " + std::to_string(c.bucket_bytes) + " B, overlap " +
-         (c.overlap ? "on" : "off") + ", k=" + std::to_string(c.accumulation) + ", mpi " + mpi_progress_name(p);
+         (c.overlap ? "on" : "off") + ", k=" + std::to_string(c.accumulation) + ", all-gather pieces " +
+         std::to_string(c.gather_elements) + ", mpi " + mpi_progress_name(p);
 }
 
 // Trains K steps data-parallel and against the reference; checks gradients
@@ -64,6 +66,7 @@ void check_equivalence(Communicator& comm, const Case& c) {
   DataParallelOptions o;
   o.reducer = ReducerOptions{c.bucket_bytes, 0, c.overlap};
   o.zero_stage = c.zero_stage;
+  o.allgather_bucket_elements = c.gather_elements;
   DataParallel dp(comm, model, o);
   Reference ref(backend, s, kSeed);
 
@@ -101,9 +104,10 @@ TEST_CASE("data-parallel training equals single-process training on the same glo
   const std::size_t one_param = 1, some = 8 * 1024, everything = std::size_t{1} << 30;
   for (MpiProgress mode : {MpiProgress::comm_thread, MpiProgress::polling_thread, MpiProgress::nonblocking}) {
     MpiCommunicator comm(options(mode));
-    for (const Case& c : {Case{0, some, true, 1}, Case{0, one_param, true, 1}, Case{0, everything, true, 1},
-                          Case{0, some, false, 1}, Case{0, some, true, 4}, Case{1, some, true, 1},
-                          Case{1, one_param, true, 1}, Case{1, everything, false, 1}, Case{1, some, true, 4}}) {
+    for (const Case& c :
+         {Case{0, some, true, 1}, Case{0, one_param, true, 1}, Case{0, everything, true, 1}, Case{0, some, false, 1},
+          Case{0, some, true, 4}, Case{1, some, true, 1}, Case{1, one_param, true, 1}, Case{1, everything, false, 1},
+          Case{1, some, true, 4}, Case{1, some, true, 1, 777}}) {
       INFO(describe(c, mode));
       check_equivalence(comm, c);
     }
