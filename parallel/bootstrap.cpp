@@ -2,12 +2,16 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "parallel/local_communicator.h"
 
@@ -143,7 +147,16 @@ LaunchInfo MpiSession::launch_info() const { return {}; }
 Distributed::Distributed(int* argc, char*** argv, bool force_mpi) {
   const LaunchInfo env = launch_info_from_env();
   if (MpiSession::compiled_in() && (env.mpi_launcher || force_mpi)) {
-    mpi_.emplace(argc, argv);
+    // Open MPI prints pages and aborts inside MPI_Init when srun gave it no
+    // PMIx: say first, in one line, what fixes it.
+    const std::string advice = srun_without_pmix_advice([](const char* n) { return std::getenv(n); });
+    if (!advice.empty() && env.rank == 0) std::fprintf(stderr, "vitscale: %s\n", advice.c_str());
+    try {
+      mpi_.emplace(argc, argv);
+    } catch (const std::exception& e) {
+      if (advice.empty()) throw;
+      throw std::runtime_error(std::string(e.what()) + ": " + advice);
+    }
     launch_ = mpi_->launch_info();
     launch_.source = "MPI, " + env.source;
     return;
@@ -206,7 +219,76 @@ std::uint64_t fnv1a(const std::string& s) {
   return h;
 }
 
+// Every rank's text, by two sums: the lengths, then the bytes (as exact
+// doubles), each rank filling only its own slots. Start-up only: a few KiB.
+std::vector<std::string> exchange_texts(Communicator& comm, const std::string& mine) {
+  const auto world = static_cast<std::size_t>(comm.world_size()), me = static_cast<std::size_t>(comm.rank());
+  constexpr std::size_t kMaxText = 1 << 16;
+  std::vector<double> lengths(world, 0.0);
+  lengths[me] = static_cast<double>(std::min(mine.size(), kMaxText));
+  comm.all_reduce_host(lengths, HostReduce::sum);
+  std::size_t longest = 0;
+  for (double l : lengths) longest = std::max(longest, std::min(kMaxText, static_cast<std::size_t>(std::max(0.0, l))));
+  std::vector<double> bytes(world * longest, 0.0);
+  for (std::size_t i = 0; i < std::min(mine.size(), longest); ++i)
+    bytes[me * longest + i] = static_cast<unsigned char>(mine[i]);
+  comm.all_reduce_host(bytes, HostReduce::sum);
+  std::vector<std::string> texts(world);
+  for (std::size_t r = 0; r < world; ++r) {
+    const std::size_t n = std::min(longest, static_cast<std::size_t>(std::max(0.0, lengths[r])));
+    for (std::size_t i = 0; i < n; ++i) texts[r] += static_cast<char>(static_cast<int>(bytes[r * longest + i]) & 0xff);
+  }
+  return texts;
+}
+
 }  // namespace
+
+std::string json_difference(const std::string& a, int rank_a, const std::string& b, int rank_b, int max_keys) {
+  const auto ja = nlohmann::json::parse(a, nullptr, false), jb = nlohmann::json::parse(b, nullptr, false);
+  if (!ja.is_object() || !jb.is_object()) return "";
+  const auto fa = ja.flatten(), fb = jb.flatten();
+  std::set<std::string> keys;
+  for (auto it = fa.begin(); it != fa.end(); ++it) keys.insert(it.key());
+  for (auto it = fb.begin(); it != fb.end(); ++it) keys.insert(it.key());
+  // "/training/seed" -> "training.seed", as the config keys are written.
+  auto dotted = [](std::string k) {
+    if (!k.empty() && k[0] == '/') k.erase(0, 1);
+    std::replace(k.begin(), k.end(), '/', '.');
+    return k;
+  };
+  auto value = [](const nlohmann::json& flat, const std::string& k) {
+    return flat.contains(k) ? flat.at(k).dump() : std::string("absent");
+  };
+  std::string out;
+  int listed = 0, more = 0;
+  for (const std::string& k : keys) {
+    if (fa.contains(k) && fb.contains(k) && fa.at(k) == fb.at(k)) continue;
+    if (listed == max_keys) {
+      ++more;
+      continue;
+    }
+    out += (listed++ ? "; " : "") + dotted(k) + ": " + value(fa, k) + " on rank " + std::to_string(rank_a) + ", " +
+           value(fb, k) + " on rank " + std::to_string(rank_b);
+  }
+  if (more) out += "; and " + std::to_string(more) + " more";
+  return out;
+}
+
+std::string srun_without_pmix_advice(const EnvLookup& getenv) {
+#if defined(OMPI_MAJOR_VERSION)
+  const bool srun_step = getenv("SLURM_STEP_ID") && getenv("SLURM_STEP_NUM_TASKS");
+  const bool other_launcher = getenv("OMPI_COMM_WORLD_SIZE") != nullptr;  // mpirun inside an allocation
+  const bool pmix = getenv("PMIX_RANK") || getenv("PMIX_NAMESPACE");
+  if (srun_step && !other_launcher && !pmix) {
+    const char* type = getenv("SLURM_MPI_TYPE");
+    return std::string("started by srun without PMIx (--mpi=") + (type && *type ? type : "none") +
+           "); this Open MPI initialises only through PMIx: use 'srun --mpi=pmix' (or MpiDefault=pmix in slurm.conf)";
+  }
+#else
+  (void)getenv;
+#endif
+  return "";
+}
 
 void check_same_across_ranks(Communicator& comm, const std::string& what, const std::string& description) {
   const int world = comm.world_size(), me = comm.rank();
@@ -224,11 +306,21 @@ void check_same_across_ranks(Communicator& comm, const std::string& what, const 
         hashes[2 * static_cast<std::size_t>(r) + 1] != hashes[1])
       differ.push_back(r);
   if (differ.empty()) return;
+  // Everyone's description, so that every rank can name what differs.
+  const std::vector<std::string> all = exchange_texts(comm, description);
+  std::string keys;
+  for (int r : differ) {
+    const std::string d = json_difference(all[0], 0, all[static_cast<std::size_t>(r)], r);
+    if (!d.empty()) keys += (keys.empty() ? "" : "; ") + d;
+  }
   std::ostringstream s;
   s << "rank " << me << ": " << what << " differs across ranks: rank" << (differ.size() > 1 ? "s" : "");
   for (std::size_t i = 0; i < differ.size(); ++i) s << (i ? ", " : " ") << differ[i];
-  s << " disagree" << (differ.size() > 1 ? "" : "s") << " with rank 0; refusing to start. This rank's " << what << ": "
-    << description;
+  s << " disagree" << (differ.size() > 1 ? "" : "s") << " with rank 0";
+  if (!keys.empty())
+    s << " (" << keys << "); refusing to start";
+  else
+    s << "; refusing to start. This rank's " << what << ": " << description;
   throw std::runtime_error(s.str());
 }
 

@@ -91,8 +91,20 @@ class Distributed {
 
 // Refuses to start when ranks disagree: every rank hashes `description` (the
 // model and batch configuration), the hashes are exchanged, and on any
-// difference every rank throws std::runtime_error naming the ranks that differ
-// from rank 0, with this rank's description. Collective.
+// difference the descriptions themselves, and every rank throws
+// std::runtime_error naming the ranks that differ from rank 0 and, when the
+// descriptions are JSON objects, each differing key with both values (else
+// this rank's description). Collective.
 void check_same_across_ranks(Communicator& comm, const std::string& what, const std::string& description);
+
+// "key: A on rank 0, B on rank 1; ..." for the leaves of two JSON objects that
+// differ (a missing key reads "absent"), at most `max_keys` of them (then
+// "and N more"); "" when either text is not a JSON object or nothing differs.
+std::string json_difference(const std::string& a, int rank_a, const std::string& b, int rank_b, int max_keys = 8);
+
+// When this process was started by an srun step without PMIx (Slurm's
+// --mpi=pmi2 or none) and this build's MPI is Open MPI, which then fails in
+// MPI_Init: the one line saying what to do; else "".
+std::string srun_without_pmix_advice(const EnvLookup& getenv);
 
 }  // namespace vitscale

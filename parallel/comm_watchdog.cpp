@@ -69,7 +69,7 @@ void CommWatchdog::run() {
   }
 }
 
-[[noreturn]] void abort_job(const std::string& message, const std::function<void()>& engine_abort) {
+[[noreturn]] void abort_job(const std::string& message, const std::function<void()>& engine_abort, int exit_code) {
   std::fprintf(stderr, "%s\n", message.c_str());
   std::fflush(stderr);
   if (engine_abort) engine_abort();
@@ -82,9 +82,9 @@ void CommWatchdog::run() {
   // lower level we only _Exit, and the launcher then tears the job down.
   int level = MPI_THREAD_SINGLE;
   if (initialized && !finalized) MPI_Query_thread(&level);
-  if (initialized && !finalized && level == MPI_THREAD_MULTIPLE) MPI_Abort(MPI_COMM_WORLD, 3);
+  if (initialized && !finalized && level == MPI_THREAD_MULTIPLE) MPI_Abort(MPI_COMM_WORLD, exit_code);
 #endif
-  std::_Exit(3);
+  std::_Exit(exit_code);
 }
 
 }  // namespace vitscale

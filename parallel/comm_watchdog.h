@@ -60,7 +60,9 @@ class CommWatchdog {
 std::string watchdog_message(int rank, const char* op, std::size_t bytes, double timeout_s);
 
 // Prints the message, runs `engine_abort` (may be empty), then aborts the MPI
-// job when MPI is running, and finally _Exit(3)s. Never returns.
-[[noreturn]] void abort_job(const std::string& message, const std::function<void()>& engine_abort);
+// job when MPI is running (MPI_Abort with exit_code), and finally
+// _Exit(exit_code)s. Never returns.
+[[noreturn]] void abort_job(const std::string& message, const std::function<void()>& engine_abort,
+                            int exit_code = 3);
 
 }  // namespace vitscale

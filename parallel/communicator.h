@@ -97,6 +97,11 @@ class Communicator {
   // communication was fully hidden). On the CPU that is the host's wait; the
   // NCCL engine measures it with events on the two streams.
   virtual double wait_all(std::span<CommRequest> requests);
+
+  // This rank gives up (an error on this rank): ends the communicator's
+  // outstanding work at once so that nothing blocks the job's abort
+  // (ncclCommAbort; MPI's collectives end with MPI_Abort). Safe from any thread.
+  virtual void abort() noexcept {}
 };
 
 // Throws std::invalid_argument naming `op` and the rank when the per-rank

@@ -328,6 +328,10 @@ void NcclCommunicator::all_reduce_host(std::span<double> values, HostReduce redu
   check_cuda(cudaStreamSynchronize(s.stream), s.rank, "host_all_reduce (synchronize)", values.size_bytes());
 }
 
+void NcclCommunicator::abort() noexcept {
+  if (ncclComm_t c = state_->comm.load()) ncclCommAbort(c);  // unblocks kernels waiting for a peer
+}
+
 double NcclCommunicator::wait_all(std::span<CommRequest> requests) {
   State& s = *state_;
   CudaEvent compute_done(s.rank);

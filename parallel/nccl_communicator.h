@@ -36,6 +36,7 @@ class NcclCommunicator final : public Communicator {
   int rank() const override;
   int world_size() const override;
   std::string name() const override;
+  void abort() noexcept override;
 
   CommRequest all_reduce(TensorView data) override;
   CommRequest reduce_scatter(TensorView send, TensorView recv, std::span<const std::int64_t> counts) override;

@@ -1,7 +1,10 @@
 #include "parallel/train_engine.h"
 
+#include <cstdio>
 #include <cstdlib>
 #include <stdexcept>
+
+#include "parallel/comm_watchdog.h"
 
 namespace vitscale {
 
@@ -51,6 +54,13 @@ double DataParallelEngine::optimizer_step(const AdamWHyper& hyper) {
   const double before = dp_.last_timing().gather_s;
   dp_.optimizer_step(hyper);
   return dp_.last_timing().gather_s - before;
+}
+
+void TrainLaunch::abort_after_error(const std::string& message) {
+  std::fflush(stdout);
+  abort_job(message, [this] {
+    if (comm_) comm_->abort();
+  }, 1);
 }
 
 train::EngineFactory TrainLaunch::connect(Backend& backend, const std::string& config_identity) {

@@ -83,6 +83,12 @@ class TrainLaunch {
   train::EngineFactory connect(Backend& backend, const std::string& config_identity);
   Communicator& comm() { return *comm_; }
 
+  // This rank failed: prints `message` (already one or more "vit_train: error:
+  // rank R: ..." lines) at once, aborts the communicator and the MPI job (exit
+  // status 1), so that the other ranks end within seconds instead of waiting in
+  // a collective or MPI_Finalize this rank never reaches. Never returns.
+  [[noreturn]] void abort_after_error(const std::string& message);
+
  private:
   Distributed dist_;  // first in, last out: MPI outlives the communicator
   std::unique_ptr<Communicator> comm_;

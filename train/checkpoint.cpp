@@ -1,5 +1,6 @@
 #include "train/checkpoint.h"
 
+#include <unistd.h>
 #include <zlib.h>
 
 #include <algorithm>
@@ -166,6 +167,17 @@ CheckpointDir::CheckpointDir(std::string dir, int keep) : dir_(std::move(dir)), 
   std::error_code ec;
   fs::create_directories(dir_, ec);
   if (ec || !fs::is_directory(dir_)) throw std::runtime_error(dir_ + ": cannot create the checkpoint directory: " + ec.message());
+  // Written and removed now, before step 1: a directory that takes no files
+  // (read-only, full, no permission) fails here, not at the first checkpoint
+  // after hours of training.
+  const fs::path probe = fs::path(dir_) / (".write-probe." + std::to_string(::getpid()));
+  {
+    std::ofstream out(probe, std::ios::binary | std::ios::trunc);
+    if (!(out << "vitscale" << std::flush))
+      throw std::runtime_error(dir_ + ": cannot write in the checkpoint directory (probe file " +
+                               probe.filename().string() + "): " + std::strerror(errno));
+  }
+  fs::remove(probe, ec);
   // A crash mid-write leaves ".<name>.tmp.<pid>" (runtime/safetensors.h); it was
   // never renamed into place, so it is garbage.
   for (const auto& e : fs::directory_iterator(dir_)) {

@@ -12,7 +12,11 @@
 // ZeRO-1); otherwise vit_train is single-process.
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
 #include <exception>
+#include <stdexcept>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -26,24 +30,87 @@
 #include "parallel/train_engine.h"
 #endif
 
-namespace {
-
-std::string one_line(std::string s) {
-  for (char& c : s)
-    if (c == '\n' || c == '\r') c = ' ';
-  return s;
+namespace vitscale {
+class TrainLaunch;  // parallel/train_engine.h, when the build has it
 }
 
-// Each line of a ConfigError (one problem per line) as its own "vit_train: error: ..." line.
-void print_errors(const std::string& message) {
+namespace {
+
+// Test-only fault injection: VITSCALE_TEST_FAULT="RANK:STEP" makes that rank
+// throw after that optimizer step, as an error mid-training would (the tests
+// of tests/parallel/tests.cmake check that the whole job then ends at once).
+std::function<void(std::int64_t)> injected_fault(int rank) {
+  const char* spec = std::getenv("VITSCALE_TEST_FAULT");
+  if (!spec || !*spec) return {};
+  int fault_rank = -1;
+  long long fault_step = -1;
+  char tail = 0;
+  if (std::sscanf(spec, "%d:%lld%c", &fault_rank, &fault_step, &tail) != 2 || fault_rank < 0 || fault_step < 1)
+    throw std::invalid_argument(std::string("VITSCALE_TEST_FAULT='") + spec + "' is not RANK:STEP");
+  if (fault_rank != rank) return {};
+  return [fault_step](std::int64_t step) {
+    if (step == fault_step)
+      throw std::runtime_error("injected fault after step " + std::to_string(step) + " (VITSCALE_TEST_FAULT)");
+  };
+}
+
+// The lines of an error: a ConfigError has one problem per line, anything else
+// is one line. With a rank (world size > 1) each line names it.
+std::string error_text(const std::exception& e, int rank) {
+  const bool config = dynamic_cast<const vitscale::train::ConfigError*>(&e) != nullptr;
+  const std::string message = e.what();
+  const std::string prefix = rank >= 0 ? "rank " + std::to_string(rank) + ": " : "";
+  std::string out;
   std::size_t begin = 0;
   do {
-    const std::size_t end = std::min(message.find('\n', begin), message.size());
+    std::size_t end = config ? std::min(message.find('\n', begin), message.size()) : message.size();
     std::string line = message.substr(begin, end - begin);
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    std::cerr << "vit_train: error: " << line << "\n";
+    for (char& c : line)
+      if (c == '\n' || c == '\r') c = ' ';
+    // Messages from parallel/ already start with "rank R: ".
+    const bool named = !prefix.empty() && line.rfind(prefix, 0) == 0;
+    out += "vit_train: error: " + (named ? "" : prefix) + line + "\n";
     begin = end + 1;
   } while (begin < message.size());
+  return out;
+}
+
+using vitscale::train::CommandLine;
+
+// Everything after the launch: resolve, build, train. world_size > 1 only
+// with the data-parallel engine.
+int train(const CommandLine& cl, const vitscale::train::TrainOptions& file, vitscale::train::StopSignal& stop,
+          std::chrono::steady_clock::time_point start, int world_size, int rank, int cuda_device,
+          [[maybe_unused]] vitscale::TrainLaunch* launch) {
+  using namespace vitscale::train;
+  TrainConfig config = resolve(file, cl.options, world_size);
+  if (cl.print_config) {
+    if (rank == 0) {
+      std::cout << config.to_json().dump(2) << "\n";
+      for (const std::string& note : config_notes(config)) std::cerr << "vit_train: " << note << "\n";
+    }
+    return 0;
+  }
+#ifdef VITSCALE_TRAIN_DATA_PARALLEL
+  // CPU ranks sharing a node share its cores unless --threads says otherwise.
+  if (config.threads == 0 && world_size > 1) config.threads = launch->cpu_threads();
+#endif
+  const auto backend = make_backend(config, cuda_device);
+  TrainerIo io;
+  io.console = &std::cout;
+  io.stop = &stop;
+  io.start = start;
+  io.rank = rank;
+  io.on_step = injected_fault(rank);
+#ifdef VITSCALE_TRAIN_DATA_PARALLEL
+  // --cuda-graphs (world size 1 only) keeps the plain single-process engine:
+  // no communicator callbacks or host-timed collectives inside captured phases.
+  if (!config.cuda_graphs) io.make_engine = launch->connect(*backend, config.identity_json().dump());
+#endif
+  Trainer trainer(config, *backend, io);
+  const TrainResult r = trainer.run();
+  if (r.outcome == TrainResult::Outcome::interrupted) return r.signal > 0 ? 128 + r.signal : 1;
+  return 0;
 }
 
 int run(int argc, char** argv) {
@@ -58,37 +125,18 @@ int run(int argc, char** argv) {
 
 #ifdef VITSCALE_TRAIN_DATA_PARALLEL
   vitscale::TrainLaunch launch(&argc, &argv);  // MPI when started by mpirun / srun
-  const int world_size = launch.world_size(), rank = launch.rank(), cuda_device = launch.cuda_device();
-#else
-  const int world_size = 1, rank = 0, cuda_device = 0;
-#endif
-  TrainConfig config = resolve(file, cl->options, world_size);
-  if (cl->print_config) {
-    if (rank == 0) {
-      std::cout << config.to_json().dump(2) << "\n";
-      for (const std::string& note : config_notes(config)) std::cerr << "vit_train: " << note << "\n";
-    }
-    return 0;
+  const int world_size = launch.world_size(), rank = launch.rank();
+  try {
+    return train(*cl, file, stop, start, world_size, rank, launch.cuda_device(), &launch);
+  } catch (const std::exception& e) {
+    if (world_size == 1) throw;
+    // Unwinding would reach MPI_Finalize (or a collective) that the other
+    // ranks never enter: end the whole job now, this rank's error printed.
+    launch.abort_after_error(error_text(e, rank));
   }
-#ifdef VITSCALE_TRAIN_DATA_PARALLEL
-  // CPU ranks sharing a node share its cores unless --threads says otherwise.
-  if (config.threads == 0 && world_size > 1) config.threads = launch.cpu_threads();
+#else
+  return train(*cl, file, stop, start, 1, 0, 0, nullptr);  // launch is not used without the engine
 #endif
-  const auto backend = make_backend(config, cuda_device);
-  TrainerIo io;
-  io.console = &std::cout;
-  io.stop = &stop;
-  io.start = start;
-  io.rank = rank;
-#ifdef VITSCALE_TRAIN_DATA_PARALLEL
-  // --cuda-graphs (world size 1 only) keeps the plain single-process engine:
-  // no communicator callbacks or host-timed collectives inside captured phases.
-  if (!config.cuda_graphs) io.make_engine = launch.connect(*backend, config.identity_json().dump());
-#endif
-  Trainer trainer(config, *backend, io);
-  const TrainResult r = trainer.run();
-  if (r.outcome == TrainResult::Outcome::interrupted) return r.signal > 0 ? 128 + r.signal : 1;
-  return 0;
 }
 
 }  // namespace
@@ -96,13 +144,9 @@ int run(int argc, char** argv) {
 int main(int argc, char** argv) {
   try {
     return run(argc, argv);
-  } catch (const vitscale::train::ConfigError& e) {
-    std::cout.flush();
-    print_errors(e.what());
-    return 1;
   } catch (const std::exception& e) {
     std::cout.flush();
-    std::cerr << "vit_train: error: " << one_line(e.what()) << "\n";
+    std::cerr << error_text(e, -1);
     return 1;
   }
 }

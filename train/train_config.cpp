@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <limits>
@@ -27,7 +28,7 @@ using O = TrainOptions;
 const Setting kSettings[] = {
     // model
     {"model.preset", "--model", "Model", "model preset: vit-cpu (default: small, for 28x28 on a CPU), vit-tiny, vit-small, vit-base (patch 4, 32x32), vit-b16-224 (ViT-B/16 at 224x224, images resized)", &O::model},
-    {"model.image_size", "--image-size", "Model", "model input side in pixels (images are resized to it); default: the preset's, else the dataset's", &O::image_size},
+    {"model.image_size", "--image-size", "Model", "model input side in pixels (images are resized to it); leave it out for the preset's, else the dataset's (0 is refused)", &O::image_size},
     {"model.patch_size", "--patch-size", "Model", "patch side in pixels (must divide the image size)", &O::patch_size},
     {"model.dim", "--dim", "Model", "embedding width D", &O::dim},
     {"model.depth", "--depth", "Model", "number of transformer blocks", &O::depth},
@@ -302,6 +303,8 @@ TrainOptions parse_config_json(const nlohmann::json& j, const std::string& what)
 }
 
 TrainOptions load_config_file(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) throw ConfigError(path + ": is a directory, not a config file");
   std::ifstream in(path);
   if (!in) throw ConfigError(path + ": cannot open the config file");
   nlohmann::json j;
@@ -340,6 +343,14 @@ std::string default_note(const std::string& json_key) {
   return " (default: " + v->dump() + ")";
 }
 
+const CLI::Validator kNonNegativeInteger(
+    [](std::string& v) {
+      return v.find_first_not_of(" ") != std::string::npos && v[v.find_first_not_of(" ")] == '-'
+                 ? std::string("must be a non-negative integer, got " + v)
+                 : std::string();
+    },
+    "UINT");
+
 // Builds the CLI11 app over `cl`; shared by parsing and help_text().
 std::unique_ptr<CLI::App> make_app(CommandLine& cl) {
   auto app = std::make_unique<CLI::App>(
@@ -367,7 +378,10 @@ std::unique_ptr<CLI::App> make_app(CommandLine& cl) {
             app->add_flag_function(names, [&o, member](std::int64_t count) { o.*member = count > 0; }, help)
                 ->group(s.group);
           } else {
-            app->add_option_function<T>(s.flag, [&o, member](const T& v) { o.*member = v; }, help)->group(s.group);
+            CLI::Option* opt =
+                app->add_option_function<T>(s.flag, [&o, member](const T& v) { o.*member = v; }, help)->group(s.group);
+            // strtoull would wrap "-1" to 2^64 - 1; the JSON reader refuses it too.
+            if constexpr (std::is_integral_v<T> && std::is_unsigned_v<T>) opt->check(kNonNegativeInteger);
           }
         },
         s.member);

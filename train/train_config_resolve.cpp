@@ -185,7 +185,11 @@ void validate_schedule(const TrainOptions& o, const TrainConfig& c, Problems& p)
 }
 
 void validate(const TrainOptions& o, const TrainConfig& c, Problems& p) {
-  p.in_range("model.image_size", c.image_size, 0, 4096);
+  // Left out (not 0) means "the preset's, else the dataset's": 0 given is a mistake.
+  if (o.image_size)
+    p.in_range("model.image_size", *o.image_size, 1, 4096);
+  else
+    p.in_range("model.image_size", c.image_size, 0, 4096);
   p.in_range("model.patch_size", c.patch_size, 1, 512);
   p.in_range("model.dim", c.dim, 1, 16384);
   p.in_range("model.depth", c.depth, 1, 256);
@@ -219,7 +223,7 @@ void validate(const TrainOptions& o, const TrainConfig& c, Problems& p) {
     p.refuse("data.synthetic.noise", "must be in [0, 255], got " + str(c.synthetic_noise));
   p.at_least("training.eval_batch_size", c.eval_batch_size, 0);
   p.at_least("training.max_steps", c.max_steps, 0);
-  if (c.max_steps == 0) p.at_least("training.epochs", c.epochs, 1);
+  p.at_least("training.epochs", c.epochs, c.max_steps == 0 ? 1 : 0);
   p.at_least("training.stop_at_step", c.stop_at_step, 0);
   p.unit_interval("training.label_smoothing", c.label_smoothing, false);
   p.one_of("optimizer.type", c.optimizer_type, {"AdamW", "Adam"});

@@ -67,6 +67,11 @@ Trainer::Trainer(TrainConfig config, Backend& backend, TrainerIo io)
       log_(*io_.console, io_.rank == 0 ? config_.metrics_out : "", !resume_path_for(config_).empty(), io_.rank == 0,
            io_.rank == 0 ? csv_monitor_path(config_) : "") {
   if (!io_.console || !io_.stop) throw std::invalid_argument("Trainer: console and stop signal are required");
+  // Everything that would otherwise fail late is checked now, before the data
+  // is loaded: the metrics file is open (log_), the checkpoint directory exists
+  // and takes a file, and below the resume checkpoint is read and verified.
+  if (!config_.save_dir.empty() && io_.rank == 0)
+    ckpt_dir_ = std::make_unique<CheckpointDir>(config_.save_dir, config_.keep_checkpoints);
   load_data();
   build_model();
   const std::string resume = resume_path_for(config_);
@@ -77,8 +82,6 @@ Trainer::Trainer(TrainConfig config, Backend& backend, TrainerIo io)
     state_.seed = config_.seed;
   }
   model_->zero_grads();
-  if (!config_.save_dir.empty() && io_.rank == 0)
-    ckpt_dir_ = std::make_unique<CheckpointDir>(config_.save_dir, config_.keep_checkpoints);
 
   data::LoaderConfig lc;
   lc.batch_size = config_.micro_batch_size;

@@ -186,6 +186,40 @@ TEST_CASE("vit_train refuses bad input with one line and a non-zero exit", "[cli
   SECTION("a missing checkpoint to resume from") {
     check_one_line_error(run_vit_train({"--resume", dir / "nothing-here"}, dir), "no such checkpoint");
   }
+  SECTION("a config path that is a directory is named") {
+    check_one_line_error(run_vit_train({"--config", dir.path.string()}, dir),
+                         dir.path.string() + ": is a directory, not a config file");
+  }
+  SECTION("a negative seed is refused, as the JSON key refuses it") {
+    const Outcome o = run_vit_train({"--seed", "-1", "--print-config"}, dir);
+    CHECK(o.exit_code == 2);
+    check_one_line_error(o, "--seed: must be a non-negative integer, got -1");
+    std::ofstream(dir / "seed.json") << R"({"training": {"seed": -1}})";
+    check_one_line_error(run_vit_train({"--config", dir / "seed.json", "--print-config"}, dir), "training.seed");
+  }
+  SECTION("an image size of 0 is refused (leave it out for the preset's)") {
+    check_one_line_error(run_vit_train({"--image-size", "0", "--print-config"}, dir),
+                         "model.image_size (--image-size) must be in [1, 4096], got 0");
+  }
+  SECTION("negative epochs are refused even when --max-steps decides the length") {
+    check_one_line_error(run_vit_train({"--epochs", "-3", "--max-steps", "5", "--print-config"}, dir),
+                         "training.epochs (--epochs) must be at least 0, got -3");
+  }
+  SECTION("a checkpoint directory that takes no files fails before step 1") {
+    // /proc exists and refuses new files, for root too (a chmod would not stop root).
+    std::vector<std::string> args = tiny_synthetic_flags();
+    args.insert(args.end(), {"--max-steps", "5", "--save-dir", "/proc", "--metrics-out", dir / "m.jsonl"});
+    const Outcome o = run_vit_train(args, dir);
+    check_one_line_error(o, "/proc: cannot write in the checkpoint directory");
+    CHECK(o.out.find("step ") == std::string::npos);  // no training step ran
+  }
+  SECTION("a metrics file that cannot be opened fails before step 1") {
+    std::vector<std::string> args = tiny_synthetic_flags();
+    args.insert(args.end(), {"--max-steps", "5", "--metrics-out", dir / "no-such-dir/m.jsonl"});
+    const Outcome o = run_vit_train(args, dir);
+    check_one_line_error(o, "cannot open the metrics file");
+    CHECK(o.out.find("step ") == std::string::npos);
+  }
   SECTION("a corrupted checkpoint") {
     std::ofstream(dir / "ckpt.safetensors") << "not a checkpoint at all";
     check_one_line_error(run_vit_train({"--resume", dir / "ckpt.safetensors"}, dir), "ckpt.safetensors");
