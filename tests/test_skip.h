@@ -21,9 +21,9 @@ void mark_skipped(const std::string& reason);
 
 }  // namespace vitscale::testing
 
-#define VS_SKIP(reason)                             \
-  do {                                              \
-    ::vitscale::testing::mark_skipped(reason);      \
-    WARN("skipped: " << (reason));                  \
-    return;                                         \
+#define VS_SKIP(reason)                        \
+  do {                                         \
+    ::vitscale::testing::mark_skipped(reason); \
+    WARN("skipped: " << (reason));             \
+    return;                                    \
   } while (0)

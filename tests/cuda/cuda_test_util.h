@@ -33,9 +33,9 @@ using Outs = std::vector<std::vector<float>>;  // a test's outputs, in order
 
 inline bool have_gpu() { return cuda_device_count() > 0; }
 
-#define VS_REQUIRE_GPU()                                                    \
-  do {                                                                      \
-    if (!::vitscale::cuda_test::have_gpu()) VS_SKIP("no CUDA device");      \
+#define VS_REQUIRE_GPU()                                               \
+  do {                                                                 \
+    if (!::vitscale::cuda_test::have_gpu()) VS_SKIP("no CUDA device"); \
   } while (0)
 
 inline std::uint64_t fresh_seed() {
