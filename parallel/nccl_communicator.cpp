@@ -9,6 +9,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "kernels/cuda/cuda_check.h"
 #include "parallel/comm_watchdog.h"
 
 namespace vitscale {
@@ -62,9 +63,15 @@ class CudaEvent {
   cudaEvent_t event_ = nullptr;
 };
 
+// 0 when the time cannot be read (an event not recorded yet): timing is
+// best-effort, and the ignored status must not surface at the next launch check.
 double elapsed_seconds(cudaEvent_t from, cudaEvent_t to) {
   float ms = 0.f;
-  if (cudaEventElapsedTime(&ms, from, to) != cudaSuccess) return 0.0;
+  const cudaError_t rc = cudaEventElapsedTime(&ms, from, to);
+  if (rc != cudaSuccess) {
+    cuda::forget_ignored_error(rc);
+    return 0.0;
+  }
   return static_cast<double>(ms) * 1e-3;
 }
 
@@ -112,7 +119,9 @@ class NcclRequest final : public CommRequest::Impl {
 
   bool test() override {
     if (complete_) return true;
-    const cudaError_t rc = cudaEventQuery(done_->get());
+    // query_event: "not ready" must not stay as the last error, or the next
+    // VS_LAUNCH_CHECK throws it from an unrelated kernel mid-backward.
+    const cudaError_t rc = cuda::query_event(done_->get());
     if (rc == cudaErrorNotReady) {
       ncclResult_t async = ncclSuccess;
       ncclCommGetAsyncError(comm_.load(), &async);

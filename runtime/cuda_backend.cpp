@@ -141,10 +141,9 @@ cuda::Graph& CudaBackend::graph_slot(int slot, const char* op) const {
   return *graphs_[static_cast<std::size_t>(slot)];
 }
 
-void CudaBackend::require_not_capturing(const char* op) const {
+void CudaBackend::require_not_capturing(const char* op, const char* why) const {
   if (capturing_)
-    throw std::logic_error(std::string(op) + " is not allowed while a CUDA graph is being captured "
-                                             "(it would allocate or wait for the host)");
+    throw std::logic_error(std::string(op) + " is not allowed while a CUDA graph is being captured (" + why + ")");
 }
 
 // ---- memory -----------------------------------------------------------------------
@@ -184,6 +183,8 @@ Buffer CudaBackend::allocate_host(std::size_t bytes) {
 }
 
 void CudaBackend::copy_to_device(void* dst, const void* src, std::size_t bytes) {
+  // A captured host-to-device copy re-reads `src` at every replay, long after this call returned.
+  require_not_capturing("copy_to_device", "the graph would re-read this host memory at every replay");
   if (bytes == 0) return;
   VS_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_->get()),
                 "copy_to_device (" + std::to_string(bytes) + " bytes)");
@@ -356,7 +357,7 @@ void CudaBackend::linear_backward(TensorView d_in, TensorView d_weight, TensorVi
   if (!d_bias.empty()) {
     expect_numel(op, "d_bias", d_bias, N);
     expect_dtype(op, "d_bias", d_bias, DType::f32);
-    const std::size_t need = cuda::column_sum_scratch_bytes(M, N, sm_count_);
+    const std::size_t need = cuda::column_sum_scratch_bytes(dt, M, N, sm_count_);
     float* s = scratch(need, op);  // before reading scratch_.bytes(): it may grow
     cuda::column_sum_accumulate(stream_->get(), dt, static_cast<float*>(d_bias.data), d_out.data, M, N, s,
                                 scratch_.bytes(), sm_count_);

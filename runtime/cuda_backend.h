@@ -17,7 +17,8 @@
 // CUDA graphs: begin_capture() → the ops of one step → end_capture(slot); then
 // replay(slot) per step. A few slots, so that a training step can keep its
 // forward, backward and optimizer as separate graphs (vit_train --cuda-graphs).
-// Inside a captured step nothing may allocate or wait for the host; AdamW
+// Inside a captured step nothing may allocate, wait for the host or copy from
+// host memory (copy_to_device throws, like allocate and synchronize); AdamW
 // reads lr and the step count from device memory, so before each replay call
 // set_adamw_hyper(h) (it enqueues a tiny write on the compute stream, ordered
 // before the replayed graph). Outside a capture, adamw() writes them itself.
@@ -128,7 +129,7 @@ class CudaBackend final : public Backend {
 
  private:
   float* scratch(std::size_t bytes, const char* op);
-  void require_not_capturing(const char* op) const;
+  void require_not_capturing(const char* op, const char* why = "it would allocate or wait for the host") const;
   const void* segment_table(std::span<const ParamSegment> segments, std::int64_t n, int& count);
   bool any_graph() const;
   cuda::Graph& graph_slot(int slot, const char* op) const;

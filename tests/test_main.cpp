@@ -1,3 +1,57 @@
-// The one Catch2 main shared by every test executable.
-#define CATCH_CONFIG_MAIN
+// The one Catch2 main shared by every test executable, with the skip tally of
+// test_skip.h: exit kSkipExitCode when every test case that ran was skipped.
+#define CATCH_CONFIG_RUNNER
+#define CATCH_CONFIG_EXTERNAL_INTERFACES
 #include <catch2/catch.hpp>
+
+#include <iostream>
+
+#include "tests/test_skip.h"
+
+namespace {
+
+// The run's counts. Process-wide by nature (Catch2 creates the listener, the
+// test bodies only see mark_skipped), so it lives in one function-local static.
+struct SkipTally {
+  bool current_skipped = false;
+  int cases = 0;
+  int skipped = 0;
+};
+SkipTally& tally() {
+  static SkipTally t;
+  return t;
+}
+
+class SkipListener : public Catch::TestEventListenerBase {
+ public:
+  using TestEventListenerBase::TestEventListenerBase;
+  void testCaseStarting(Catch::TestCaseInfo const& info) override {
+    tally().current_skipped = false;
+    TestEventListenerBase::testCaseStarting(info);
+  }
+  void testCaseEnded(Catch::TestCaseStats const& stats) override {
+    ++tally().cases;
+    if (tally().current_skipped) ++tally().skipped;
+    TestEventListenerBase::testCaseEnded(stats);
+  }
+};
+
+}  // namespace
+
+CATCH_REGISTER_LISTENER(SkipListener)
+
+namespace vitscale::testing {
+void mark_skipped(const std::string& reason) {
+  (void)reason;  // the WARN beside the mark prints it
+  tally().current_skipped = true;
+}
+}  // namespace vitscale::testing
+
+int main(int argc, char* argv[]) {
+  const int failed = Catch::Session().run(argc, argv);
+  const SkipTally& t = tally();
+  if (t.skipped > 0)
+    std::cout << t.skipped << " of " << t.cases << " test case(s) skipped: they did not run on this machine\n";
+  if (failed == 0 && t.cases > 0 && t.skipped == t.cases) return vitscale::testing::kSkipExitCode;
+  return failed;
+}

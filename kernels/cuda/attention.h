@@ -6,7 +6,7 @@
 // Backward recomputes P from qkv and lse (nothing of size T² is stored).
 //
 // Two implementations, picked per call (attention.cpp):
-//   * flash (attention_flash.cu): bf16 with hd ∈ {32, 64, 128} — tensor-core
+//   * flash (attention_flash.cu): bf16 with hd ∈ {32, 48, 64, 80, 96, 128} — tensor-core
 //     mma.sync m16n8k16, K/V streamed through shared memory in 64-key chunks
 //     with online softmax; one block covers all queries of an (image, head)
 //     when T ≤ 128, so at 65 tokens the whole sequence is one tile;

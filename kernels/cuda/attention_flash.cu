@@ -1,13 +1,17 @@
 // attention_flash.cu — bf16 attention on tensor cores (mma.sync m16n8k16,
-// fp32 accumulation), forward and backward, for hd ∈ {32, 64, 128}.
+// fp32 accumulation), forward and backward, for hd ∈ {32, 48, 64, 80, 96, 128}
+// (any multiple of 16 works: the k steps are 16 wide, the n tiles 8).
 //
 // Layout of the work. Every warp owns 16 rows (queries, or keys in the dK/dV
 // kernel); a block holds up to 8 warps of the same (image, head) and is sized
 // so that the rows of one (image, head) split evenly: at T = 65 one block of 5
 // warps covers the whole sequence, so K and V are read once per head. The other
-// operand streams through shared memory in chunks (64 keys / queries; fewer at
-// hd = 128 to bound registers), zero-filled past T, with online softmax in the
-// forward: a short sequence is one or two chunks, a long one any number.
+// operand streams through shared memory in chunks (64 keys / queries; 80 keys
+// in the forward when 64 < T <= 80, so T = 65 is one chunk; fewer in the
+// backward at hd >= 80 to bound registers), zero-filled past T, with online
+// softmax in the forward: a short sequence is one or two chunks, a long one any number.
+// Grid: (image, head) on x (up to 2³¹ − 1: any eval batch), the row blocks of
+// one head on y (a handful).
 //
 //   forward      S = Q Kᵀ, online softmax (running max m, sum l), O += P V;
 //                O /= l, lse = m + log l saved.
@@ -105,21 +109,23 @@ __device__ __forceinline__ float quad_sum(float x) {
 
 // ---- forward --------------------------------------------------------------------
 
-template <int HD>
+// KC: keys per chunk, 64 or 80 (flash_forward_key_chunk); a multiple of 16.
+template <int HD, int KC>
 __global__ void __launch_bounds__(kMaxWarps * 32)
     flash_forward_kernel(bf16* __restrict__ out, float* __restrict__ lse, const bf16* __restrict__ qkv, int T_, int H,
                          float scale_log2) {
-  constexpr int KC = 64, KS = HD + 8, VTS = KC + 8;
+  static_assert(KC % 16 == 0, "key chunk: whole 16-key k steps");
+  constexpr int KS = HD + 8, VTS = KC + 8;
   constexpr int NKT = KC / 8, NDT = HD / 8, KST = HD / 16;
   __shared__ __align__(16) bf16 Ks[KC * KS];   // (KC, HD) keys, row-major
   __shared__ __align__(16) bf16 Vt[HD * VTS];  // (HD, KC) values, transposed
-  const int bh = blockIdx.y, b = bh / H, h = bh % H;
+  const int bh = blockIdx.x, b = bh / H, h = bh % H;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
   const long long ts = 3LL * H * HD;
   const bf16* qb = qkv + static_cast<long long>(b) * T_ * ts + static_cast<long long>(h) * HD;
   const bf16* kb = qb + static_cast<long long>(H) * HD;
   const bf16* vb = qb + 2LL * H * HD;
-  const int q0 = blockIdx.x * (blockDim.x / 32) * 16 + warp * 16;
+  const int q0 = blockIdx.y * (blockDim.x / 32) * 16 + warp * 16;
   const bool active = q0 < T_;
 
   std::uint32_t qf[KST][4];
@@ -236,14 +242,14 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
   __shared__ __align__(16) bf16 Ks[KC * KS];   // (KC, HD) keys
   __shared__ __align__(16) bf16 Kt[HD * KTS];  // (HD, KC) keys, transposed
   __shared__ __align__(16) bf16 Vs[KC * KS];   // (KC, HD) values
-  const int bh = blockIdx.y, b = bh / H, h = bh % H;
+  const int bh = blockIdx.x, b = bh / H, h = bh % H;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
   const long long ts = 3LL * H * HD, ots = static_cast<long long>(H) * HD;
   const bf16* qb = qkv + static_cast<long long>(b) * T_ * ts + static_cast<long long>(h) * HD;
   const bf16* kb = qb + static_cast<long long>(H) * HD;
   const bf16* vb = qb + 2LL * H * HD;
   const bf16* dob = d_out + static_cast<long long>(b) * T_ * ots + static_cast<long long>(h) * HD;
-  const int q0 = blockIdx.x * (blockDim.x / 32) * 16 + warp * 16;
+  const int q0 = blockIdx.y * (blockDim.x / 32) * 16 + warp * 16;
   const bool active = q0 < T_;
   const int ra = q0 + g, rb = q0 + g + 8;
 
@@ -333,14 +339,14 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
   __shared__ __align__(16) bf16 dOt[HD * QTS];  // (HD, QC) output gradients, transposed
   __shared__ float lse_s[QC];                   // log2 domain; +inf past T (P = 0 there)
   __shared__ float D_s[QC];
-  const int bh = blockIdx.y, b = bh / H, h = bh % H;
+  const int bh = blockIdx.x, b = bh / H, h = bh % H;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
   const long long ts = 3LL * H * HD, ots = static_cast<long long>(H) * HD;
   const bf16* qb = qkv + static_cast<long long>(b) * T_ * ts + static_cast<long long>(h) * HD;
   const bf16* kb = qb + static_cast<long long>(H) * HD;
   const bf16* vb = qb + 2LL * H * HD;
   const bf16* dob = d_out + static_cast<long long>(b) * T_ * ots + static_cast<long long>(h) * HD;
-  const int k0 = blockIdx.x * (blockDim.x / 32) * 16 + warp * 16;
+  const int k0 = blockIdx.y * (blockDim.x / 32) * 16 + warp * 16;
   const bool active = k0 < T_;
 
   // This warp's 16 keys and values as A operands (rows = keys, k = head dim).
@@ -447,8 +453,17 @@ void forward_hd(cudaStream_t stream, void* out, float* lse, const void* qkv, int
   int blocks = 0, warps = 0;
   split_rows(T_, blocks, warps);
   const float scale_log2 = kLog2e / sqrtf(static_cast<float>(HD));
-  flash_forward_kernel<HD><<<dim3(blocks, B * H), warps * 32, 0, stream>>>(
-      static_cast<bf16*>(out), lse, static_cast<const bf16*>(qkv), T_, H, scale_log2);
+  const dim3 grid(static_cast<unsigned>(B * H), static_cast<unsigned>(blocks));  // (image, head) on x
+  if constexpr (HD != 80) {  // flash_forward_key_chunk never picks 80 keys at hd 80
+    if (flash_forward_key_chunk(T_, HD) == 80) {
+      flash_forward_kernel<HD, 80><<<grid, warps * 32, 0, stream>>>(static_cast<bf16*>(out), lse,
+                                                                    static_cast<const bf16*>(qkv), T_, H, scale_log2);
+      VS_LAUNCH_CHECK(where("attention", B, T_, H, HD));
+      return;
+    }
+  }
+  flash_forward_kernel<HD, 64>
+      <<<grid, warps * 32, 0, stream>>>(static_cast<bf16*>(out), lse, static_cast<const bf16*>(qkv), T_, H, scale_log2);
   VS_LAUNCH_CHECK(where("attention", B, T_, H, HD));
 }
 
@@ -459,11 +474,11 @@ void backward_hd(cudaStream_t stream, void* d_qkv, const void* d_out, const void
   split_rows(T_, blocks, warps);
   const float scale = 1.f / sqrtf(static_cast<float>(HD));
   const float scale_log2 = kLog2e * scale;
-  flash_backward_dq_kernel<HD, KC><<<dim3(blocks, B * H), warps * 32, 0, stream>>>(
+  flash_backward_dq_kernel<HD, KC><<<dim3(B * H, blocks), warps * 32, 0, stream>>>(
       static_cast<bf16*>(d_qkv), static_cast<const bf16*>(d_out), static_cast<const bf16*>(qkv), lse, dsum, T_, H,
       scale_log2, scale);
   VS_LAUNCH_CHECK(where("attention_backward dQ", B, T_, H, HD));
-  flash_backward_dkdv_kernel<HD, QC><<<dim3(blocks, B * H), warps * 32, 0, stream>>>(
+  flash_backward_dkdv_kernel<HD, QC><<<dim3(B * H, blocks), warps * 32, 0, stream>>>(
       static_cast<bf16*>(d_qkv), static_cast<const bf16*>(d_out), static_cast<const bf16*>(qkv), lse, dsum, T_, H,
       scale_log2, scale);
   VS_LAUNCH_CHECK(where("attention_backward dK/dV", B, T_, H, HD));
@@ -471,12 +486,15 @@ void backward_hd(cudaStream_t stream, void* d_qkv, const void* d_out, const void
 
 }  // namespace
 
-bool flash_supports_head_dim(int hd) { return hd == 32 || hd == 64 || hd == 128; }
+bool flash_supports_head_dim(int hd) { return hd == 32 || hd == 48 || hd == 64 || hd == 80 || hd == 96 || hd == 128; }
 
 void flash_forward(cudaStream_t stream, void* out, float* lse, const void* qkv, int B, int T_, int H, int hd) {
   switch (hd) {
     case 32: forward_hd<32>(stream, out, lse, qkv, B, T_, H); break;
+    case 48: forward_hd<48>(stream, out, lse, qkv, B, T_, H); break;
     case 64: forward_hd<64>(stream, out, lse, qkv, B, T_, H); break;
+    case 80: forward_hd<80>(stream, out, lse, qkv, B, T_, H); break;
+    case 96: forward_hd<96>(stream, out, lse, qkv, B, T_, H); break;
     case 128: forward_hd<128>(stream, out, lse, qkv, B, T_, H); break;
     default: throw std::invalid_argument("attention: tensor-core path has no head dim " + std::to_string(hd));
   }
@@ -484,10 +502,14 @@ void flash_forward(cudaStream_t stream, void* out, float* lse, const void* qkv, 
 
 void flash_backward(cudaStream_t stream, void* d_qkv, const void* d_out, const void* qkv, const float* lse,
                     const float* dsum, int B, int T_, int H, int hd) {
-  // Chunk sizes bound the accumulator registers: (dQ key chunk, dK/dV query chunk).
+  // Chunk sizes bound the accumulator registers: (dQ key chunk, dK/dV query chunk);
+  // 48 takes 64's, 80 and 96 take 128's (fewer registers than at 128).
   switch (hd) {
     case 32: backward_hd<32, 64, 64>(stream, d_qkv, d_out, qkv, lse, dsum, B, T_, H); break;
+    case 48: backward_hd<48, 64, 32>(stream, d_qkv, d_out, qkv, lse, dsum, B, T_, H); break;
     case 64: backward_hd<64, 64, 32>(stream, d_qkv, d_out, qkv, lse, dsum, B, T_, H); break;
+    case 80: backward_hd<80, 32, 16>(stream, d_qkv, d_out, qkv, lse, dsum, B, T_, H); break;
+    case 96: backward_hd<96, 32, 16>(stream, d_qkv, d_out, qkv, lse, dsum, B, T_, H); break;
     case 128: backward_hd<128, 32, 16>(stream, d_qkv, d_out, qkv, lse, dsum, B, T_, H); break;
     default: throw std::invalid_argument("attention_backward: tensor-core path has no head dim " + std::to_string(hd));
   }

@@ -43,7 +43,7 @@ __global__ void __launch_bounds__(kWarps * 32)
     simt_forward_kernel(T* __restrict__ out, float* __restrict__ lse, const T* __restrict__ qkv, int T_, int H, int hd,
                         float scale, int rows_per_block) {
   extern __shared__ float smem[];
-  const int bh = blockIdx.y, b = bh / H, h = bh % H;
+  const int bh = blockIdx.x, b = bh / H, h = bh % H;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int kld = hd + 1;                  // K read one row per lane: padded
   float* Ks = smem;                        // (T, hd+1)
@@ -56,8 +56,8 @@ __global__ void __launch_bounds__(kWarps * 32)
   load_rows(Vs, hd, base + 2LL * H * hd, ts, T_, hd);
   __syncthreads();
 
-  const int row_end = min(T_, (blockIdx.x + 1) * rows_per_block);
-  for (int i = blockIdx.x * rows_per_block + warp; i < row_end; i += kWarps) {
+  const int row_end = min(T_, (blockIdx.y + 1) * rows_per_block);
+  for (int i = blockIdx.y * rows_per_block + warp; i < row_end; i += kWarps) {
     for (int d = lane; d < hd; d += 32) qs[d] = to_float(base[static_cast<long long>(i) * ts + d]);
     __syncwarp();
     float mx = -INFINITY;
@@ -101,7 +101,7 @@ __global__ void __launch_bounds__(kWarps * 32)
                             const float* __restrict__ lse, const float* __restrict__ dsum, int T_, int H, int hd,
                             float scale, int rows_per_block) {
   extern __shared__ float smem[];
-  const int bh = blockIdx.y, b = bh / H, h = bh % H;
+  const int bh = blockIdx.x, b = bh / H, h = bh % H;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int ld = hd + 1;
   float* Ks = smem;                                      // (T, hd+1)
@@ -115,8 +115,8 @@ __global__ void __launch_bounds__(kWarps * 32)
   load_rows(Vs, ld, base + 2LL * H * hd, ts, T_, hd);
   __syncthreads();
 
-  const int row_end = min(T_, (blockIdx.x + 1) * rows_per_block);
-  for (int i = blockIdx.x * rows_per_block + warp; i < row_end; i += kWarps) {
+  const int row_end = min(T_, (blockIdx.y + 1) * rows_per_block);
+  for (int i = blockIdx.y * rows_per_block + warp; i < row_end; i += kWarps) {
     const long long orow = (static_cast<long long>(b) * T_ + i) * H * hd + static_cast<long long>(h) * hd;
     for (int d = lane; d < hd; d += 32) {
       qs[d] = to_float(base[static_cast<long long>(i) * ts + d]);
@@ -157,7 +157,7 @@ __global__ void __launch_bounds__(kWarps * 32)
                               const float* __restrict__ lse, const float* __restrict__ dsum, int T_, int H, int hd,
                               float scale, int rows_per_block) {
   extern __shared__ float smem[];
-  const int bh = blockIdx.y, b = bh / H, h = bh % H;
+  const int bh = blockIdx.x, b = bh / H, h = bh % H;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int ld = hd + 1;
   float* Qs = smem;                   // (T, hd+1)
@@ -179,8 +179,8 @@ __global__ void __launch_bounds__(kWarps * 32)
   }
   __syncthreads();
 
-  const int row_end = min(T_, (blockIdx.x + 1) * rows_per_block);
-  for (int j = blockIdx.x * rows_per_block + warp; j < row_end; j += kWarps) {
+  const int row_end = min(T_, (blockIdx.y + 1) * rows_per_block);
+  for (int j = blockIdx.y * rows_per_block + warp; j < row_end; j += kWarps) {
     for (int d = lane; d < hd; d += 32) {
       ks[d] = to_float(base[static_cast<long long>(j) * ts + static_cast<long long>(H) * hd + d]);
       vs[d] = to_float(base[static_cast<long long>(j) * ts + 2LL * H * hd + d]);
@@ -276,7 +276,7 @@ void simt_init(int max_smem_optin) {
 
 void simt_forward(cudaStream_t stream, DType dt, void* out, float* lse, const void* qkv, int B, int T_, int H, int hd) {
   const int nb = simt_blocks_per_head(T_);
-  const dim3 grid(static_cast<unsigned>(nb), static_cast<unsigned>(B * H));
+  const dim3 grid(static_cast<unsigned>(B * H), static_cast<unsigned>(nb));  // (image, head) on x: y stops at 65535
   const float scale = 1.f / sqrtf(static_cast<float>(hd));
   const std::size_t smem = simt_forward_smem_bytes(T_, hd);
   dispatch(dt, [&](auto tag) {
@@ -290,7 +290,7 @@ void simt_forward(cudaStream_t stream, DType dt, void* out, float* lse, const vo
 void simt_backward(cudaStream_t stream, DType dt, void* d_qkv, const void* d_out, const void* qkv, const float* lse,
                    const float* dsum, int B, int T_, int H, int hd) {
   const int nb = simt_blocks_per_head(T_);
-  const dim3 grid(static_cast<unsigned>(nb), static_cast<unsigned>(B * H));
+  const dim3 grid(static_cast<unsigned>(B * H), static_cast<unsigned>(nb));  // (image, head) on x: y stops at 65535
   const float scale = 1.f / sqrtf(static_cast<float>(hd));
   const std::size_t smem = simt_backward_smem_bytes(T_, hd);
   const int rows = static_cast<int>(ceil_div(T_, nb));

@@ -42,3 +42,24 @@ std::string dims(std::initializer_list<std::pair<const char*, long long>> kv);
   } while (0)
 
 #define VS_LAUNCH_CHECK(context) VS_CUDA_CHECK(cudaGetLastError(), context)
+
+namespace vitscale::cuda {
+
+// A status a caller deliberately ignores (cudaEventQuery's cudaErrorNotReady,
+// a failed cudaEventElapsedTime) may also be recorded as the thread's last
+// error, which the next VS_LAUNCH_CHECK (cudaGetLastError) would then report
+// from an unrelated kernel (PyTorch clears it too). Clears the last error when,
+// and only when, it is that status: a real error from elsewhere stays.
+inline void forget_ignored_error(cudaError_t ignored) {
+  if (ignored != cudaSuccess && cudaPeekAtLastError() == ignored) (void)cudaGetLastError();
+}
+
+// cudaEventQuery without the side effect: cudaSuccess (complete) or
+// cudaErrorNotReady (pending; not left behind as the last error) or the error.
+inline cudaError_t query_event(cudaEvent_t event) {
+  const cudaError_t rc = cudaEventQuery(event);
+  if (rc == cudaErrorNotReady) forget_ignored_error(rc);
+  return rc;
+}
+
+}  // namespace vitscale::cuda

@@ -321,7 +321,8 @@ void backward_impl(cudaStream_t stream, T* d_in, float* d_gamma, float* d_beta, 
                    const float* mean, const float* rstd, const T* gamma, int R, int D, float* scratch, int num_sms) {
   const int nblocks = backward_blocks(R, num_sms);
   const int rows_per_block = static_cast<int>(ceil_div(R, nblocks));
-  const std::string where = ctx("layernorm_backward", R, D, storage_dtype<T>());
+  // The context string is built only if a launch fails (VS_CUDA_CHECK evaluates it then).
+  const auto where = [&] { return ctx("layernorm_backward", R, D, storage_dtype<T>()); };
   if (vector_path_ok<T>(D, {d_in, d_out, in, gamma})) {
     const int nv = pick_nv<T>(D / Pack<T>::kSize);
     const std::size_t smem = 2 * static_cast<std::size_t>(D) * sizeof(float);  // ≤ 8 KiB (D ≤ 1024)
@@ -337,14 +338,14 @@ void backward_impl(cudaStream_t stream, T* d_in, float* d_gamma, float* d_beta, 
       switch (nv) { VS_LN_BWD(1) VS_LN_BWD(2) VS_LN_BWD(3) VS_LN_BWD(4) }
     }
 #undef VS_LN_BWD
-    VS_LAUNCH_CHECK(where);
+    VS_LAUNCH_CHECK(where());
   } else {
     layernorm_bwd_dx_generic<T><<<static_cast<unsigned>(ceil_div(R, kFwdWarps)), kFwdWarps * 32, 0, stream>>>(
         d_in, d_out, in, mean, rstd, gamma, R, D);
-    VS_LAUNCH_CHECK(where);
+    VS_LAUNCH_CHECK(where());
     const dim3 grid(static_cast<unsigned>(ceil_div(D, 128)), static_cast<unsigned>(nblocks));
     layernorm_bwd_params_generic<T><<<grid, 128, 0, stream>>>(scratch, d_out, in, mean, rstd, R, D, rows_per_block);
-    VS_LAUNCH_CHECK(where);
+    VS_LAUNCH_CHECK(where());
   }
   reduce_partial_rows(stream, scratch, nblocks, 2 * D, d_gamma, D, d_beta);
 }

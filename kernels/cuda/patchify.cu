@@ -169,7 +169,8 @@ void embed_tokens_forward(cudaStream_t stream, DType dt, void* tokens, const voi
 void embed_tokens_backward(cudaStream_t stream, DType dt, void* d_patch_emb, float* d_cls, float* d_pos,
                            const void* d_tokens, int B, int T, int D, bool has_cls) {
   if (static_cast<long long>(B) * T * D == 0) return;
-  const std::string where = "embed_tokens_backward (" + dims({{"B", B}, {"T", T}, {"D", D}}) + ")";
+  // Built only if a launch fails (VS_CUDA_CHECK evaluates its context then).
+  const auto where = [&] { return "embed_tokens_backward (" + dims({{"B", B}, {"T", T}, {"D", D}}) + ")"; };
   dispatch(dt, "embed_tokens_backward", [&](auto tag) {
     using E = decltype(tag);
     const int first = has_cls ? 1 : 0;
@@ -177,12 +178,12 @@ void embed_tokens_backward(cudaStream_t stream, DType dt, void* d_patch_emb, flo
     if (d_patch_emb != nullptr && n_copy > 0) {
       embed_backward_copy_kernel<E><<<blocks_for(n_copy), kThreads, 0, stream>>>(
           static_cast<E*>(d_patch_emb), static_cast<const E*>(d_tokens), B, T, D, first);
-      VS_LAUNCH_CHECK(where);
+      VS_LAUNCH_CHECK(where());
     }
     if (d_pos != nullptr || d_cls != nullptr) {
       embed_backward_params_kernel<E><<<blocks_for(static_cast<long long>(T) * D), kThreads, 0, stream>>>(
           has_cls ? d_cls : nullptr, d_pos, static_cast<const E*>(d_tokens), B, T, D);
-      VS_LAUNCH_CHECK(where);
+      VS_LAUNCH_CHECK(where());
     }
   });
 }

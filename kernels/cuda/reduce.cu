@@ -12,11 +12,12 @@
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/reduce.h"
+#include "kernels/cuda/reduce_plan.h"
 
 namespace vitscale::cuda {
 namespace {
 
-constexpr int kRowsY = 8;  // threadIdx.y extent of the column kernels
+constexpr int kRowsY = kColumnRowsY;  // threadIdx.y extent of the column kernels (reduce_plan.h)
 
 // out_a / out_b += Σ_r partials[r, c]; block (32, 8): 8 row-strided partial sums
 // per column, then thread y = 0 adds the 8 in order.
@@ -122,12 +123,6 @@ __global__ void __launch_bounds__(kSumSqMaxBlocks) sum_squares_final(float* out,
   if (threadIdx.x == 0) out[0] = s;
 }
 
-int column_chunks(long long M, int N, int kv, int num_sms) {
-  const long long colblocks = ceil_div(N, 32LL * kv);
-  const long long want = std::max(1LL, 2LL * std::max(num_sms, 1) / colblocks);
-  return static_cast<int>(std::max(1LL, std::min(want, ceil_div(M, kRowsY))));
-}
-
 }  // namespace
 
 void reduce_partial_rows(cudaStream_t stream, const float* partials, int nrows, int ncols, float* out_a, int n_a,
@@ -138,36 +133,36 @@ void reduce_partial_rows(cudaStream_t stream, const float* partials, int nrows, 
   VS_LAUNCH_CHECK("reduce_partial_rows (" + dims({{"rows", nrows}, {"cols", ncols}}) + ")");
 }
 
-std::size_t column_sum_scratch_bytes(long long M, int N, int num_sms) {
-  // Pack width 4 (f32) or 8 (bf16): size for the larger number of chunks (kv = 1 or 4).
-  const int chunks = std::max(column_chunks(M, N, 1, num_sms), column_chunks(M, N, 4, num_sms));
-  return static_cast<std::size_t>(chunks) * static_cast<std::size_t>(N) * sizeof(float);
-}
-
 void column_sum_accumulate(cudaStream_t stream, DType dtype, float* out, const void* x, long long M, int N,
                            float* scratch, std::size_t scratch_bytes, int num_sms) {
   if (M == 0 || N == 0) return;
-  const std::string where = "column_sum (bias gradient, " + dims({{"M", M}, {"N", N}}) + " " + dtype_name(dtype) + ")";
-  if (scratch_bytes < column_sum_scratch_bytes(M, N, num_sms))
-    throw std::logic_error(where + ": scratch of " + std::to_string(scratch_bytes) + " bytes is too small");
+  // Built only on failure (VS_CUDA_CHECK evaluates its context then): this runs once per bias, every step.
+  const auto where = [&] {
+    return "column_sum (bias gradient, " + dims({{"M", M}, {"N", N}}) + " " + dtype_name(dtype) + ")";
+  };
   auto launch = [&](auto tag, auto kv_const) {
     using T = decltype(tag);
     constexpr int kV = decltype(kv_const)::value;
     const int chunks = column_chunks(M, N, kV, num_sms);
+    // The launch's own need, checked against what the caller sized (column_sum_scratch_bytes).
+    const std::size_t need = static_cast<std::size_t>(chunks) * static_cast<std::size_t>(N) * sizeof(float);
+    if (scratch_bytes < need)
+      throw std::logic_error(where() + ": " + std::to_string(chunks) + " chunks need " + std::to_string(need) +
+                             " bytes of scratch, got " + std::to_string(scratch_bytes));
     const dim3 grid(static_cast<unsigned>(ceil_div(N, 32LL * kV)), static_cast<unsigned>(chunks));
-    column_partials_kernel<T, kV><<<grid, dim3(32, kRowsY), 0, stream>>>(scratch, static_cast<const T*>(x), M, N,
-                                                                          ceil_div(M, chunks));
-    VS_LAUNCH_CHECK(where);
+    column_partials_kernel<T, kV>
+        <<<grid, dim3(32, kRowsY), 0, stream>>>(scratch, static_cast<const T*>(x), M, N, ceil_div(M, chunks));
+    VS_LAUNCH_CHECK(where());
     reduce_partial_rows(stream, scratch, chunks, N, out, N, nullptr);
   };
-  const bool vec = aligned16(x);
+  const int pack = column_pack(dtype, aligned16(x), N);
   if (dtype == DType::f32) {
-    if (vec && N % 4 == 0)
+    if (pack == 4)
       launch(float{}, std::integral_constant<int, 4>{});
     else
       launch(float{}, std::integral_constant<int, 1>{});
   } else {
-    if (vec && N % 8 == 0)
+    if (pack == 8)
       launch(bf16{}, std::integral_constant<int, 8>{});
     else
       launch(bf16{}, std::integral_constant<int, 1>{});
@@ -178,15 +173,15 @@ std::size_t sum_squares_scratch_bytes() { return kSumSqMaxBlocks * sizeof(float)
 
 void sum_squares(cudaStream_t stream, float* out, const float* x, long long n, float* scratch,
                  std::size_t scratch_bytes) {
-  const std::string where = "grad_norm_squared (" + dims({{"n", n}}) + ")";
-  if (scratch_bytes < sum_squares_scratch_bytes()) throw std::logic_error(where + ": scratch too small");
+  const auto where = [&] { return "grad_norm_squared (" + dims({{"n", n}}) + ")"; };  // built only on failure
+  if (scratch_bytes < sum_squares_scratch_bytes()) throw std::logic_error(where() + ": scratch too small");
   // The block count depends on n alone, so the partition (and the bits) do not
   // depend on the card.
   const int blocks = static_cast<int>(std::clamp(ceil_div(n, kSumSqThreads * 8LL), 1LL, 1LL * kSumSqMaxBlocks));
   sum_squares_partials<<<blocks, kSumSqThreads, 0, stream>>>(scratch, x, n, aligned16(x));
-  VS_LAUNCH_CHECK(where);
+  VS_LAUNCH_CHECK(where());
   sum_squares_final<<<1, kSumSqMaxBlocks, 0, stream>>>(out, scratch, blocks);
-  VS_LAUNCH_CHECK(where);
+  VS_LAUNCH_CHECK(where());
 }
 
 }  // namespace vitscale::cuda

@@ -11,6 +11,7 @@
 
 #include <cstddef>
 
+#include "kernels/cuda/reduce_plan.h"
 #include "runtime/tensor.h"
 
 namespace vitscale::cuda {
@@ -20,8 +21,7 @@ namespace vitscale::cuda {
 void reduce_partial_rows(cudaStream_t stream, const float* partials, int nrows, int ncols, float* out_a, int n_a,
                          float* out_b);
 
-// Scratch bytes column_sum_accumulate needs for (M, N).
-std::size_t column_sum_scratch_bytes(long long M, int N, int num_sms);
+// Scratch bytes column_sum_accumulate needs: column_sum_scratch_bytes(dtype, M, N, num_sms) in reduce_plan.h.
 // out (N) f32 += Σ_m x[m, :] for x (M, N) of `dtype` (f32 or bf16): bias gradients.
 void column_sum_accumulate(cudaStream_t stream, DType dtype, float* out, const void* x, long long M, int N,
                            float* scratch, std::size_t scratch_bytes, int num_sms);

@@ -1,5 +1,5 @@
 // attention_test.cpp — the fused SIMT path (f32, odd bf16 head sizes) and the
-// tensor-core flash path (bf16, hd 32/64/128) against the CPU reference, at
+// tensor-core flash path (bf16, hd 32/48/64/80/96/128) against the CPU reference, at
 // ViT's odd token counts and one multi-chunk length.
 #include "tests/cuda/cuda_test_util.h"
 
@@ -13,9 +13,11 @@ struct AttnCase {
 };
 
 // (B, T, H, hd): CIFAR/4 (65), 50, ImageNet/16 (197), a multi-chunk 300, the
-// other tensor-core head sizes, and a head size only the SIMT path takes.
-const AttnCase kCases[] = {{2, 65, 3, 64}, {2, 50, 6, 64}, {1, 197, 4, 64}, {1, 300, 2, 64},
-                           {2, 65, 4, 32}, {1, 65, 2, 128}, {1, 197, 2, 128}, {2, 33, 2, 48}};
+// other tensor-core head sizes (48, 80 and 96 too: they used to fall back to
+// SIMT), and a head size only the SIMT path takes (40: not a multiple of 16).
+const AttnCase kCases[] = {{2, 65, 3, 64}, {2, 50, 6, 64},  {1, 197, 4, 64},  {1, 300, 2, 64},
+                           {2, 65, 4, 32}, {1, 65, 2, 128}, {1, 197, 2, 128}, {2, 65, 2, 48},
+                           {1, 65, 2, 80}, {1, 197, 2, 96}, {2, 33, 2, 40}};
 
 }  // namespace
 

@@ -7,7 +7,8 @@
 // values. Outputs are poisoned with NaN before the op (unwritten elements fail);
 // accumulating outputs start from random values (the += is checked too).
 // Inputs are fresh on every run (seed printed on failure; VITSCALE_TEST_SEED
-// pins it). Without a GPU every test prints "skipped: no CUDA device" and passes.
+// pins it). Without a GPU every test is skipped (tests/test_skip.h: "skipped: no
+// CUDA device", and CTest counts it skipped, not passed).
 #pragma once
 
 #include <catch2/catch.hpp>
@@ -24,6 +25,7 @@
 
 #include "runtime/backend.h"
 #include "runtime/cuda_backend.h"
+#include "tests/test_skip.h"
 
 namespace vitscale::cuda_test {
 
@@ -31,12 +33,9 @@ using Outs = std::vector<std::vector<float>>;  // a test's outputs, in order
 
 inline bool have_gpu() { return cuda_device_count() > 0; }
 
-#define VS_REQUIRE_GPU()                      \
-  do {                                        \
-    if (!::vitscale::cuda_test::have_gpu()) { \
-      WARN("skipped: no CUDA device");        \
-      return;                                 \
-    }                                         \
+#define VS_REQUIRE_GPU()                                               \
+  do {                                                                 \
+    if (!::vitscale::cuda_test::have_gpu()) VS_SKIP("no CUDA device"); \
   } while (0)
 
 inline std::uint64_t fresh_seed() {

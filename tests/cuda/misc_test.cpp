@@ -200,6 +200,9 @@ TEST_CASE("cuda backend reports bad devices, out-of-memory and capture misuse cl
   gb.begin_capture();
   CHECK_THROWS_AS(gb.synchronize(), std::logic_error);
   CHECK_THROWS_AS((void)gb.allocate(1024, "inside a capture"), std::logic_error);
+  const std::vector<float> host(4, 1.f);
+  CHECK_THROWS_WITH(gb.copy_to_device(nullptr, host.data(), 16),
+                    Catch::Contains("copy_to_device") && Catch::Contains("re-read this host memory"));
   gb.end_capture();
   CHECK_THROWS_AS(gb.linear(TensorView(nullptr, DType::f32, {2, 3}), TensorView(nullptr, DType::f32, {2, 4}),
                             TensorView(nullptr, DType::f32, {5, 4}), TensorView{}),

@@ -9,6 +9,7 @@
 #include "data/fashion_mnist.h"
 #include "data/file_io.h"
 #include "data_test_util.h"
+#include "tests/test_skip.h"
 
 using namespace vitscale::data;
 using namespace vitscale::data::testing;
@@ -128,10 +129,8 @@ TEST_CASE("fashion-mnist refuses unreadable gzip streams", "[fashion_mnist]") {
 }
 
 TEST_CASE("fashion-mnist real Debian files: 60000/10000 images and the known first labels", "[fashion_mnist][real]") {
-  if (!is_regular_file(std::string(kFashionMnistDebianDir) + "/train-images-idx3-ubyte.gz")) {
-    WARN("skipped: " << kFashionMnistDebianDir << " is absent (install Debian's dataset-fashion-mnist)");
-    return;
-  }
+  if (!is_regular_file(std::string(kFashionMnistDebianDir) + "/train-images-idx3-ubyte.gz"))
+    VS_SKIP(std::string(kFashionMnistDebianDir) + " is absent (install Debian's dataset-fashion-mnist)");
   const Dataset train = load_fashion_mnist(kFashionMnistDebianDir, Split::train);
   const Dataset test = load_fashion_mnist(kFashionMnistDebianDir, Split::test);
   REQUIRE(train.count == 60000);

@@ -8,6 +8,7 @@
 #include "data/fashion_mnist.h"
 #include "data/file_io.h"
 #include "data_test_util.h"
+#include "tests/test_skip.h"
 
 using namespace vitscale::data;
 using namespace vitscale::data::testing;
@@ -43,10 +44,7 @@ TEST_CASE("registry error lists every default path when nothing is there", "[reg
 }
 
 TEST_CASE("registry loads fashion-mnist from the Debian path by default", "[registry][real]") {
-  if (!is_directory(kFashionMnistDebianDir)) {
-    WARN("skipped: " << kFashionMnistDebianDir << " is absent");
-    return;
-  }
+  if (!is_directory(kFashionMnistDebianDir)) VS_SKIP(std::string(kFashionMnistDebianDir) + " is absent");
   const Dataset d = load_dataset("fashion-mnist", "", Split::test);
   CHECK(d.count == 10000);
   CHECK(d.source == kFashionMnistDebianDir);

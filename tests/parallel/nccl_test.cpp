@@ -1,8 +1,10 @@
 // The NCCL communicator at world size 1 on a real GPU: the same data-parallel
 // code path as a multi-GPU run (comm stream, events, reducer, ZeRO-1), checked
-// against plain single-GPU training. Skips with a message without a GPU; CI
-// only compiles it.
+// against plain single-GPU training. Skipped (tests/test_skip.h) without a
+// GPU; CI only compiles it.
 #include <catch2/catch.hpp>
+
+#include "tests/test_skip.h"
 
 #if VITSCALE_HAVE_NCCL && __has_include("runtime/cuda_backend.h")
 
@@ -10,16 +12,13 @@
 #include "parallel/data_parallel.h"
 #include "parallel/nccl_communicator.h"
 #include "runtime/cuda_backend.h"
+#include "tests/cuda_stream_gate.h"
 
 using namespace vitscale;
 
 namespace {
 
-bool have_gpu() {
-  if (cuda_device_count() > 0) return true;
-  WARN("no CUDA device: NCCL test skipped (compiled, not run)");
-  return false;
-}
+bool have_gpu() { return cuda_device_count() > 0; }
 
 std::unique_ptr<NcclCommunicator> world_of_one(CudaBackend& backend) {
   CommOptions o;
@@ -30,7 +29,7 @@ std::unique_ptr<NcclCommunicator> world_of_one(CudaBackend& backend) {
 }  // namespace
 
 TEST_CASE("NCCL collectives at world size 1 on the GPU", "[parallel][nccl]") {
-  if (!have_gpu()) return;
+  if (!have_gpu()) VS_SKIP("no CUDA device: the NCCL test is compiled, not run");
   CudaBackend backend(0, DType::f32, false);
   auto comm = world_of_one(backend);
   const std::vector<float> host = {1, 2, 3, 4, 5, 6, 7, 8};
@@ -52,8 +51,35 @@ TEST_CASE("NCCL collectives at world size 1 on the GPU", "[parallel][nccl]") {
   CHECK(h == std::vector<double>{2.5, -1.0});
 }
 
+// The defect the first GPU review found: a poll of a pending collective left
+// cudaErrorNotReady as the thread's last error, and the next kernel's launch
+// check threw it mid-backward.
+TEST_CASE("polling a pending NCCL collective leaves no error for the next launch check", "[parallel][nccl]") {
+  if (!have_gpu()) VS_SKIP("no CUDA device: the NCCL test is compiled, not run");
+  CudaBackend backend(0, DType::f32, false);
+  auto comm = world_of_one(backend);
+  Buffer a = backend.allocate(64 * 4, "a");
+  const TensorView va(a.get(), DType::f32, {64});
+  backend.fill_zero(va);
+  backend.synchronize();
+  REQUIRE(cudaGetLastError() == cudaSuccess);
+  {
+    testing::StreamGate gate(backend.compute_stream());  // the collective waits on compute: pending
+    CommRequest r = comm->all_reduce(va);
+    CHECK_FALSE(r.test());
+    CHECK_FALSE(r.test());
+    CHECK(cudaGetLastError() == cudaSuccess);
+    gate.open();
+    r.wait();
+    CHECK(r.test());
+  }
+  CHECK(cudaGetLastError() == cudaSuccess);
+  backend.fill_zero(va);  // a launch after the polls: its check must not see a stale status
+  backend.synchronize();
+}
+
 TEST_CASE("data-parallel training through NCCL at world size 1 equals plain training", "[parallel][nccl]") {
-  if (!have_gpu()) return;
+  if (!have_gpu()) VS_SKIP("no CUDA device: the NCCL test is compiled, not run");
   for (int stage : {0, 1}) {
     CudaBackend backend(0, DType::f32, false);
     auto comm = world_of_one(backend);
@@ -92,6 +118,6 @@ TEST_CASE("data-parallel training through NCCL at world size 1 equals plain trai
 
 #else
 
-TEST_CASE("NCCL communicator", "[parallel][nccl]") { WARN("built without NCCL: nothing to test"); }
+TEST_CASE("NCCL communicator", "[parallel][nccl]") { VS_SKIP("built without NCCL: nothing to test"); }
 
 #endif

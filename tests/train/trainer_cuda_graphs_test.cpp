@@ -1,12 +1,13 @@
 // trainer_cuda_graphs_test.cpp — vit_train --cuda-graphs: a run whose step
 // phases are captured and replayed computes what the eager run computes, with
 // gradient accumulation and an evaluation (an eager, other-shaped forward)
-// between replays. Needs a GPU; without one it prints a skip and passes.
+// between replays. Needs a GPU; without one it is skipped (tests/test_skip.h).
 #include <catch2/catch.hpp>
 
 #include <cmath>
 #include <sstream>
 
+#include "tests/test_skip.h"
 #include "train/device.h"
 #include "train/trainer.h"
 #include "train_util.h"
@@ -59,10 +60,7 @@ std::map<std::int64_t, double> cuda_losses(bool bf16, bool graphs, const std::st
 
 TEST_CASE("CUDA-graph replays compute the eager run's losses (f32, accumulation, evaluation between)",
           "[cuda][trainer][graphs]") {
-  if (!have_gpu()) {
-    WARN("skipped: no CUDA device");
-    return;
-  }
+  if (!have_gpu()) VS_SKIP("no CUDA device");
   TempDir dir("graphs_f32");
   const auto eager = cuda_losses(false, false, dir / "eager.jsonl");
   const auto graphed = cuda_losses(false, true, dir / "graphs.jsonl");
@@ -77,10 +75,7 @@ TEST_CASE("CUDA-graph replays compute the eager run's losses (f32, accumulation,
 }
 
 TEST_CASE("CUDA graphs with bf16 trains: the loss falls", "[cuda][trainer][graphs]") {
-  if (!have_gpu()) {
-    WARN("skipped: no CUDA device");
-    return;
-  }
+  if (!have_gpu()) VS_SKIP("no CUDA device");
   TempDir dir("graphs_bf16");
   const auto losses = cuda_losses(true, true, dir / "m.jsonl");
   REQUIRE(losses.size() == 20);
