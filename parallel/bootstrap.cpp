@@ -4,14 +4,13 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "parallel/local_communicator.h"
 

@@ -22,7 +22,7 @@ std::string MemoryPlan::format() const {
   row("gradients", grads);
   if (compute_params) row("bf16 weights", compute_params);
   row("optimizer", optimizer);
-  row("activations", activations);
+  row(activation_checkpointing ? "activations (ckpt)" : "activations", activations);
   row("peak (total)", total());
   return s.str();
 }
@@ -58,13 +58,14 @@ ViTModel::ViTModel(const ViTConfig& config, Backend& backend, ModelShape shape, 
                                 [&](ArenaCarver& c) { compute_params_ = c.take(backend_.activation_dtype(), {n}); });
   }
   Activations planned;
-  activations_arena_ = make_arena(backend_, "activations",
-                                  [&](ArenaCarver& c) { layout_activations(c, shape_.micro_batch, planned); });
+  activations_arena_ =
+      make_arena(backend_, "activations", [&](ArenaCarver& c) { layout_activations(c, shape_.micro_batch, planned); });
 
   plan_.params = params_arena_.buffer.bytes();
   plan_.grads = grads_arena_.buffer.bytes();
   plan_.compute_params = compute_arena_.buffer.bytes();
   plan_.activations = activations_arena_.buffer.bytes();
+  plan_.activation_checkpointing = shape_.activation_checkpointing;
   backend_.fill_zero(params_);
   backend_.fill_zero(grads_);
 }
@@ -78,8 +79,16 @@ void ViTModel::layout_activations(ArenaCarver& c, int B, Activations& a) const {
   a.patches = c.take(act, {B, Np, config_.patch_dim()});
   a.patch_emb = c.take(act, {B, Np, D});
   a.blocks.resize(static_cast<std::size_t>(config_.depth));
-  for (auto& b : a.blocks) {
+  const bool shared = shape_.activation_checkpointing;
+  for (std::size_t l = 0; l < a.blocks.size(); ++l) {
+    BlockActivations& b = a.blocks[l];
     b.x = c.take(act, {B, T, D});
+    if (shared && l > 0) {  // the working set of block 0, shared by every block
+      const TensorView x = b.x;
+      b = a.blocks[0];
+      b.x = x;
+      continue;
+    }
     b.ln1 = c.take(act, {B, T, D});
     b.ln1_mean = c.take(DType::f32, {B, T});
     b.ln1_rstd = c.take(DType::f32, {B, T});
@@ -118,9 +127,10 @@ Activations ViTModel::activations_for(int batch) const {
   ArenaCarver c(activations_arena_.buffer.get());
   layout_activations(c, shape_.micro_batch, a);
   if (batch == shape_.micro_batch) return a;
-  for (TensorView* v : {&a.images, &a.targets, &a.patches, &a.patch_emb, &a.x_final, &a.pooled, &a.lnf, &a.lnf_mean,
-                        &a.lnf_rstd, &a.logits, &a.losses, &a.logits_f32, &a.branch_out, &a.d_logits, &a.d_lnf, &a.d_pooled, &a.d_x,
-                        &a.d_ln, &a.d_attn, &a.d_qkv, &a.d_fc1, &a.d_patch_emb})
+  for (TensorView* v :
+       {&a.images,   &a.targets, &a.patches, &a.patch_emb,  &a.x_final,    &a.pooled,     &a.lnf,   &a.lnf_mean,
+        &a.lnf_rstd, &a.logits,  &a.losses,  &a.logits_f32, &a.branch_out, &a.d_logits,   &a.d_lnf, &a.d_pooled,
+        &a.d_x,      &a.d_ln,    &a.d_attn,  &a.d_qkv,      &a.d_fc1,      &a.d_patch_emb})
     *v = with_batch(*v, batch);
   for (auto& b : a.blocks)
     for (TensorView* v : {&b.x, &b.ln1, &b.ln1_mean, &b.ln1_rstd, &b.qkv, &b.attn, &b.attn_lse, &b.mid, &b.ln2,
@@ -155,7 +165,8 @@ void ViTModel::init_parameters(std::uint64_t seed) {
   auto fill = [&](int index, auto&& draw) {
     if (index < 0) return;
     const auto& p = ps[static_cast<std::size_t>(index)];
-    for (std::int64_t i = 0; i < p.numel; ++i) host[static_cast<std::size_t>(p.offset + i)] = static_cast<float>(draw());
+    for (std::int64_t i = 0; i < p.numel; ++i)
+      host[static_cast<std::size_t>(p.offset + i)] = static_cast<float>(draw());
   };
   auto trunc02 = [&] { return rng.truncated_normal(0.02, -2.0, 2.0); };
   auto one = [] { return 1.0; };
@@ -219,7 +230,7 @@ void ViTModel::forward(float grad_scale) {
   const Activations a = activations_for(batch_);
   Backend& be = backend_;
   const ViTConfig& c = config_;
-  const std::int64_t B = batch_, T = c.tokens(), D = c.dim, F = c.mlp_dim, K = c.num_classes;
+  const std::int64_t B = batch_, T = c.tokens(), D = c.dim, K = c.num_classes;
   const auto& ps = table_.params();
   auto w = [&](int idx, std::initializer_list<std::int64_t> dims) {
     return idx < 0 ? TensorView{} : flat_view(compute_params_, ps[static_cast<std::size_t>(idx)], dims);
@@ -231,31 +242,7 @@ void ViTModel::forward(float grad_scale) {
             w(table_.patch_w, {D, c.patch_dim()}), w(table_.patch_b, {D}));
   be.embed_tokens(a.blocks[0].x, a.patch_emb, w(table_.cls_token, {D}), w(table_.pos_embed, {T, D}));
 
-  const std::int64_t R = B * T;  // rows of every token-wise op
-  for (int l = 0; l < c.depth; ++l) {
-    const BlockActivations& b = a.blocks[static_cast<std::size_t>(l)];
-    const BlockParamIndex& p = table_.blocks[static_cast<std::size_t>(l)];
-    // ln1: block 0 normalises x0; later blocks fuse the previous block's
-    // residual add (x_l = mid_{l-1} + fc2_{l-1}) into their first layernorm.
-    if (l == 0) {
-      be.layernorm(b.ln1.reshaped({R, D}), b.ln1_mean.reshaped({R}), b.ln1_rstd.reshaped({R}), b.x.reshaped({R, D}),
-                   w(p.norm1_w, {D}), w(p.norm1_b, {D}));
-    } else {
-      const BlockActivations& prev = a.blocks[static_cast<std::size_t>(l - 1)];
-      be.add_layernorm(b.x.reshaped({R, D}), b.ln1.reshaped({R, D}), b.ln1_mean.reshaped({R}),
-                       b.ln1_rstd.reshaped({R}), prev.mid.reshaped({R, D}), a.branch_out.reshaped({R, D}),
-                       w(p.norm1_w, {D}), w(p.norm1_b, {D}));
-    }
-    be.linear(b.qkv.reshaped({R, 3 * D}), b.ln1.reshaped({R, D}), w(p.qkv_w, {3 * D, D}), w(p.qkv_b, {3 * D}));
-    be.attention(b.attn, b.attn_lse, b.qkv, c.heads);
-    be.linear(a.branch_out.reshaped({R, D}), b.attn.reshaped({R, D}), w(p.proj_w, {D, D}), w(p.proj_b, {D}));
-    be.add_layernorm(b.mid.reshaped({R, D}), b.ln2.reshaped({R, D}), b.ln2_mean.reshaped({R}),
-                     b.ln2_rstd.reshaped({R}), b.x.reshaped({R, D}), a.branch_out.reshaped({R, D}),
-                     w(p.norm2_w, {D}), w(p.norm2_b, {D}));
-    be.linear_gelu(b.fc1_pre.reshaped({R, F}), b.fc1_act.reshaped({R, F}), b.ln2.reshaped({R, D}),
-                   w(p.fc1_w, {F, D}), w(p.fc1_b, {F}));
-    be.linear(a.branch_out.reshaped({R, D}), b.fc1_act.reshaped({R, F}), w(p.fc2_w, {D, F}), w(p.fc2_b, {D}));
-  }
+  for (int l = 0; l < c.depth; ++l) forward_block(a, l, l == 0);
   be.add(a.x_final, a.blocks.back().mid, a.branch_out);
 
   // Head: pool first, then the final norm. For cls pooling this equals timm's
@@ -265,6 +252,38 @@ void ViTModel::forward(float grad_scale) {
   be.layernorm(a.lnf, a.lnf_mean, a.lnf_rstd, a.pooled, w(table_.norm_w, {D}), w(table_.norm_b, {D}));
   be.linear(a.logits, a.lnf, w(table_.head_w, {K, D}), w(table_.head_b, {K}));
   be.cross_entropy(a.losses, a.d_logits, a.logits, a.targets, grad_scale);
+}
+
+void ViTModel::forward_block(const Activations& a, int l, bool from_stored_input) {
+  Backend& be = backend_;
+  const ViTConfig& c = config_;
+  const std::int64_t D = c.dim, F = c.mlp_dim, R = static_cast<std::int64_t>(batch_) * c.tokens();  // R: token rows
+  const auto& ps = table_.params();
+  auto w = [&](int idx, std::initializer_list<std::int64_t> dims) {
+    return idx < 0 ? TensorView{} : flat_view(compute_params_, ps[static_cast<std::size_t>(idx)], dims);
+  };
+  const BlockActivations& b = a.blocks[static_cast<std::size_t>(l)];
+  const BlockParamIndex& p = table_.blocks[static_cast<std::size_t>(l)];
+  // ln1: block 0 (and every recomputed block) normalises its stored input;
+  // otherwise the previous block's residual add (x_l = mid_{l-1} + fc2_{l-1})
+  // is fused into this block's first layernorm, which also stores x_l. Both
+  // normalise the same values with the same row kernel.
+  if (from_stored_input) {
+    be.layernorm(b.ln1.reshaped({R, D}), b.ln1_mean.reshaped({R}), b.ln1_rstd.reshaped({R}), b.x.reshaped({R, D}),
+                 w(p.norm1_w, {D}), w(p.norm1_b, {D}));
+  } else {
+    const BlockActivations& prev = a.blocks[static_cast<std::size_t>(l - 1)];
+    be.add_layernorm(b.x.reshaped({R, D}), b.ln1.reshaped({R, D}), b.ln1_mean.reshaped({R}), b.ln1_rstd.reshaped({R}),
+                     prev.mid.reshaped({R, D}), a.branch_out.reshaped({R, D}), w(p.norm1_w, {D}), w(p.norm1_b, {D}));
+  }
+  be.linear(b.qkv.reshaped({R, 3 * D}), b.ln1.reshaped({R, D}), w(p.qkv_w, {3 * D, D}), w(p.qkv_b, {3 * D}));
+  be.attention(b.attn, b.attn_lse, b.qkv, c.heads);
+  be.linear(a.branch_out.reshaped({R, D}), b.attn.reshaped({R, D}), w(p.proj_w, {D, D}), w(p.proj_b, {D}));
+  be.add_layernorm(b.mid.reshaped({R, D}), b.ln2.reshaped({R, D}), b.ln2_mean.reshaped({R}), b.ln2_rstd.reshaped({R}),
+                   b.x.reshaped({R, D}), a.branch_out.reshaped({R, D}), w(p.norm2_w, {D}), w(p.norm2_b, {D}));
+  be.linear_gelu(b.fc1_pre.reshaped({R, F}), b.fc1_act.reshaped({R, F}), b.ln2.reshaped({R, D}), w(p.fc1_w, {F, D}),
+                 w(p.fc1_b, {F}));
+  be.linear(a.branch_out.reshaped({R, D}), b.fc1_act.reshaped({R, F}), w(p.fc2_w, {D, F}), w(p.fc2_b, {D}));
 }
 
 void ViTModel::backward(GradReadyListener* listener) {
@@ -298,7 +317,10 @@ void ViTModel::backward(GradReadyListener* listener) {
   // Blocks, last to first. d_x holds the residual stream's gradient: it is at
   // once d(fc2 out), d(mid) (before ln2's share is added), and, after the
   // layernorm backwards accumulate into it, d(x_l).
+  // Under activation checkpointing the working set holds the last block's
+  // activations (forward just wrote them); every other block is recomputed.
   for (int l = c.depth - 1; l >= 0; --l) {
+    if (shape_.activation_checkpointing && l < c.depth - 1) forward_block(a, l, true);
     const BlockActivations& b = a.blocks[static_cast<std::size_t>(l)];
     const BlockParamIndex& p = table_.blocks[static_cast<std::size_t>(l)];
     be.linear_backward(a.d_fc1.reshaped({R, F}), g(p.fc2_w, {D, F}), g(p.fc2_b, {D}), a.d_x.reshaped({R, D}),
@@ -315,8 +337,7 @@ void ViTModel::backward(GradReadyListener* listener) {
     be.linear_backward(a.d_ln.reshaped({R, D}), g(p.qkv_w, {3 * D, D}), g(p.qkv_b, {3 * D}),
                        a.d_qkv.reshaped({R, 3 * D}), b.ln1.reshaped({R, D}), w(p.qkv_w, {3 * D, D}));
     be.layernorm_backward(a.d_x.reshaped({R, D}), g(p.norm1_w, {D}), g(p.norm1_b, {D}), a.d_ln.reshaped({R, D}),
-                          b.x.reshaped({R, D}), b.ln1_mean.reshaped({R}), b.ln1_rstd.reshaped({R}),
-                          w(p.norm1_w, {D}));
+                          b.x.reshaped({R, D}), b.ln1_mean.reshaped({R}), b.ln1_rstd.reshaped({R}), w(p.norm1_w, {D}));
     ready_from(p.norm1_w);
   }
 

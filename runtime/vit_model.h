@@ -35,42 +35,43 @@ class GradReadyListener {
 
 struct MemoryPlan {
   std::size_t params = 0, grads = 0, compute_params = 0, activations = 0, optimizer = 0;
+  bool activation_checkpointing = false;  // activations: block inputs + one block's working set
   std::size_t total() const { return params + grads + compute_params + activations + optimizer; }
   std::string format() const;  // a small table in MiB
 };
 
 struct BlockActivations {
-  TensorView x;            // (B, T, D) block input (the residual stream)
-  TensorView ln1;          // (B, T, D)
-  TensorView ln1_mean;     // (B, T) f32
-  TensorView ln1_rstd;     // (B, T) f32
-  TensorView qkv;          // (B, T, 3D)
-  TensorView attn;         // (B, T, D)
-  TensorView attn_lse;     // (B, H, T) f32
-  TensorView mid;          // (B, T, D) x + proj(attn)
-  TensorView ln2;          // (B, T, D)
-  TensorView ln2_mean;     // (B, T) f32
-  TensorView ln2_rstd;     // (B, T) f32
-  TensorView fc1_pre;      // (B, T, F) before GELU
-  TensorView fc1_act;      // (B, T, F) after GELU
+  TensorView x;         // (B, T, D) block input (the residual stream)
+  TensorView ln1;       // (B, T, D)
+  TensorView ln1_mean;  // (B, T) f32
+  TensorView ln1_rstd;  // (B, T) f32
+  TensorView qkv;       // (B, T, 3D)
+  TensorView attn;      // (B, T, D)
+  TensorView attn_lse;  // (B, H, T) f32
+  TensorView mid;       // (B, T, D) x + proj(attn)
+  TensorView ln2;       // (B, T, D)
+  TensorView ln2_mean;  // (B, T) f32
+  TensorView ln2_rstd;  // (B, T) f32
+  TensorView fc1_pre;   // (B, T, F) before GELU
+  TensorView fc1_act;   // (B, T, F) after GELU
 };
 
 struct Activations {
-  TensorView images;       // (B, C, S, S) u8, the batch as it came from the loader
-  TensorView targets;      // (B, K) f32 soft targets
-  TensorView patches;      // (B, Np, C·P·P)
-  TensorView patch_emb;    // (B, Np, D)
+  TensorView images;     // (B, C, S, S) u8, the batch as it came from the loader
+  TensorView targets;    // (B, K) f32 soft targets
+  TensorView patches;    // (B, Np, C·P·P)
+  TensorView patch_emb;  // (B, Np, D)
   std::vector<BlockActivations> blocks;
-  TensorView x_final;      // (B, T, D) output of the last block
-  TensorView pooled;       // (B, D)
-  TensorView lnf;          // (B, D)
-  TensorView lnf_mean;     // (B) f32
-  TensorView lnf_rstd;     // (B) f32
-  TensorView logits;       // (B, K)
-  TensorView losses;       // (B) f32
-  TensorView logits_f32;   // (B, K) f32 copy of logits for the host (bf16 runs)
+  TensorView x_final;     // (B, T, D) output of the last block
+  TensorView pooled;      // (B, D)
+  TensorView lnf;         // (B, D)
+  TensorView lnf_mean;    // (B) f32
+  TensorView lnf_rstd;    // (B) f32
+  TensorView logits;      // (B, K)
+  TensorView losses;      // (B) f32
+  TensorView logits_f32;  // (B, K) f32 copy of logits for the host (bf16 runs)
   // Scratch, reused by every block (not needed by backward):
-  TensorView branch_out;   // (B, T, D) proj or fc2 output before the residual add
+  TensorView branch_out;  // (B, T, D) proj or fc2 output before the residual add
   // Backward scratch:
   TensorView d_logits;     // (B, K)
   TensorView d_lnf;        // (B, D)
@@ -84,8 +85,13 @@ struct Activations {
 };
 
 struct ModelShape {
-  int micro_batch = 64;         // B: the most images one forward takes
-  int source_image_size = 0;    // S: the loader's image side (0: the model's image_size)
+  int micro_batch = 64;       // B: the most images one forward takes
+  int source_image_size = 0;  // S: the loader's image side (0: the model's image_size)
+  // Keep only each block's input x (B, T, D); every other block activation
+  // lives in one working set that all blocks share, and backward recomputes a
+  // block's forward from its input just before going back through it. Same
+  // ops on the same inputs: the gradients are the same bits.
+  bool activation_checkpointing = false;
 };
 
 class ViTModel {
@@ -126,11 +132,14 @@ class ViTModel {
 
   int batch() const { return batch_; }
   // Copies the per-image losses / logits of the last forward to the host.
-  std::vector<float> read_losses() const;   // (batch)
-  std::vector<float> read_logits() const;   // (batch, K)
+  std::vector<float> read_losses() const;  // (batch)
+  std::vector<float> read_logits() const;  // (batch, K)
 
  private:
   Activations activations_for(int batch) const;  // views with the leading dim = batch
+  // Block l's forward from a.blocks[l].x (stored) or, for l > 0 in the first
+  // forward, from the previous block's mid + branch_out (x_l written on the way).
+  void forward_block(const Activations& a, int l, bool from_stored_input);
   void layout_activations(ArenaCarver& carver, int batch, Activations& a) const;
 
   ViTConfig config_;

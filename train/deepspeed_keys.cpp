@@ -44,6 +44,8 @@ constexpr const char* kStage3 = "a ZeRO stage 3 key: stage 3 is not implemented 
 constexpr const char* kRangeTest =
     "an LRRangeTest parameter: LRRangeTest is not implemented (WarmupCosineLR, WarmupLR, WarmupDecayLR, OneCycle are)";
 constexpr const char* kNoProfileTree = "the profile is the whole step's count and rate, not a module tree";
+constexpr const char* kOwnCheckpointing =
+    "it configures DeepSpeed's checkpointing API, which a model calls; activation_checkpointing.enabled is vitscale's switch";
 
 const DeepSpeedRule kRules[] = {
     // optimizer
@@ -140,9 +142,14 @@ const DeepSpeedRule kRules[] = {
     {"zero_optimization.zero_quantized_gradients", "ZeRO++ quantized gradients are off",
      "ZeRO++ quantized gradients are not implemented", is_true},
     // activation checkpointing, profiler, logging
-    {"activation_checkpointing",
-     "it configures DeepSpeed's checkpointing API, which a model calls; vitscale keeps every activation", nullptr,
-     nullptr},
+    // DeepSpeed's keys configure its checkpointing API (which a model calls);
+    // vitscale's own activation_checkpointing.enabled turns recompute on.
+    {"activation_checkpointing.partition_activations", kOwnCheckpointing, nullptr, nullptr},
+    {"activation_checkpointing.cpu_checkpointing", kOwnCheckpointing, nullptr, nullptr},
+    {"activation_checkpointing.contiguous_memory_optimization", kOwnCheckpointing, nullptr, nullptr},
+    {"activation_checkpointing.number_checkpoints", kOwnCheckpointing, nullptr, nullptr},
+    {"activation_checkpointing.synchronize_checkpoint_boundary", kOwnCheckpointing, nullptr, nullptr},
+    {"activation_checkpointing.profile", kOwnCheckpointing, nullptr, nullptr},
     {"flops_profiler.module_depth", kNoProfileTree, nullptr, nullptr},
     {"flops_profiler.top_modules", kNoProfileTree, nullptr, nullptr},
     {"flops_profiler.detailed", kNoProfileTree, nullptr, nullptr},

@@ -104,6 +104,7 @@ const Setting kSettings[] = {
     // device
     {"runtime.device", "--device", "Device", "cpu, cuda or auto (cuda when built with CUDA and a GPU is present)", &O::device},
     {"runtime.threads", "--threads", "Device", "CPU backend threads (0: OpenMP's default)", &O::threads},
+    {"activation_checkpointing.enabled", "--activation-checkpointing", "Precision and parallelism", "keep only each block's input and recompute the block inside backward: less activation memory, about one more forward of compute, the same gradients bit for bit", &O::activation_checkpointing},
     {"runtime.cuda_graphs", "--cuda-graphs", "Device", "capture forward, backward and the optimizer step as CUDA graphs and replay them (CUDA, world size 1)", &O::cuda_graphs},
     // logging
     {"wall_clock_breakdown", "--wall-clock-breakdown", "Logging", "split step time into data wait, forward, backward, communication, optimizer (synchronises the device)", &O::wall_clock_breakdown},

@@ -84,6 +84,7 @@ struct TrainOptions {
   std::optional<std::string> device;
   std::optional<int> threads;
   std::optional<bool> cuda_graphs;
+  std::optional<bool> activation_checkpointing;
   // --- logging and checkpoints --------------------------------------------------------
   std::optional<bool> wall_clock_breakdown;
   std::optional<int> steps_per_print;
@@ -156,6 +157,7 @@ struct TrainConfig {
   std::string device = "auto";  // cpu | cuda | auto
   int threads = 0;              // CPU backend threads; 0: OpenMP's default
   bool cuda_graphs = false;     // capture the step's phases as CUDA graphs (train/step_graphs.h)
+  bool activation_checkpointing = false;  // keep block inputs only; recompute in backward (runtime/vit_model.h)
   // logging and checkpoints
   bool wall_clock_breakdown = false;
   int steps_per_print = 50;

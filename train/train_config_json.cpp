@@ -110,6 +110,7 @@ nlohmann::ordered_json TrainConfig::to_json() const {
   j["zero_optimization"]["overlap_comm"] = overlap_comm;
   j["zero_optimization"]["allgather_bucket_size"] = allgather_bucket_size;
   j["runtime"] = {{"device", device}, {"threads", threads}, {"tf32", tf32}, {"cuda_graphs", cuda_graphs}};
+  j["activation_checkpointing"] = {{"enabled", activation_checkpointing}};
   j["wall_clock_breakdown"] = wall_clock_breakdown;
   j["steps_per_print"] = steps_per_print;
   j["logging"] = {{"metrics_out", metrics_out}};

@@ -380,6 +380,7 @@ TrainConfig resolve(const TrainOptions& file, const TrainOptions& flags, int wor
   take(c.device, o.device);
   take(c.threads, o.threads);
   take(c.cuda_graphs, o.cuda_graphs);
+  take(c.activation_checkpointing, o.activation_checkpointing);
   take(c.wall_clock_breakdown, o.wall_clock_breakdown);
   take(c.steps_per_print, o.steps_per_print);
   take(c.metrics_out, o.metrics_out);

@@ -140,7 +140,8 @@ void Trainer::build_model() {
   for (int c = 0; c < 3; ++c) norm.mean[c] = train_set_.normalization.mean[c], norm.std[c] = train_set_.normalization.std[c];
   if (config_.eval_batch_size == 0) config_.eval_batch_size = config_.micro_batch_size;
   // One activation plan serves both: training micro-batches and evaluation batches.
-  const ModelShape shape{std::max(config_.micro_batch_size, config_.eval_batch_size), train_set_.height};
+  const ModelShape shape{std::max(config_.micro_batch_size, config_.eval_batch_size), train_set_.height,
+                         config_.activation_checkpointing};
   model_ = std::make_unique<ViTModel>(vc, backend_, shape, norm);
   engine_ = io_.make_engine ? io_.make_engine(*model_, config_) : make_local_engine(*model_);
   if (engine_->world_size() != config_.world_size)

@@ -103,7 +103,7 @@ TEST_CASE("a configuration that differs across ranks is refused naming the ranks
   int calls = 0;
   comm.peers = [&calls](std::span<double> v) {
     if (calls++ > 0) return;  // the descriptions' exchange that follows a mismatch
-    v[2] = v[0];  // rank 1 agrees with rank 0
+    v[2] = v[0];              // rank 1 agrees with rank 0
     v[3] = v[1];
     v[4] = 12345;  // rank 2 does not
     v[5] = 678;
@@ -117,8 +117,9 @@ TEST_CASE("a configuration mismatch names each differing key with both values", 
   const std::string rank0 = R"({"train_batch_size": 16, "model": {"dim": 32, "depth": 2}, "training": {"seed": 1}})";
   const std::string rank1 = R"({"train_batch_size": 8, "model": {"dim": 32, "depth": 4}})";
   const std::string d = json_difference(rank0, 0, rank1, 1);
-  CHECK(d == "model.depth: 2 on rank 0, 4 on rank 1; train_batch_size: 16 on rank 0, 8 on rank 1; "
-             "training.seed: 1 on rank 0, absent on rank 1");
+  CHECK(d ==
+        "model.depth: 2 on rank 0, 4 on rank 1; train_batch_size: 16 on rank 0, 8 on rank 1; "
+        "training.seed: 1 on rank 0, absent on rank 1");
   CHECK(json_difference(rank0, 0, rank0, 2).empty());
   CHECK(json_difference("dim=32", 0, "dim=64", 1).empty());  // not JSON: the caller prints the text
   CHECK_THAT(json_difference(rank0, 0, rank1, 1, 1), Catch::Contains("and 2 more"));

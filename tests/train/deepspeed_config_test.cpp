@@ -330,6 +330,19 @@ TEST_CASE("monitors and the profiler: csv_monitor and flops_profiler are honoure
   for (const char* key :
        {"tensorboard (needs TensorBoard", "wandb (needs the Weights & Biases service", "comet (needs the Comet service",
         "flops_profiler.module_depth = -1", "flops_profiler.top_modules = 1", "flops_profiler.detailed = true",
-        "activation_checkpointing", "dump_state = false"})
+        "activation_checkpointing.partition_activations = false", "activation_checkpointing.cpu_checkpointing = false",
+        "dump_state = false"})
     CHECK(occurrences(line, key) == 1);
+  CHECK_FALSE(c.activation_checkpointing);
+}
+
+TEST_CASE("activation_checkpointing.enabled (--activation-checkpointing) turns recompute on beside DeepSpeed's keys",
+          "[config][deepspeed]") {
+  const TrainConfig on = from_json(json::parse(R"({
+    "activation_checkpointing": {"enabled": true, "partition_activations": false, "number_checkpoints": 4}
+  })"));
+  CHECK(on.activation_checkpointing);
+  CHECK(on.to_json()["activation_checkpointing"]["enabled"] == true);
+  CHECK(occurrences(no_effect_line(on), "activation_checkpointing.number_checkpoints = 4") == 1);
+  CHECK_FALSE(from_json(json::parse(R"({"train_batch_size": 64})")).activation_checkpointing);
 }
