@@ -101,6 +101,7 @@ void write_checkpoint(const std::string& path, const ParamTable& table, const Ch
   f.metadata["last_eval"] =
       nlohmann::json{{"epoch", s.last_eval_epoch}, {"test_acc", s.last_test_acc}, {"test_loss", s.last_test_loss}}
           .dump();
+  f.metadata["accuracy"] = nlohmann::json{{"loop_s", s.loop_s}, {"milestones", s.milestones.state_json()}}.dump();
   f.metadata["config"] = c.config.dump();
   f.metadata["checksum"] = checkpoint_checksum(f);
   write_safetensors(path, f);
@@ -130,6 +131,13 @@ Checkpoint read_checkpoint(const std::string& path, const ParamTable& table) {
     s.last_eval_epoch = ev.at("epoch").get<int>();
     s.last_test_acc = ev.at("test_acc").get<double>();
     s.last_test_loss = ev.at("test_loss").get<double>();
+    if (f.metadata.count("accuracy")) {
+      const nlohmann::json acc = meta_json(f, "accuracy", path);
+      s.loop_s = acc.at("loop_s").get<double>();
+      s.milestones = AccuracyMilestones::from_state_json(acc.at("milestones"));
+    } else {
+      s.loop_s = s.train_s;  // a checkpoint from before the milestones: the best estimate there is
+    }
   } catch (const std::runtime_error&) {
     throw;
   } catch (const std::exception& e) {

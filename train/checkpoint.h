@@ -8,7 +8,8 @@
 //             train_s, rng ({"seed": ...}: every random draw in vitscale is a
 //             pure function of the seed and a counter, so this is all the RNG
 //             state there is), data_state (epoch and batches consumed in it),
-//             last_eval, config (the full resolved config as JSON) and
+//             last_eval, accuracy (loop_s and the AccuracyMilestones state;
+//             optional, older checkpoints lack it), config (the full resolved config as JSON) and
 //             checksum = "crc32:<8 hex>" over every tensor's name, shape and
 //             bytes and every other metadata entry.
 // A `latest` file names the newest checkpoint. Both are written atomically
@@ -25,6 +26,7 @@
 
 #include "runtime/param_table.h"
 #include "runtime/safetensors.h"
+#include "train/accuracy_milestones.h"
 
 namespace vitscale::train {
 
@@ -38,6 +40,10 @@ struct TrainState {
   std::uint64_t seed = 0;
   int last_eval_epoch = 0;      // 1-based; 0: none yet
   double last_test_acc = 0, last_test_loss = 0;
+  // Wall time of the training loops so far, evaluations included (the clock
+  // of `milestones`), and what the evaluations reached.
+  double loop_s = 0;
+  AccuracyMilestones milestones;
 };
 
 struct Checkpoint {

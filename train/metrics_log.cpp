@@ -87,7 +87,12 @@ void MetricsLog::train(const TrainRecord& r) {
                 "[ep %3d/%d] step %7lld/%lld %5.1f%%  loss %.4f  lr %.2e  |g| %.3f  %7.0f img/s  %s  ETA %s", r.epoch,
                 r.epochs, static_cast<long long>(r.step), static_cast<long long>(r.total_steps), pct, r.loss, r.lr,
                 r.grad_norm, r.images_per_s, format_duration(r.elapsed_s).c_str(), format_duration(r.eta_s).c_str());
-  console_ << line << '\n';
+  console_ << line;
+  if (r.test_acc) {
+    std::snprintf(line, sizeof line, "  acc %.4f best %.4f", *r.test_acc, r.best_test_acc.value_or(*r.test_acc));
+    console_ << line;
+  }
+  console_ << '\n';
   nlohmann::ordered_json j = {{"event", "train"},         {"step", r.step},       {"epoch", r.epoch},
                               {"loss", r.loss},           {"lr", r.lr},           {"grad_norm", r.grad_norm},
                               {"images_per_s", r.images_per_s}, {"elapsed_s", r.elapsed_s}};
@@ -136,15 +141,17 @@ void MetricsLog::eval(const EvalRecord& r) {
 void MetricsLog::final(const FinalRecord& r) {
   if (!enabled_) return;
   char line[200];
-  std::snprintf(line, sizeof line, "final: test_acc=%.4f test_loss=%.4f images/s=%.0f wall=%.1fs", r.test_acc,
-                r.test_loss, r.images_per_s, r.wall_s);
-  console_ << line << '\n' << std::flush;
+  std::snprintf(line, sizeof line, "final: test_acc=%.4f best=%.4f test_loss=%.4f images/s=%.0f wall=%.1fs; ",
+                r.test_acc, r.milestones.best(), r.test_loss, r.images_per_s, r.wall_s);
+  console_ << line << r.milestones.describe() << '\n' << std::flush;
   write({{"event", "final"},
          {"test_acc", r.test_acc},
+         {"best_test_acc", r.milestones.best()},
          {"test_loss", r.test_loss},
          {"images_per_s", r.images_per_s},
          {"wall_s", r.wall_s},
-         {"steps", r.steps}});
+         {"steps", r.steps},
+         {"time_to_acc", r.milestones.time_to_json()}});
 }
 
 void MetricsLog::event(const std::string& name, const nlohmann::ordered_json& fields) {

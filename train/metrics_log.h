@@ -3,13 +3,19 @@
 // Console: one plain line per logged step (no carriage returns, no colours), so
 // it reads the same in a terminal and in a log file:
 //   [ep  3/10] step   1404/4680  30.0%  loss 0.4321  lr 1.23e-03  |g| 0.85  2345 img/s  1m02s  ETA 3m12s
+//       acc 0.8712 best 0.8750       (one line; "acc .. best ..": the last test accuracy and the best so far,
+//                                     once an evaluation has run), and at the end
+//   final: test_acc=0.8892 best=0.8901 test_loss=.. images/s=.. wall=..s;
+//       time to 85%: 123.4s, 88%: 390.1s, 90%: not reached
+// (training-loop wall time, evaluations included, at which an evaluation first reached each accuracy).
 // JSONL (--metrics-out): one object per line, flushed as written so a crash
 // loses nothing before it:
 //   {"event":"train","step":..,"epoch":..,"loss":..,"lr":..,"grad_norm":..,"images_per_s":..,"elapsed_s":..,
 //    "time_ms":{"data":..,"upload":..,"forward":..,"backward":..,"comm":.. (exposed),"comm_total":..,"overlap":..,
 //               "optimizer":..}}   (time_ms with wall_clock_breakdown)
 //   {"event":"eval","epoch":..,"step":..,"test_acc":..,"test_loss":..,"images":..,"eval_s":..}
-//   {"event":"final","test_acc":..,"test_loss":..,"images_per_s":..,"wall_s":..,"steps":..}
+//   {"event":"final","test_acc":..,"best_test_acc":..,"test_loss":..,"images_per_s":..,"wall_s":..,"steps":..,
+//    "time_to_acc":{"0.85":123.4,"0.88":390.1,"0.90":null}}   (null: not reached)
 // plus "start", "resume", "checkpoint", "interrupted" and "flops_profile" records.
 // With csv_monitor, the train and eval records also go to a CSV file, one row
 // each: event,step,epoch,loss,lr,grad_norm,images_per_s,elapsed_s,test_acc,test_loss
@@ -26,6 +32,8 @@
 #include <string>
 
 #include <nlohmann/json.hpp>
+
+#include "train/accuracy_milestones.h"
 
 namespace vitscale::train {
 
@@ -49,6 +57,7 @@ struct TrainRecord {
   double loss = 0, lr = 0, grad_norm = 0;
   double images_per_s = 0, elapsed_s = 0, eta_s = 0;
   std::optional<StepTimes> breakdown;  // per step, seconds
+  std::optional<double> test_acc, best_test_acc;  // the last evaluation's and the best so far (none before one)
 };
 
 struct EvalRecord {
@@ -60,6 +69,7 @@ struct EvalRecord {
 struct FinalRecord {
   double test_acc = 0, test_loss = 0, images_per_s = 0, wall_s = 0;
   std::int64_t steps = 0;
+  AccuracyMilestones milestones;  // best accuracy and time to each round one
 };
 
 std::string format_duration(double seconds);  // "45s", "3m12s", "2h05m"

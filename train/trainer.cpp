@@ -352,6 +352,7 @@ std::string Trainer::save_checkpoint() {
     model_->read_params(c.params);
     c.state = state_;
     c.state.train_s += session_train_s_;
+    c.state.loop_s = loop_seconds();
     c.config = config_.to_json();
     const auto t0 = Clock::now();
     last_checkpoint_ = ckpt_dir_->save(model_->table(), c);
@@ -370,6 +371,10 @@ void Trainer::report_flops(double step_seconds) {
   log_.note(p.describe());
   log_.event("flops_profile", p.to_json());
   if (!config_.flops_output_file.empty()) write_flops_profile(p, config_.flops_output_file);
+}
+
+double Trainer::loop_seconds() const {
+  return state_.loop_s + (loop_start_ == Clock::time_point{} ? 0.0 : seconds_since(loop_start_));
 }
 
 void Trainer::log_step(const StepOutcome& o, bool logged) {
@@ -391,6 +396,8 @@ void Trainer::log_step(const StepOutcome& o, bool logged) {
   r.eta_s = session_steps_ > 0 ? r.elapsed_s / static_cast<double>(session_steps_) *
                                      static_cast<double>(total_steps_ - state_.step)
                                : 0;
+  if (state_.milestones.evaluations() > 0)
+    r.test_acc = state_.milestones.last(), r.best_test_acc = state_.milestones.best();
   if (config_.wall_clock_breakdown) r.breakdown = window_times_.scaled(1.0 / static_cast<double>(window_steps_));
   log_.train(r);
   window_start_ = Clock::now();
@@ -453,6 +460,7 @@ TrainResult Trainer::run() {
       state_.last_eval_epoch = state_.epoch;
       state_.last_test_acc = e.accuracy;
       state_.last_test_loss = e.loss;
+      state_.milestones.record(e.accuracy, loop_seconds());
       log_.eval({state_.epoch, state_.step, e.images, e.accuracy, e.loss, e.seconds});
       window_excluded_s_ += e.seconds;  // keep evaluation out of the throughput
     }
@@ -472,11 +480,12 @@ TrainResult Trainer::run() {
     const EvalResult e = evaluate();
     state_.last_test_acc = e.accuracy;
     state_.last_test_loss = e.loss;
+    state_.milestones.record(e.accuracy, loop_seconds());
     log_.eval({state_.epoch + 1, state_.step, e.images, e.accuracy, e.loss, e.seconds});
   }
   if (!config_.save_dir.empty()) save_checkpoint();
   finish(TrainResult::Outcome::finished);
-  log_.final({result.test_acc, result.test_loss, result.images_per_s, result.wall_s, result.step});
+  log_.final({result.test_acc, result.test_loss, result.images_per_s, result.wall_s, result.step, state_.milestones});
   return result;
 }
 

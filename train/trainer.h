@@ -102,7 +102,9 @@ class Trainer {
   void run_phase(StepGraphs::Phase phase, const std::function<void()>& body, const AdamWHyper* hyper = nullptr);
   std::string save_checkpoint();
   void log_step(const StepOutcome& o, bool logged);
-  void report_flops(double step_seconds);  // flops_profiler: the profiled step's count and rate
+  void report_flops(double step_seconds);
+  // Wall seconds of the training loops so far (this session's and the resumed ones'), evaluations included.
+  double loop_seconds() const;  // flops_profiler: the profiled step's count and rate
 
   TrainConfig config_;
   Backend& backend_;

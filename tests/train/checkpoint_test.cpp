@@ -66,6 +66,9 @@ Checkpoint sample_checkpoint(const ParamTable& table, std::int64_t step, std::ui
   c.state.last_eval_epoch = 3;
   c.state.last_test_acc = 0.875;
   c.state.last_test_loss = 0.4321;
+  c.state.loop_s = 14.75;
+  c.state.milestones.record(0.86, 9.5);
+  c.state.milestones.record(0.875, 14.5);
   c.config = {{"model", {{"dim", 16}}}, {"training", {{"seed", seed}}}};
   return c;
 }
@@ -108,6 +111,8 @@ TEST_CASE("a checkpoint round-trips weights, moments and position bit for bit", 
   CHECK(r.state.seed == 7);
   CHECK(r.state.last_test_acc == 0.875);
   CHECK(r.state.last_test_loss == 0.4321);
+  CHECK(r.state.loop_s == 14.75);  // the milestones' clock and state continue after a resume
+  CHECK(r.state.milestones.state_json() == c.state.milestones.state_json());
   CHECK(r.config == c.config);
 }
 

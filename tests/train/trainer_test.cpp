@@ -60,6 +60,19 @@ TEST_CASE("a few hundred steps on synthetic data reach high test accuracy", "[tr
   REQUIRE(fin);
   CHECK(fin->at("test_acc").get<double>() == r.test_acc);
   for (const char* key : {"test_loss", "images_per_s", "wall_s"}) CHECK(fin->contains(key));
+  // The final record's time to each round accuracy: reached (it ended >= 90%),
+  // in order, and within the run's wall time.
+  CHECK(fin->at("best_test_acc").get<double>() >= r.test_acc);
+  const nlohmann::json& times = fin->at("time_to_acc");
+  REQUIRE(times.size() == 3);
+  const double t85 = times.at("0.85").get<double>(), t88 = times.at("0.88").get<double>(),
+               t90 = times.at("0.90").get<double>();
+  CHECK(0 < t85);
+  CHECK(t85 <= t88);
+  CHECK(t88 <= t90);
+  CHECK(t90 <= fin->at("wall_s").get<double>());
+  CHECK(console.str().find("  acc ") != std::string::npos);  // the progress line's last/best accuracy
+  CHECK(console.str().find("; time to 85%: ") != std::string::npos);
 }
 
 TEST_CASE("resume continues bit for bit: N steps == N/2, stop, resume to N", "[trainer][resume]") {
