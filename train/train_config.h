@@ -221,7 +221,9 @@ std::string csv_monitor_path(const TrainConfig& config);
 std::vector<std::string> config_notes(const TrainConfig& config);
 
 // Compares a checkpoint's stored config (to_json()) with this run's
-// identity_json(); throws ConfigError naming the first key that differs.
+// identity_json(); throws ConfigError naming the first key that differs. The
+// split of the global batch (micro batch, accumulation, hence world size) may
+// differ; train_batch_size may not.
 void check_same_run(const nlohmann::json& checkpoint_config, const nlohmann::json& run_identity,
                     const std::string& checkpoint_path);
 

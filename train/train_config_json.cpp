@@ -178,10 +178,19 @@ bool first_difference(const nlohmann::json& ckpt, const nlohmann::json& run, con
 
 void check_same_run(const nlohmann::json& checkpoint_config, const nlohmann::json& run_identity,
                     const std::string& checkpoint_path) {
+  // How the global batch is split (world size x micro batch x accumulation)
+  // may change: one optimizer step covers the same positions of the epoch's
+  // order for every split of the same train_batch_size (data/sampler.h), so
+  // the schedule, the data order and the augmentation all continue. So may the
+  // ZeRO stage: checkpoints hold full-length weights and moments.
+  nlohmann::json identity = run_identity;
+  for (const char* split : {"train_micro_batch_size_per_gpu", "gradient_accumulation_steps"}) identity.erase(split);
+  if (identity.contains("zero_optimization")) identity["zero_optimization"].erase("stage");
   std::string where, va, vb;
-  if (first_difference(checkpoint_config, run_identity, "", where, va, vb))
+  if (first_difference(checkpoint_config, identity, "", where, va, vb))
     throw ConfigError(checkpoint_path + ": config mismatch: " + where + " is " + va + " in the checkpoint but " + vb +
-                      " in this run (resume needs the same model, data, batch, optimizer, schedule and seed)");
+                      " in this run (resume needs the same model, data, global batch, optimizer, schedule and seed; "
+                      "world size, micro batch, accumulation and ZeRO stage may change)");
 }
 
 }  // namespace vitscale::train

@@ -175,6 +175,15 @@ void Trainer::build_model() {
 void Trainer::restore(const std::string& path) {
   Checkpoint ckpt = read_checkpoint(path, model_->table());
   check_same_run(ckpt.config, config_.identity_json(), path);
+  const int saved_micro = ckpt.config.value("train_micro_batch_size_per_gpu", config_.micro_batch_size);
+  const int saved_accumulation = ckpt.config.value("gradient_accumulation_steps", config_.gradient_accumulation_steps);
+  if (saved_micro != config_.micro_batch_size || saved_accumulation != config_.gradient_accumulation_steps)
+    resplit_note_ = "the global batch " + std::to_string(config_.train_batch_size) + " was micro " +
+                    std::to_string(saved_micro) + " x accumulation " + std::to_string(saved_accumulation) + " x world " +
+                    std::to_string(config_.train_batch_size / std::max(1, saved_micro * saved_accumulation)) +
+                    " when saved, and continues as micro " + std::to_string(config_.micro_batch_size) +
+                    " x accumulation " + std::to_string(config_.gradient_accumulation_steps) + " x world " +
+                    std::to_string(config_.world_size);
   model_->write_params(ckpt.params);
   engine_->load_optimizer_state(ckpt.exp_avg, ckpt.exp_avg_sq);
   state_ = ckpt.state;
@@ -207,6 +216,7 @@ void Trainer::report_start() {
   if (resumed_)
     s << "resumed from " << last_checkpoint_ << " at step " << state_.step << " (epoch " << state_.epoch + 1
       << ", step " << state_.epoch_step << " of it)\n";
+  if (!resplit_note_.empty()) s << resplit_note_ << "\n";
   std::string text = s.str();
   if (!text.empty() && text.back() == '\n') text.pop_back();
   log_.note(text);

@@ -81,6 +81,13 @@ if(TARGET vit_train)
         PROCESSORS 2 SKIP_RETURN_CODE 77 ENVIRONMENT "${mpi_env}")
     endforeach()
   endforeach()
+  # A ZeRO-1 checkpoint of 2 ranks resumes in one process with another split of
+  # the same global batch (micro 8 x accumulation 3), at stage 0.
+  add_test(NAME parallel_mpi:resume_at_another_world_size_and_stage
+           COMMAND bash ${mpi_dir}/resume_other_world_check.sh ${MPIEXEC_EXECUTABLE} "${mpirun_flag_text}"
+                   $<TARGET_FILE:vit_train>)
+  set_tests_properties(parallel_mpi:resume_at_another_world_size_and_stage PROPERTIES TIMEOUT 120 PROCESSORS 2
+    ENVIRONMENT "${mpi_env}")
   # Ranks started with different batch settings (MPMD launch): refused at start-up.
   add_test(NAME parallel_mpi:vit_train_batch_mismatch_refused
            COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} 1 ${mpirun_flags} $<TARGET_FILE:vit_train>

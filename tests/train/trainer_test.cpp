@@ -156,6 +156,62 @@ TEST_CASE("the thread count changes no bit: 2 threads == 1 thread, stop, resume 
   CHECK(c.test_loss == a.test_loss);
 }
 
+TEST_CASE("a resume may split the global batch another way: micro 64 x 1 saved, micro 32 x 2 resumed",
+          "[trainer][resume]") {
+  // Step s covers the same positions of the epoch's order for every split of
+  // the global batch (data/sampler.h), so the run continues on the same data:
+  // only the summation order of the gradient changes (~1e-7 per step).
+  TempDir dir("resplit");
+  nlohmann::json j = tiny_synthetic_config();
+  j["train_micro_batch_size_per_gpu"] = 64;
+  j["gradient_accumulation_steps"] = 1;
+  j["training"]["max_steps"] = 24;
+  StopSignal stop;
+  std::ostringstream console;
+
+  nlohmann::json whole = j;
+  whole["logging"] = {{"metrics_out", dir / "whole.jsonl"}};
+  REQUIRE(run_training(resolve_json(whole), stop, console).outcome == TrainResult::Outcome::finished);
+
+  nlohmann::json first = j;
+  first["logging"] = {{"metrics_out", dir / "parts.jsonl"}};
+  first["checkpoint"] = {{"save_dir", dir / "ckpt"}};
+  first["training"]["stop_at_step"] = 10;
+  REQUIRE(run_training(resolve_json(first), stop, console).outcome == TrainResult::Outcome::paused);
+
+  nlohmann::json second = first;
+  second["train_micro_batch_size_per_gpu"] = 32;
+  second["gradient_accumulation_steps"] = 2;
+  second["training"].erase("stop_at_step");
+  second["checkpoint"]["resume"] = dir / "ckpt";
+  std::ostringstream resumed_console;
+  REQUIRE(run_training(resolve_json(second), stop, resumed_console).outcome == TrainResult::Outcome::finished);
+  CHECK_THAT(resumed_console.str(), Catch::Contains("was micro 64 x accumulation 1 x world 1 when saved, and "
+                                                    "continues as micro 32 x accumulation 2 x world 1"));
+
+  const auto expected = losses_by_step(read_jsonl(dir / "whole.jsonl"));
+  const auto resumed = losses_by_step(read_jsonl(dir / "parts.jsonl"));
+  REQUIRE(resumed.size() == 24);
+  for (const auto& [step, loss] : expected) {
+    INFO("step " << step);
+    if (step <= 10)
+      CHECK(resumed.at(step) == loss);
+    else
+      CHECK(resumed.at(step) == Approx(loss).epsilon(1e-4));
+  }
+  // The global batch itself may not change.
+  nlohmann::json other = second;
+  other["train_batch_size"] = 32;
+  other["train_micro_batch_size_per_gpu"] = 32;
+  other["gradient_accumulation_steps"] = 1;
+  auto backend = make_cpu_backend(2);
+  TrainerIo io;
+  io.console = &console;
+  io.stop = &stop;
+  CHECK_THROWS_WITH(Trainer(resolve_json(other), *backend, io),
+                    Catch::Contains("config mismatch: train_batch_size is 64 in the checkpoint but 32"));
+}
+
 TEST_CASE("a checkpoint of another configuration is refused naming the key", "[trainer][resume]") {
   TempDir dir("mismatch");
   nlohmann::json j = tiny_synthetic_config();
