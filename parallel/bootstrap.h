@@ -9,7 +9,7 @@
 // Collectives need a transport to meet over: a world larger than one needs MPI
 // (the NCCL unique id is broadcast over it), so multi-node works the same way.
 //
-// Typical use (vit_train does this through parallel/train_engine.h):
+// Typical use (vit_train does this through train/data_parallel_engine.h):
 //   Distributed dist(&argc, &argv);                  // MPI_Init when launched by MPI
 //   auto backend = cpu ? make_cpu_backend(dist.cpu_threads())
 //                      : make_cuda_backend(dist.cuda_device(), ...);

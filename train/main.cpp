@@ -27,11 +27,11 @@
 #include "train/trainer.h"
 
 #ifdef VITSCALE_TRAIN_DATA_PARALLEL
-#include "parallel/train_engine.h"
+#include "train/data_parallel_engine.h"
 #endif
 
 namespace vitscale {
-class TrainLaunch;  // parallel/train_engine.h, when the build has it
+class TrainLaunch;  // train/data_parallel_engine.h, when the build has it
 }
 
 namespace {

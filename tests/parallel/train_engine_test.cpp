@@ -1,7 +1,7 @@
 // vit_train's data-parallel step engine: config keys mapped as DeepSpeed means
 // them, environment knobs parsed or refused, and at world size 1 the engine
 // trains exactly like the trainer's own single-process engine.
-#include "parallel/train_engine.h"
+#include "train/data_parallel_engine.h"
 
 #include <catch2/catch.hpp>
 #include <cstdlib>

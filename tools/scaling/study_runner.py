@@ -209,13 +209,17 @@ class Runner:
     """Launches configurations; knows the machine, the binaries and the datasets."""
 
     def __init__(self, vit_train: Path, mpirun: str, machine: Machine, out: Path, warmup: int, steps: int,
-                 model_flags: list[str], data_dir: str | None, timeout_s: int, dry_run: bool = False):
+                 model_flags: list[str], data_dir: str | None, timeout_s: int, dry_run: bool = False,
+                 raw: Path | None = None):
+        # out: the summaries a reader needs (committed); raw: what a run
+        # regenerates (logs, per-step metrics), by default beside them.
         self.vit_train, self.mpirun, self.machine, self.out = vit_train, mpirun, machine, out
+        self.raw = raw if raw is not None else out
         self.warmup, self.steps, self.model_flags, self.data_dir = warmup, steps, model_flags, data_dir
         self.timeout_s, self.dry_run = timeout_s, dry_run
         self._datasets: dict[str, tuple[list[str], str, str]] = {}
-        (out / "logs").mkdir(parents=True, exist_ok=True)
-        (out / "metrics").mkdir(parents=True, exist_ok=True)
+        (self.raw / "logs").mkdir(parents=True, exist_ok=True)
+        (self.raw / "metrics").mkdir(parents=True, exist_ok=True)
 
     # --- datasets ---------------------------------------------------------------
     SHAPES = {"cifar10": (32, 3, 10), "cifar100": (32, 3, 100), "fashion-mnist": (28, 1, 10)}
@@ -254,7 +258,7 @@ class Runner:
         cmd = [str(self.vit_train), *flags, *self.model_flags, "--max-steps", "1", "--micro-batch-size", "2",
                "--train-batch-size", "2", "--threads", "1", "--steps-per-print", "1000"]
         try:
-            p = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=self.out / "logs")
+            p = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=self.raw / "logs")
         except subprocess.TimeoutExpired:
             return True, ""  # it got past loading
         if p.returncode == 0:
@@ -320,14 +324,14 @@ class Runner:
         argv = argv[argv.index(str(self.vit_train)):]
         procs, paths = [], []
         for core in range(self.machine.cores):
-            path = self.out / "metrics" / f"corun-{tag}-core{core}.jsonl"
+            path = self.raw / "metrics" / f"corun-{tag}-core{core}.jsonl"
             if path.exists():
                 path.unlink()
             cmd = ["taskset", "-c", str(core), *argv, "--metrics-out", str(path.resolve())]
-            log = open(self.out / "logs" / f"corun-{tag}-core{core}.log", "w")
+            log = open(self.raw / "logs" / f"corun-{tag}-core{core}.log", "w")
             log.write(shlex.join(cmd) + "\n\n")
             log.flush()
-            procs.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=self.out / "logs"), log))
+            procs.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=self.raw / "logs"), log))
             paths.append(path)
         out = []
         for (p, log), path in zip(procs, paths):
@@ -342,8 +346,8 @@ class Runner:
         return out
 
     def run(self, c: Config, data_flags: list[str]) -> tuple[Summary, str]:
-        metrics = self.out / "metrics" / f"{c.name}.jsonl"
-        log = self.out / "logs" / f"{c.name}.log"
+        metrics = self.raw / "metrics" / f"{c.name}.jsonl"
+        log = self.raw / "logs" / f"{c.name}.log"
         cmd = self.command(c, data_flags) + ["--metrics-out", str(metrics.resolve())]
         text = shlex.join(cmd)
         if self.dry_run:
@@ -356,7 +360,7 @@ class Runner:
                 f.write(text + "\n\n")
                 f.flush()
                 p = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, timeout=self.timeout_s,
-                                   cwd=self.out / "logs")
+                                   cwd=self.raw / "logs")
             rc = p.returncode
         except subprocess.TimeoutExpired:
             rc = -1
