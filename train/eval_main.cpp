@@ -13,6 +13,7 @@
 #include "train/device.h"
 #include "train/evaluation.h"
 #include "train/model_card.h"
+#include "train/tool_main.h"
 
 namespace {
 
@@ -85,19 +86,5 @@ int main(int argc, char** argv) {
   app.add_option("--threads", a.threads, "CPU threads (default: as trained)");
   app.add_option("--eval-batch-size", a.eval_batch_size, "images per forward (default: as trained)");
   app.add_option("--out", a.out, "the JSON report (default: beside the model, <name>.eval.json)");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  }
-  try {
-    return run(a);
-  } catch (const std::exception& e) {
-    std::cout.flush();
-    std::string line = e.what();
-    for (char& ch : line)
-      if (ch == '\n') ch = ' ';
-    std::cerr << "vit_eval: error: " << line << "\n";
-    return 1;
-  }
+  return tool_main(app, argc, argv, [&] { return run(a); });
 }

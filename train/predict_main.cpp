@@ -18,6 +18,7 @@
 #include "runtime/vit_model.h"
 #include "train/device.h"
 #include "train/model_card.h"
+#include "train/tool_main.h"
 
 namespace {
 
@@ -109,16 +110,5 @@ int main(int argc, char** argv) {
   app.add_option("--device", a.device, "cpu, cuda or auto (default: cpu)");
   app.add_option("--threads", a.threads, "CPU threads (default: OpenMP's)");
   app.add_flag("--json", a.json, "one JSON object per image instead of text");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  }
-  try {
-    return run(a);
-  } catch (const std::exception& e) {
-    std::cout.flush();
-    std::cerr << "vit_predict: error: " << one_line(e.what()) << "\n";
-    return 1;
-  }
+  return tool_main(app, argc, argv, [&] { return run(a); });
 }

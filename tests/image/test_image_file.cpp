@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include "../train/train_util.h"
 #include "data/image_file.h"
 #include "image_test_util.h"
 
@@ -16,13 +17,6 @@ using namespace vitscale::testing;
 namespace fs = std::filesystem;
 
 namespace {
-
-struct Scratch {
-  fs::path dir = fs::temp_directory_path() / ("vitscale_image_" + std::to_string(::getpid()));
-  Scratch() { fs::create_directories(dir); }
-  ~Scratch() { fs::remove_all(dir); }
-  std::string operator/(const std::string& name) const { return (dir / name).string(); }
-};
 
 std::string refusal(const std::string& path) {
   try {
@@ -36,7 +30,7 @@ std::string refusal(const std::string& path) {
 }  // namespace
 
 TEST_CASE("a PNG written by libpng decodes to its exact pixels, grey is replicated, alpha goes onto white", "[image]") {
-  Scratch s;
+  const vitscale::train::testing::TempDir s("image");
   const std::vector<std::uint8_t> rgb = smooth_rgb(7, 5);
   write_bytes(s / "rgb.png", encode_png(rgb, 7, 5, 3));
   const RgbImage a = read_image_file(s / "rgb.png");
@@ -54,7 +48,7 @@ TEST_CASE("a PNG written by libpng decodes to its exact pixels, grey is replicat
 }
 
 TEST_CASE("a JPEG written by libjpeg decodes close to its pixels, by content not by name", "[image]") {
-  Scratch s;
+  const vitscale::train::testing::TempDir s("image");
   const std::vector<std::uint8_t> rgb = smooth_rgb(32, 24);
   write_bytes(s / "photo.png", encode_jpeg(rgb, 32, 24, 3));  // the name lies: the bytes decide
   const RgbImage a = read_image_file(s / "photo.png");
@@ -72,7 +66,7 @@ TEST_CASE("a JPEG written by libjpeg decodes close to its pixels, by content not
 
 TEST_CASE("a truncated PNG or JPEG, a text file, an empty file and a missing one are refused naming the file",
           "[image]") {
-  Scratch s;
+  const vitscale::train::testing::TempDir s("image");
   std::vector<std::uint8_t> png = encode_png(smooth_rgb(40, 40), 40, 40, 3);
   png.resize(png.size() / 2);
   write_bytes(s / "cut.png", png);

@@ -13,6 +13,7 @@
 #include <iterator>
 #include <sstream>
 
+#include "../train/train_util.h"
 #include "data/dataset_registry.h"
 #include "image_test_util.h"
 #include "runtime/backend.h"
@@ -27,6 +28,7 @@
 using namespace vitscale;
 using namespace vitscale::train;
 using namespace vitscale::testing;
+using vitscale::train::testing::train_in_process;
 namespace fs = std::filesystem;
 
 namespace {
@@ -62,15 +64,8 @@ TEST_CASE("vit_predict gives the model's own top-k probabilities for PNG and JPE
       {"checkpoint", {{"export_model", at("model")}}},
   };
   const TrainConfig config = resolve(parse_config_json(j, "test"), {});
-  auto backend = make_cpu_backend(1);
-  {
-    StopSignal stop;
-    std::ostringstream console;
-    TrainerIo io;
-    io.console = &console;
-    io.stop = &stop;
-    Trainer(config, *backend, io).run();
-  }
+  std::string console;
+  train_in_process(config, console);
   const data::Dataset test = data::load_dataset("synthetic", "", data::Split::test, dataset_load_options(config));
   const int side = 16, C = 3;
   write_bytes(at("a.png"), encode_png(interleave(test.image(0), C, side), side, side, 3));
@@ -97,6 +92,7 @@ TEST_CASE("vit_predict gives the model's own top-k probabilities for PNG and JPE
 
   // The PNGs are lossless at the model's size: vit_predict must give exactly
   // what the model gives on the dataset's own pixels.
+  auto backend = make_cpu_backend(1);
   const SavedModel saved = open_saved_model(at("model"));
   ViTModel model(saved.card.vit, *backend, ModelShape{1, side}, saved.card.norm);
   load_saved_weights(model, saved);

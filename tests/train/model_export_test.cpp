@@ -56,18 +56,11 @@ TrainResult train_and_export(const TempDir& dir, const std::string& pooling) {
   j["model"]["pooling"] = pooling;
   j["logging"] = {{"metrics_out", dir / "m.jsonl"}};
   j["checkpoint"] = {{"save_dir", dir / "ckpt"}, {"export_model", dir / "model"}};
-  const TrainConfig config = resolve_json(j);
-  auto backend = make_cpu_backend(config.threads);
-  StopSignal stop;
-  std::ostringstream console;
-  TrainerIo io;
-  io.console = &console;
-  io.stop = &stop;
-  Trainer trainer(config, *backend, io);
-  const TrainResult r = trainer.run();
-  INFO(console.str());
+  std::string console;
+  const TrainResult r = train_in_process(resolve_json(j), console);
+  INFO(console);
   REQUIRE(r.outcome == TrainResult::Outcome::finished);
-  CHECK_THAT(console.str(), Catch::Contains(dir / "model/model.safetensors"));
+  CHECK_THAT(console, Catch::Contains(dir / "model/model.safetensors"));
   return r;
 }
 
