@@ -7,6 +7,7 @@ minimal=0
 [[ "${1:-}" == "--minimal" ]] && minimal=1
 
 pkgs=(cmake ninja-build g++ pkg-config catch2 libopenblas-dev libcli11-dev nlohmann-json3-dev zlib1g-dev
+      libpng-dev libjpeg62-turbo-dev
       dataset-fashion-mnist)
 if [[ $minimal == 0 ]]; then
   # The parity oracle and baseline (LibTorch), MPI ranks, plots for the scaling study.

@@ -37,7 +37,9 @@ std::string shape_str(const std::vector<std::int64_t>& s) {
   return out + ")";
 }
 
-[[noreturn]] void fail(const std::string& path, const std::string& what) { throw std::runtime_error(path + ": " + what); }
+[[noreturn]] void fail(const std::string& path, const std::string& what) {
+  throw std::runtime_error(path + ": " + what);
+}
 
 const std::string& meta(const SafetensorsFile& f, const std::string& key, const std::string& path) {
   const auto it = f.metadata.find(key);
@@ -103,6 +105,7 @@ void write_checkpoint(const std::string& path, const ParamTable& table, const Ch
           .dump();
   f.metadata["accuracy"] = nlohmann::json{{"loop_s", s.loop_s}, {"milestones", s.milestones.state_json()}}.dump();
   f.metadata["config"] = c.config.dump();
+  if (!c.model_card.empty()) f.metadata["model_card"] = c.model_card;
   f.metadata["checksum"] = checkpoint_checksum(f);
   write_safetensors(path, f);
 }
@@ -144,6 +147,7 @@ Checkpoint read_checkpoint(const std::string& path, const ParamTable& table) {
     fail(path, std::string("checkpoint metadata is malformed: ") + e.what());
   }
   c.config = meta_json(f, "config", path);
+  if (const auto it = f.metadata.find("model_card"); it != f.metadata.end()) c.model_card = it->second;
 
   const auto n = static_cast<std::size_t>(table.total_numel());
   c.params.assign(n, 0.f);
@@ -174,7 +178,8 @@ std::string checkpoint_file_name(std::int64_t step) {
 CheckpointDir::CheckpointDir(std::string dir, int keep) : dir_(std::move(dir)), keep_(std::max(keep, 1)) {
   std::error_code ec;
   fs::create_directories(dir_, ec);
-  if (ec || !fs::is_directory(dir_)) throw std::runtime_error(dir_ + ": cannot create the checkpoint directory: " + ec.message());
+  if (ec || !fs::is_directory(dir_))
+    throw std::runtime_error(dir_ + ": cannot create the checkpoint directory: " + ec.message());
   // Written and removed now, before step 1: a directory that takes no files
   // (read-only, full, no permission) fails here, not at the first checkpoint
   // after hours of training.

@@ -19,10 +19,9 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "runtime/param_table.h"
 #include "runtime/safetensors.h"
@@ -32,13 +31,13 @@ namespace vitscale::train {
 
 // Where a run is: enough to continue it bit for bit.
 struct TrainState {
-  std::int64_t step = 0;        // optimizer steps done
-  int epoch = 0;                // 0-based epoch the next step belongs to
-  std::int64_t epoch_step = 0;  // steps of that epoch already done
-  std::int64_t images_seen = 0; // over all ranks
-  double train_s = 0;           // wall time spent so far (for throughput and ETA after a resume)
+  std::int64_t step = 0;         // optimizer steps done
+  int epoch = 0;                 // 0-based epoch the next step belongs to
+  std::int64_t epoch_step = 0;   // steps of that epoch already done
+  std::int64_t images_seen = 0;  // over all ranks
+  double train_s = 0;            // wall time spent so far (for throughput and ETA after a resume)
   std::uint64_t seed = 0;
-  int last_eval_epoch = 0;      // 1-based; 0: none yet
+  int last_eval_epoch = 0;  // 1-based; 0: none yet
   double last_test_acc = 0, last_test_loss = 0;
   // Wall time of the training loops so far, evaluations included (the clock
   // of `milestones`), and what the evaluations reached.
@@ -48,9 +47,10 @@ struct TrainState {
 
 struct Checkpoint {
   TrainState state;
-  nlohmann::json config;               // TrainConfig::to_json() of the run that wrote it
-  std::vector<float> params;           // (n) flat, in the ParamTable's layout
+  nlohmann::json config;                   // TrainConfig::to_json() of the run that wrote it
+  std::vector<float> params;               // (n) flat, in the ParamTable's layout
   std::vector<float> exp_avg, exp_avg_sq;  // (n) flat, the same layout
+  std::string model_card;                  // train/model_card.h's JSON, stored as metadata "model_card" ("" : none)
 };
 
 // Writes `ckpt` to `path` atomically. Throws std::runtime_error naming the file.

@@ -120,6 +120,7 @@ const Setting kSettings[] = {
     {"checkpoint.save_dir", "--save-dir", "Checkpoints", "directory for checkpoints (ckpt-<step>.safetensors and a 'latest' pointer)", &O::save_dir},
     {"checkpoint.save_every", "--save-every", "Checkpoints", "also save every this many steps (0: only at the end and when interrupted)", &O::save_every},
     {"checkpoint.keep", "--keep-checkpoints", "Checkpoints", "checkpoints kept in --save-dir (oldest removed first)", &O::keep_checkpoints},
+    {"checkpoint.export_model", "--export-model", "Checkpoints", "at the end, write the trained model to this directory: model.safetensors (weights only, timm names) and model.json (timm VisionTransformer arguments, class names, normalisation)", &O::export_model},
     {"checkpoint.resume", "--resume", "Checkpoints", "continue from a checkpoint file, or from the latest in a directory", &O::resume},
 };
 

@@ -118,7 +118,7 @@ nlohmann::ordered_json TrainConfig::to_json() const {
   j["flops_profiler"] = {
       {"enabled", flops_profiler}, {"profile_step", flops_profile_step}, {"output_file", flops_output_file}};
   j["checkpoint"] = {
-      {"save_dir", save_dir}, {"save_every", save_every}, {"keep", keep_checkpoints}, {"resume", resume}};
+      {"save_dir", save_dir}, {"save_every", save_every}, {"keep", keep_checkpoints}, {"resume", resume}, {"export_model", export_model}};
   return j;
 }
 

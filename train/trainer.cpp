@@ -9,6 +9,7 @@
 
 #include "data/dataset_registry.h"
 #include "data/loader.h"
+#include "train/evaluation.h"
 #include "train/flops_profile.h"
 
 namespace vitscale::train {
@@ -47,9 +48,12 @@ data::AugmentConfig augment_config(const TrainConfig& c) {
 
 const char* outcome_name(TrainResult::Outcome o) {
   switch (o) {
-    case TrainResult::Outcome::finished: return "finished";
-    case TrainResult::Outcome::interrupted: return "interrupted";
-    case TrainResult::Outcome::paused: return "paused";
+    case TrainResult::Outcome::finished:
+      return "finished";
+    case TrainResult::Outcome::interrupted:
+      return "interrupted";
+    case TrainResult::Outcome::paused:
+      return "paused";
   }
   return "?";
 }
@@ -108,14 +112,7 @@ Trainer::Trainer(TrainConfig config, Backend& backend, TrainerIo io)
 Trainer::~Trainer() = default;
 
 void Trainer::load_data() {
-  data::LoadOptions options;
-  options.synthetic.train_count = config_.synthetic_train_count;
-  options.synthetic.test_count = config_.synthetic_test_count;
-  options.synthetic.channels = config_.synthetic_channels;
-  options.synthetic.height = options.synthetic.width = config_.synthetic_image_size;
-  options.synthetic.num_classes = config_.synthetic_classes;
-  options.synthetic.seed = config_.seed;
-  options.synthetic.noise = static_cast<float>(config_.synthetic_noise);
+  const data::LoadOptions options = dataset_load_options(config_);
   train_set_ = data::load_dataset(config_.dataset, config_.data_dir, data::Split::train, options);
   test_set_ = data::load_dataset(config_.dataset, config_.data_dir, data::Split::test, options);
   if (config_.train_subset > 0) {
@@ -137,7 +134,8 @@ void Trainer::build_model() {
   const ViTConfig vc = config_.vit_config(train_set_.channels, train_set_.num_classes);
   ImageNorm norm;
   norm.channels = train_set_.normalization.channels;
-  for (int c = 0; c < 3; ++c) norm.mean[c] = train_set_.normalization.mean[c], norm.std[c] = train_set_.normalization.std[c];
+  for (int c = 0; c < 3; ++c)
+    norm.mean[c] = train_set_.normalization.mean[c], norm.std[c] = train_set_.normalization.std[c];
   if (config_.eval_batch_size == 0) config_.eval_batch_size = config_.micro_batch_size;
   // One activation plan serves both: training micro-batches and evaluation batches.
   const ModelShape shape{std::max(config_.micro_batch_size, config_.eval_batch_size), train_set_.height,
@@ -158,7 +156,8 @@ void Trainer::build_model() {
     throw ConfigError("train_batch_size " + std::to_string(config_.train_batch_size) + " is larger than the " +
                       std::to_string(train_set_.count) + " training images of " + train_set_.name +
                       ": not one step per epoch");
-  total_steps_ = config_.max_steps > 0 ? config_.max_steps : static_cast<std::int64_t>(config_.epochs) * steps_per_epoch_;
+  total_steps_ =
+      config_.max_steps > 0 ? config_.max_steps : static_cast<std::int64_t>(config_.epochs) * steps_per_epoch_;
   epochs_ = static_cast<int>((total_steps_ + steps_per_epoch_ - 1) / steps_per_epoch_);
   if (config_.stop_at_step > total_steps_)
     throw ConfigError("training.stop_at_step (--stop-at-step) " + std::to_string(config_.stop_at_step) +
@@ -206,9 +205,9 @@ void Trainer::report_start() {
   s << "batch: " << config_.train_batch_size << " = micro " << config_.micro_batch_size << " x accumulation "
     << config_.gradient_accumulation_steps << " x world " << config_.world_size << "; " << steps_per_epoch_
     << " steps/epoch, " << total_steps_ << " steps (" << epochs_ << " epochs)\n";
-  s << "schedule: " << schedule_->describe() << "; AdamW betas (" << config_.beta1 << ", " << config_.beta2
-    << ") eps " << config_.eps << " wd " << config_.weight_decay << ", clip " << config_.gradient_clipping
-    << ", label smoothing " << config_.label_smoothing << ", seed " << config_.seed << "\n";
+  s << "schedule: " << schedule_->describe() << "; AdamW betas (" << config_.beta1 << ", " << config_.beta2 << ") eps "
+    << config_.eps << " wd " << config_.weight_decay << ", clip " << config_.gradient_clipping << ", label smoothing "
+    << config_.label_smoothing << ", seed " << config_.seed << "\n";
   MemoryPlan plan = model_->memory_plan();
   plan.optimizer = engine_->optimizer_bytes();
   s << plan.format();
@@ -225,8 +224,8 @@ void Trainer::report_start() {
                                   {"steps_per_epoch", steps_per_epoch_},
                                   {"total_steps", total_steps_},
                                   {"config", config_.to_json()}};
-  log_.event(resumed_ ? "resume" : "start", resumed_ ? nlohmann::ordered_json{{"step", state_.step}, {"checkpoint", last_checkpoint_}}
-                                                     : start);
+  log_.event(resumed_ ? "resume" : "start",
+             resumed_ ? nlohmann::ordered_json{{"step", state_.step}, {"checkpoint", last_checkpoint_}} : start);
 }
 
 void Trainer::run_phase(StepGraphs::Phase phase, const std::function<void()>& body, const AdamWHyper* hyper) {
@@ -251,8 +250,10 @@ Trainer::StepOutcome Trainer::train_step(bool logged) {
     if (!batch) throw std::logic_error("the training loader ended early");
     auto t1 = Clock::now();
     if (graphs_ && batch->size != config_.micro_batch_size)
-      throw std::logic_error("a training batch of " + std::to_string(batch->size) + " images under --cuda-graphs, "
-                             "whose graphs were captured for " + std::to_string(config_.micro_batch_size));
+      throw std::logic_error("a training batch of " + std::to_string(batch->size) +
+                             " images under --cuda-graphs, "
+                             "whose graphs were captured for " +
+                             std::to_string(config_.micro_batch_size));
     model_->upload_batch(batch->image_data(), batch->target_data(), batch->size);
     // The copy from the lease's (pinned) memory may be asynchronous: wait for
     // it before the slot goes back to the loader's workers. (With the
@@ -313,36 +314,13 @@ Trainer::StepOutcome Trainer::train_step(bool logged) {
 
 EvalResult Trainer::evaluate() {
   const auto t0 = Clock::now();
-  data::LoaderConfig lc;
-  lc.batch_size = config_.eval_batch_size;
-  lc.world_size = engine_->world_size();
-  lc.rank = engine_->rank();
-  lc.seed = config_.seed;
-  lc.mode = data::LoaderMode::eval;
-  lc.shuffle = false;
-  lc.num_workers = std::min(config_.loader_workers, 1);
-  lc.prefetch_batches = 2;
-  lc.allocator = [this](std::size_t bytes) { return backend_.allocate_host(bytes); };
-  lc.num_epochs = 1;
-  data::Loader loader(test_set_, lc);
-  // sums: correct, loss, images (this rank's share; summed over ranks below).
-  double sums[3] = {0, 0, 0};
-  const int K = model_->config().num_classes;
-  while (data::BatchLease batch = loader.next()) {
-    const int n = batch->size;
-    if (n == 0) continue;  // an empty tail batch of an uneven shard
-    model_->upload_batch(batch->image_data(), batch->target_data(), n);
-    model_->forward(1.0f);
-    const std::vector<float> logits = model_->read_logits();  // (n, K); waits for the device
-    const std::vector<float> losses = model_->read_losses();
-    for (int i = 0; i < n; ++i) {
-      const float* row = logits.data() + static_cast<std::size_t>(i) * K;
-      const int predicted = static_cast<int>(std::max_element(row, row + K) - row);
-      sums[0] += predicted == batch->labels[static_cast<std::size_t>(i)] ? 1.0 : 0.0;
-      sums[1] += losses[static_cast<std::size_t>(i)];
-    }
-    sums[2] += n;
-  }
+  EvalPass pass;
+  pass.batch_size = config_.eval_batch_size;
+  pass.world_size = engine_->world_size();
+  pass.rank = engine_->rank();
+  pass.workers = config_.loader_workers;
+  const EvalSums s = evaluate_split(*model_, backend_, test_set_, pass);
+  double sums[3] = {s.correct, s.loss, s.images};  // this rank's share: summed over ranks
   engine_->all_reduce_sum(sums);
   EvalResult r;
   r.images = static_cast<std::int64_t>(sums[2]);
@@ -350,6 +328,26 @@ EvalResult Trainer::evaluate() {
   r.loss = sums[2] > 0 ? sums[1] / sums[2] : 0.0;
   r.seconds = seconds_since(t0);
   return r;
+}
+
+ModelCard Trainer::model_card() const {
+  ModelCard c;
+  c.vit = model_->config();
+  const data::Normalization& n = train_set_.normalization;
+  c.norm.channels = n.channels;
+  for (int i = 0; i < 3; ++i) c.norm.mean[i] = n.mean[i], c.norm.std[i] = n.std[i];
+  c.class_names = train_set_.class_names;
+  if (c.class_names.size() != static_cast<std::size_t>(c.vit.num_classes)) {
+    c.class_names.clear();
+    for (int k = 0; k < c.vit.num_classes; ++k) c.class_names.push_back("class_" + std::to_string(k));
+  }
+  c.source_image_size = train_set_.height;
+  c.train_config = config_.to_json();
+  c.result = {{"step", state_.step},
+              {"eval_epoch", state_.last_eval_epoch},
+              {"test_acc", state_.last_test_acc},
+              {"test_loss", state_.last_test_loss}};
+  return c;
 }
 
 std::string Trainer::save_checkpoint() {
@@ -364,6 +362,7 @@ std::string Trainer::save_checkpoint() {
     c.state.train_s += session_train_s_;
     c.state.loop_s = loop_seconds();
     c.config = config_.to_json();
+    c.model_card = model_card_json(model_card()).dump();
     const auto t0 = Clock::now();
     last_checkpoint_ = ckpt_dir_->save(model_->table(), c);
     log_.event("checkpoint", {{"step", state_.step}, {"path", last_checkpoint_}, {"write_s", seconds_since(t0)}});
@@ -403,9 +402,9 @@ void Trainer::log_step(const StepOutcome& o, bool logged) {
   r.images_per_s = window_s > 0 ? static_cast<double>(window_steps_) * config_.train_batch_size / window_s : 0;
   r.elapsed_s = seconds_since(loop_start_);
   // ETA from this session's average step time, evaluations included.
-  r.eta_s = session_steps_ > 0 ? r.elapsed_s / static_cast<double>(session_steps_) *
-                                     static_cast<double>(total_steps_ - state_.step)
-                               : 0;
+  r.eta_s = session_steps_ > 0
+                ? r.elapsed_s / static_cast<double>(session_steps_) * static_cast<double>(total_steps_ - state_.step)
+                : 0;
   if (state_.milestones.evaluations() > 0)
     r.test_acc = state_.milestones.last(), r.best_test_acc = state_.milestones.best();
   if (config_.wall_clock_breakdown) r.breakdown = window_times_.scaled(1.0 / static_cast<double>(window_steps_));
@@ -439,9 +438,9 @@ TrainResult Trainer::run() {
       result.signal = sig;
       log_.event("interrupted", {{"step", state_.step}, {"signal", sig}, {"checkpoint", path}});
       log_.note(std::string("interrupted") + (sig ? " by signal " + std::to_string(sig) : "") + " at step " +
-                std::to_string(state_.step) + (path.empty() ? ": no --save-dir, nothing saved"
-                                                            : ": checkpoint " + path + "; continue with --resume " +
-                                                                  config_.save_dir));
+                std::to_string(state_.step) +
+                (path.empty() ? ": no --save-dir, nothing saved"
+                              : ": checkpoint " + path + "; continue with --resume " + config_.save_dir));
       return finish(TrainResult::Outcome::interrupted);
     }
     const bool logged = (state_.step + 1) % config_.steps_per_print == 0 || state_.step + 1 == total_steps_;
@@ -479,8 +478,8 @@ TrainResult Trainer::run() {
     if (config_.stop_at_step > 0 && state_.step == config_.stop_at_step && state_.step < total_steps_) {
       const std::string path = save_checkpoint();
       log_.event("paused", {{"step", state_.step}, {"checkpoint", path}});
-      log_.note("stopped at step " + std::to_string(state_.step) + " as asked (--stop-at-step); continue with --resume " +
-                config_.save_dir);
+      log_.note("stopped at step " + std::to_string(state_.step) +
+                " as asked (--stop-at-step); continue with --resume " + config_.save_dir);
       return finish(TrainResult::Outcome::paused);
     }
   }
@@ -494,6 +493,11 @@ TrainResult Trainer::run() {
     log_.eval({state_.epoch + 1, state_.step, e.images, e.accuracy, e.loss, e.seconds});
   }
   if (!config_.save_dir.empty()) save_checkpoint();
+  if (!config_.export_model.empty() && io_.rank == 0) {
+    const ExportedModel m = export_model(*model_, model_card(), config_.export_model);
+    log_.event("export", {{"weights", m.weights}, {"card", m.card}});
+    log_.note("model: " + m.weights + " (weights, timm names) and " + m.card + " (timm arguments, class names)");
+  }
   finish(TrainResult::Outcome::finished);
   log_.final({result.test_acc, result.test_loss, result.images_per_s, result.wall_s, result.step, state_.milestones});
   return result;

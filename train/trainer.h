@@ -31,9 +31,10 @@
 #include "train/checkpoint.h"
 #include "train/lr_schedule.h"
 #include "train/metrics_log.h"
+#include "train/model_card.h"
 #include "train/signals.h"
-#include "train/step_graphs.h"
 #include "train/step_engine.h"
+#include "train/step_graphs.h"
 #include "train/train_config.h"
 
 namespace vitscale::train {
@@ -47,12 +48,12 @@ struct EvalResult {
 struct TrainResult {
   enum class Outcome { finished, interrupted, paused };
   Outcome outcome = Outcome::finished;
-  int signal = 0;            // the signal that interrupted the run (0: none, or asked in-process)
-  std::int64_t step = 0;     // optimizer steps done
+  int signal = 0;         // the signal that interrupted the run (0: none, or asked in-process)
+  std::int64_t step = 0;  // optimizer steps done
   double test_acc = 0, test_loss = 0;
-  double images_per_s = 0;   // training throughput of this process's run (evaluation excluded)
+  double images_per_s = 0;  // training throughput of this process's run (evaluation excluded)
   double wall_s = 0;
-  std::string checkpoint;    // the last checkpoint written ("" if none)
+  std::string checkpoint;  // the last checkpoint written ("" if none)
 };
 
 // Makes the step engine for a model (data-parallel runs pass their own).
@@ -81,6 +82,8 @@ class Trainer {
 
   TrainResult run();
   EvalResult evaluate();
+  // The model as it stands, described for --export-model and checkpoints (train/model_card.h).
+  ModelCard model_card() const;
 
   const TrainConfig& config() const { return config_; }
   ViTModel& model() { return *model_; }

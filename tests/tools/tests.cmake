@@ -20,3 +20,15 @@ add_test(NAME gpu_check:short_deadline_skips_and_reports
 add_test(NAME gpu_check:killed_run_leaves_report COMMAND bash ${gpu_check_test} killed ${gpu_check_work}/killed)
 set_tests_properties(gpu_check:budgets_fit_deadline gpu_check:short_deadline_skips_and_reports
                      gpu_check:killed_run_leaves_report PROPERTIES TIMEOUT 120)
+
+# tools/plot_curves.py (matplotlib): run with the system interpreter, which has
+# Debian's python3-matplotlib; skipped (77) where matplotlib is missing.
+find_program(VITSCALE_SYSTEM_PYTHON python3 PATHS /usr/bin NO_DEFAULT_PATH)
+if(NOT VITSCALE_SYSTEM_PYTHON)
+  find_program(VITSCALE_SYSTEM_PYTHON python3)
+endif()
+if(VITSCALE_SYSTEM_PYTHON)
+  add_test(NAME tools:plot_curves COMMAND ${VITSCALE_SYSTEM_PYTHON} ${CMAKE_CURRENT_LIST_DIR}/test_plot_curves.py)
+  set_tests_properties(tools:plot_curves PROPERTIES TIMEOUT 180 SKIP_RETURN_CODE 77
+                       ENVIRONMENT PYTHONDONTWRITEBYTECODE=1)
+endif()

@@ -4,16 +4,18 @@
 
 #include <unistd.h>
 
+#include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
 #include <string>
 #include <vector>
 
-#include <catch2/catch.hpp>
-#include <nlohmann/json.hpp>
-
+#include "runtime/backend.h"
 #include "train/train_config.h"
+#include "train/trainer.h"
 
 namespace vitscale::train::testing {
 
@@ -41,12 +43,27 @@ inline nlohmann::json tiny_synthetic_config() {
         {"crop_padding", 1},
         {"hflip", true},
         {"workers", 1},
-        {"synthetic", {{"train_count", 1024}, {"test_count", 512}, {"image_size", 16}, {"channels", 3}, {"classes", 10}}}}},
+        {"synthetic",
+         {{"train_count", 1024}, {"test_count", 512}, {"image_size", 16}, {"channels", 3}, {"classes", 10}}}}},
       {"optimizer", {{"params", {{"lr", 2e-3}, {"weight_decay", 0.05}}}}},
       {"training", {{"seed", 11}, {"label_smoothing", 0.1}, {"warmup_epochs", 1}}},
       {"runtime", {{"device", "cpu"}, {"threads", 2}}},
       {"steps_per_print", 1},
   };
+}
+
+// A whole run in process on the CPU backend; `console` gets what it printed.
+inline TrainResult train_in_process(const TrainConfig& config, std::string& console) {
+  auto backend = make_cpu_backend(config.threads);
+  StopSignal stop;
+  std::ostringstream out;
+  TrainerIo io;
+  io.console = &out;
+  io.stop = &stop;
+  Trainer trainer(config, *backend, io);
+  const TrainResult r = trainer.run();
+  console = out.str();
+  return r;
 }
 
 inline TrainConfig resolve_json(const nlohmann::json& j) { return resolve(parse_config_json(j, "test"), {}); }
@@ -80,8 +97,7 @@ inline std::map<std::int64_t, double> losses_by_step(const std::vector<nlohmann:
 }
 
 // Both metrics files hold `steps` training losses, equal step by step, bit for bit.
-inline void check_same_losses(const std::string& expected_jsonl, const std::string& actual_jsonl,
-                              std::size_t steps) {
+inline void check_same_losses(const std::string& expected_jsonl, const std::string& actual_jsonl, std::size_t steps) {
   const auto expected = losses_by_step(read_jsonl(expected_jsonl));
   const auto actual = losses_by_step(read_jsonl(actual_jsonl));
   REQUIRE(expected.size() == steps);
