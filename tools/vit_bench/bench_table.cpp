@@ -1,5 +1,6 @@
 #include "tools/vit_bench/bench_table.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -16,6 +17,16 @@ std::string fmt(double v, int prec) {
   return s.str();
 }
 
+double copy_ceiling_gbs(const Ceilings& c, double bytes) {
+  // The fastest copy that moves at least as much: a working set of this size
+  // can move at least that fast (smaller copies are dominated by overheads).
+  double best = 0;
+  for (const CopyPoint& p : c.copy_curve)
+    if (p.bytes >= bytes) best = std::max(best, p.gbs);
+  if (best > 0) return best;
+  return c.copy_curve.empty() ? c.copy_gbs : c.copy_curve.back().gbs;
+}
+
 void write_reports(const std::vector<BenchRow>& rows, const Ceilings& c, const std::string& dir,
                    const std::string& header) {
   const std::string unit = c.flop_unit_name;
@@ -27,7 +38,7 @@ void write_reports(const std::vector<BenchRow>& rows, const Ceilings& c, const s
   for (const BenchRow& r : rows) {
     const double gbs = r.bytes > 0 ? r.bytes / (r.us * 1e3) : -1;
     const double rate = r.flops > 0 ? r.flops / (r.us * 1e-6) / c.flop_unit : -1;  // in `unit`
-    const double frac = r.flops > 0 ? rate * c.flop_unit / c.compute_flops : (r.bytes > 0 ? gbs / c.copy_gbs : -1);
+    const double frac = r.flops > 0 ? rate * c.flop_unit / c.compute_flops : (r.bytes > 0 ? gbs / copy_ceiling_gbs(c, r.bytes) : -1);
     const double speedup = r.torch_us > 0 ? r.torch_us / r.us : -1;
     md << "| " << r.model << " | " << r.op << " | " << r.dtype << " | " << r.shape << " | " << fmt(r.us) << " | "
        << fmt(gbs, 0) << " | " << fmt(rate) << " | " << (frac > 0 ? fmt(100 * frac, 0) + "%" : "-") << " | "

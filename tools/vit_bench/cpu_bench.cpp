@@ -4,8 +4,9 @@
 // measured in the same run on the same threads:
 //   compute   a large square SGEMM through the same OpenBLAS, on all the
 //             bench's threads (OpenBLAS's own threading): the machine's GEMM rate;
-//   bandwidth a copy of --ceiling-copy-mib MiB, 1 MiB blocks over the OpenMP
-//             threads, counting bytes read + written.
+//   bandwidth copies from 1 MiB up to --ceiling-copy-mib MiB, in blocks over
+//             the OpenMP threads, counting bytes read + written; each row is
+//             set against the fastest copy that moves at least its bytes.
 // GEMM-like rows (linear, attention) report GFLOP/s and the fraction of the
 // SGEMM rate; the others GB/s and the fraction of the copy rate. Each op is
 // the median wall time of --reps calls after --warmup; inputs are the step's
@@ -67,18 +68,26 @@ Ceilings measure_ceilings(const BenchOptions& o, int threads) {
   Ceilings c;
   c.flop_unit = 1e9;
   c.flop_unit_name = "GFLOP/s";
-  // The copy first: OpenBLAS's threads keep spinning for a while after a call and would steal its cores.
-  const std::size_t bytes = static_cast<std::size_t>(o.ceiling_copy_mib) << 20, block = std::size_t{1} << 20;
-  std::vector<char> src(bytes, 1), dst(bytes, 0);
-  const auto blocks = static_cast<long long>((bytes + block - 1) / block);
-  const double copy_us = median_us(1, std::max(3, std::min(o.reps, 10)), [&] {
+  // The copies first: OpenBLAS's threads keep spinning for a while after a call and would steal its cores.
+  // From 1 MiB (cache-resident, as the ops' inputs partly are when called
+  // back to back) up to --ceiling-copy-mib (memory); 256 KiB blocks.
+  const std::size_t largest = static_cast<std::size_t>(o.ceiling_copy_mib) << 20, block = std::size_t{1} << 18;
+  std::vector<char> src(largest, 1), dst(largest, 0);
+  for (std::size_t bytes = std::min<std::size_t>(std::size_t{1} << 20, largest);; bytes *= 2) {
+    bytes = std::min(bytes, largest);
+    const auto blocks = static_cast<long long>((bytes + block - 1) / block);
+    const int reps = std::max(3, std::min(o.reps, 10)) * (bytes < (std::size_t{16} << 20) ? 10 : 1);
+    const double copy_us = median_us(2, reps, [&] {
 #pragma omp parallel for schedule(static) num_threads(threads)
-    for (long long i = 0; i < blocks; ++i) {
-      const std::size_t at = static_cast<std::size_t>(i) * block;
-      std::memcpy(dst.data() + at, src.data() + at, std::min(block, bytes - at));
-    }
-  });
-  c.copy_gbs = 2.0 * static_cast<double>(bytes) / (copy_us * 1e3);
+      for (long long i = 0; i < blocks; ++i) {
+        const std::size_t at = static_cast<std::size_t>(i) * block;
+        std::memcpy(dst.data() + at, src.data() + at, std::min(block, bytes - at));
+      }
+    });
+    c.copy_curve.push_back({2.0 * static_cast<double>(bytes), 2.0 * static_cast<double>(bytes) / (copy_us * 1e3)});
+    if (bytes == largest) break;
+  }
+  c.copy_gbs = c.copy_curve.back().gbs;
   const int n = o.ceiling_gemm;
   std::vector<float> a(static_cast<std::size_t>(n) * n, 0.5f), b(a.size(), 0.25f), y(a.size());
   const int previous = openblas_get_num_threads();
@@ -91,10 +100,17 @@ Ceilings measure_ceilings(const BenchOptions& o, int threads) {
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   c.compute_flops = 2.0 * n * n * n / (gemm_us * 1e-6);
 
-  std::printf(
-      "ceilings: copy %.1f GB/s (read+write, %d MiB, %d threads), SGEMM %.1f GFLOP/s (%d^3, OpenBLAS, %d threads)\n",
-      c.copy_gbs, o.ceiling_copy_mib, threads, c.compute_flops / 1e9, n, threads);
+  std::printf("ceilings: copy (read+write, %d threads)", threads);
+  for (const CopyPoint& p : c.copy_curve) std::printf(" %.0f MiB %.1f GB/s;", p.bytes / 2 / (1 << 20), p.gbs);
+  std::printf(" SGEMM %.1f GFLOP/s (%d^3, OpenBLAS, %d threads)\n", c.compute_flops / 1e9, n, threads);
   return c;
+}
+
+std::string copy_curve_text(const Ceilings& c) {
+  std::string s;
+  for (const CopyPoint& p : c.copy_curve)
+    s += (s.empty() ? "" : ", ") + fmt(p.gbs, 1) + " GB/s at " + fmt(p.bytes / 2 / (1 << 20), 0) + " MiB";
+  return s;
 }
 
 void bench_ops(Backend& be, const BenchOptions& o, const ViTConfig& cfg, std::vector<BenchRow>& rows) {
@@ -201,7 +217,7 @@ int run_cpu_bench(const BenchOptions& o) {
     std::vector<BenchRow> rows;
     bench_ops(*be, o, cfg, rows);
     write_reports(rows, c, o.out_dir,
-                  header + "\n\nCeilings measured here: copy " + fmt(c.copy_gbs, 1) + " GB/s, SGEMM " +
+                  header + "\n\nCeilings measured here: copy " + copy_curve_text(c) + ", SGEMM " +
                       fmt(c.compute_flops / 1e9, 1) + " GFLOP/s (" + std::to_string(threads) + " threads).");
   } catch (const std::exception& e) {
     std::cerr << "vit_bench: " << e.what() << "\n";
