@@ -123,6 +123,7 @@ const Setting kSettings[] = {
     {"checkpoint.save_every", "--save-every", "Checkpoints", "also save every this many steps (0: only at the end and when interrupted)", &O::save_every},
     {"checkpoint.keep", "--keep-checkpoints", "Checkpoints", "checkpoints kept in --save-dir (oldest removed first)", &O::keep_checkpoints},
     {"checkpoint.export_model", "--export-model", "Checkpoints", "at the end, write the trained model to this directory: model.safetensors (weights only, timm names) and model.json (timm VisionTransformer arguments, class names, normalisation)", &O::export_model},
+    {"checkpoint.init_from", "--init-from", "Checkpoints", "start from these weights (a timm-named ViT state dict in safetensors, e.g. another run's model.safetensors): pos_embed resampled to this grid, a fresh head for another class count; optimizer and schedule start fresh", &O::init_from},
     {"checkpoint.resume", "--resume", "Checkpoints", "continue from a checkpoint file, or from the latest in a directory", &O::resume},
 };
 

@@ -89,7 +89,7 @@ struct TrainOptions {
   // --- logging and checkpoints --------------------------------------------------------
   std::optional<bool> wall_clock_breakdown;
   std::optional<int> steps_per_print;
-  std::optional<std::string> metrics_out, save_dir, resume, export_model;
+  std::optional<std::string> metrics_out, save_dir, resume, export_model, init_from;
   std::optional<std::int64_t> save_every;
   std::optional<int> keep_checkpoints;
   // --- monitors and profiler (DeepSpeed) -------------------------------------------------
@@ -166,6 +166,7 @@ struct TrainConfig {
   int steps_per_print = 50;
   std::string metrics_out, save_dir, resume;
   std::string export_model;     // directory for the finished model (model.safetensors + model.json); "" : none
+  std::string init_from;        // a timm-named safetensors file to fine-tune from (runtime/pretrained.h); "" : none
   std::int64_t save_every = 0;  // steps; 0: only at the end (and when interrupted)
   int keep_checkpoints = 2;
   // monitors and profiler

@@ -120,11 +120,8 @@ nlohmann::ordered_json TrainConfig::to_json() const {
   j["csv_monitor"] = {{"enabled", csv_monitor}, {"output_path", csv_output_path}, {"job_name", csv_job_name}};
   j["flops_profiler"] = {
       {"enabled", flops_profiler}, {"profile_step", flops_profile_step}, {"output_file", flops_output_file}};
-  j["checkpoint"] = {{"save_dir", save_dir},
-                     {"save_every", save_every},
-                     {"keep", keep_checkpoints},
-                     {"resume", resume},
-                     {"export_model", export_model}};
+  j["checkpoint"] = {{"save_dir", save_dir}, {"save_every", save_every},     {"keep", keep_checkpoints},
+                     {"resume", resume},     {"export_model", export_model}, {"init_from", init_from}};
   return j;
 }
 

@@ -395,6 +395,7 @@ TrainConfig resolve(const TrainOptions& file, const TrainOptions& flags, int wor
   take(c.save_dir, o.save_dir);
   take(c.resume, o.resume);
   take(c.export_model, o.export_model);
+  take(c.init_from, o.init_from);
   take(c.save_every, o.save_every);
   take(c.keep_checkpoints, o.keep_checkpoints);
   take(c.csv_monitor, o.csv_monitor);

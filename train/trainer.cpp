@@ -9,6 +9,7 @@
 
 #include "data/dataset_registry.h"
 #include "data/loader.h"
+#include "runtime/pretrained.h"
 #include "train/evaluation.h"
 #include "train/flops_profile.h"
 
@@ -84,6 +85,8 @@ Trainer::Trainer(TrainConfig config, Backend& backend, TrainerIo io)
   } else {
     model_->init_parameters(config_.seed);
     state_.seed = config_.seed;
+    if (!config_.init_from.empty())  // every rank reads the same file: the replicas start equal
+      init_notes_ = init_from_pretrained(*model_, read_safetensors(config_.init_from), config_.init_from);
   }
   model_->zero_grads();
 
@@ -221,6 +224,10 @@ void Trainer::report_start() {
     s << "resumed from " << last_checkpoint_ << " at step " << state_.step << " (epoch " << state_.epoch + 1
       << ", step " << state_.epoch_step << " of it)\n";
   if (!resplit_note_.empty()) s << resplit_note_ << "\n";
+  if (!config_.init_from.empty() && !resumed_) {
+    s << "initialised from " << config_.init_from << " (optimizer and schedule start fresh)\n";
+    for (const std::string& note : init_notes_) s << note << "\n";
+  }
   std::string text = s.str();
   if (!text.empty() && text.back() == '\n') text.pop_back();
   log_.note(text);
