@@ -1,6 +1,6 @@
 // dataset.h — an image classification dataset held in memory, and its normalisation.
 //
-// Every dataset (CIFAR-10, CIFAR-100, Fashion-MNIST, synthetic) is decoded once
+// Every dataset (CIFAR-10, CIFAR-100, Fashion-MNIST, synthetic, an image folder) is decoded once
 // into this one shape: uint8 pixels laid out (N, C, H, W), one int32 label per
 // image, and the per-channel mean/std of its training split. CIFAR-10 is 150 MB
 // as uint8, so holding it whole is cheaper than any streaming scheme; the loader
@@ -31,21 +31,24 @@ Normalization cifar100_normalization();       // mean 0.5071 0.4865 0.4409, std 
 Normalization fashion_mnist_normalization();  // mean 0.2860, std 0.3530
 
 struct Dataset {
-  std::string name;    // "cifar10", "cifar100", "cifar100-coarse", "fashion-mnist", "synthetic"
+  std::string name;    // "cifar10", "cifar100", "cifar100-coarse", "fashion-mnist", "synthetic", "imagefolder"
   std::string source;  // the directory (or "generated") it came from, for logs
   Split split = Split::train;
-  std::int64_t count = 0;  // N
-  int channels = 0;        // C
-  int height = 0;          // H
-  int width = 0;           // W
-  int num_classes = 0;     // K; every label is in [0, K)
-  std::vector<std::uint8_t> images;  // (N, C, H, W) uint8
-  std::vector<std::int32_t> labels;  // (N) in [0, K)
+  std::int64_t count = 0;                // N
+  int channels = 0;                      // C
+  int height = 0;                        // H
+  int width = 0;                         // W
+  int num_classes = 0;                   // K; every label is in [0, K)
+  std::vector<std::uint8_t> images;      // (N, C, H, W) uint8
+  std::vector<std::int32_t> labels;      // (N) in [0, K)
   std::vector<std::string> class_names;  // (K), may be empty
   Normalization normalization;
+  std::vector<std::string> notes;  // lines for the start-up log: skipped files, empty classes (imagefolder)
 
   std::size_t image_bytes() const { return static_cast<std::size_t>(channels) * height * width; }
-  const std::uint8_t* image(std::int64_t i) const { return images.data() + static_cast<std::size_t>(i) * image_bytes(); }
+  const std::uint8_t* image(std::int64_t i) const {
+    return images.data() + static_cast<std::size_t>(i) * image_bytes();
+  }
   std::string describe() const;  // "cifar10/train: 50000 x 3x32x32, 10 classes, from ./data/cifar-10-batches-bin"
 };
 

@@ -39,7 +39,9 @@ std::vector<std::string> marker_files(std::string_view name, Split split) {
 
 }  // namespace
 
-std::vector<std::string> dataset_names() { return {"cifar10", "cifar100", "cifar100-coarse", "fashion-mnist", "synthetic"}; }
+std::vector<std::string> dataset_names() {
+  return {"cifar10", "cifar100", "cifar100-coarse", "fashion-mnist", "synthetic", "imagefolder"};
+}
 
 bool is_dataset_name(std::string_view name) {
   for (const auto& n : dataset_names())
@@ -56,12 +58,17 @@ DatasetInfo dataset_info(std::string_view name, const LoadOptions& options) {
     const SyntheticSpec& s = options.synthetic;
     return {"synthetic", s.channels, s.height, s.width, s.num_classes, s.train_count, s.test_count};
   }
+  if (name == "imagefolder") {
+    const ImageFolderOptions& f = options.image_folder;
+    return {"imagefolder", f.channels, f.side, f.side, 0, 0, 0};
+  }
   throw std::runtime_error(unknown_name_message(name));
 }
 
 std::vector<std::string> candidate_dirs(std::string_view name, const std::string& data_dir) {
   if (!is_dataset_name(name)) throw std::runtime_error(unknown_name_message(name));
   if (name == "synthetic") return {};
+  if (name == "imagefolder") return {data_dir};
   const std::string folder = folder_of(name);
   if (!data_dir.empty()) return {data_dir, join(data_dir, folder)};
   if (name == "fashion-mnist") return {kFashionMnistDebianDir, join("./data", folder)};
@@ -71,6 +78,15 @@ std::vector<std::string> candidate_dirs(std::string_view name, const std::string
 Dataset load_dataset(std::string_view name, const std::string& data_dir, Split split, const LoadOptions& options) {
   if (!is_dataset_name(name)) throw std::runtime_error(unknown_name_message(name));
   if (name == "synthetic") return make_synthetic(options.synthetic, split);
+  if (name == "imagefolder") {
+#if VITSCALE_HAVE_IMAGE_IO
+    return load_image_folder(data_dir, split, options.image_folder);
+#else
+    throw std::runtime_error(
+        "imagefolder: this build reads no PNG or JPEG (install libpng-dev and "
+        "libjpeg62-turbo-dev, then rebuild)");
+#endif
+  }
 
   std::string tried;
   std::string found;

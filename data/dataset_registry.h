@@ -1,7 +1,8 @@
 // dataset_registry.h — load a dataset by name from a --data-dir, or from the usual places.
 //
 // Names: "cifar10", "cifar100" (fine labels), "cifar100-coarse", "fashion-mnist",
-// "synthetic" (shape from LoadOptions::synthetic). With an empty data_dir the
+// "synthetic" (shape from LoadOptions::synthetic), "imagefolder" (torchvision's
+// layout under data_dir, image_folder.h; LoadOptions::image_folder). With an empty data_dir the
 // usual places are searched, in order:
 //   cifar10          ./data/cifar-10-batches-bin, ./cifar-10-batches-bin
 //   cifar100(-coarse) ./data/cifar-100-binary, ./cifar-100-binary
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include "data/dataset.h"
+#include "data/image_folder.h"
 #include "data/synthetic.h"
 
 namespace vitscale::data {
@@ -25,9 +27,11 @@ namespace vitscale::data {
 struct LoadOptions {
   bool check_official_counts = true;  // off only for small hand-made test files
   SyntheticSpec synthetic;            // used when name == "synthetic"
+  ImageFolderOptions image_folder;    // used when name == "imagefolder"
 };
 
-// Shape of a dataset known without reading it (for planning memory up front).
+// Shape of a dataset known without reading it (for planning memory up front);
+// an image folder's channels (when 0: the majority), classes and counts are known only once it is read (0).
 struct DatasetInfo {
   std::string name;
   int channels = 0, height = 0, width = 0, num_classes = 0;

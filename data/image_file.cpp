@@ -174,8 +174,8 @@ std::vector<std::uint8_t> to_model_input(const RgbImage& image, int channels, in
       const std::size_t at = static_cast<std::size_t>(y) * side + j;
       if (channels == 3) {
         for (int c = 0; c < 3; ++c) out[c * plane + at] = v[c];
-      } else {  // PIL's L: (R 19595 + G 38470 + B 7471 + 2^15) >> 16
-        out[at] = static_cast<std::uint8_t>((v[0] * 19595u + v[1] * 38470u + v[2] * 7471u + 32768u) >> 16);
+      } else {
+        out[at] = luma(v[0], v[1], v[2]);
       }
     }
   return out;

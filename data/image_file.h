@@ -32,4 +32,9 @@ RgbImage decode_image(const std::uint8_t* data, std::size_t size, const std::str
 // ITU-R 601-2 luma, as PIL's convert("L"); 3: RGB.
 std::vector<std::uint8_t> to_model_input(const RgbImage& image, int channels, int side);
 
+// PIL's convert("L"): (R 19595 + G 38470 + B 7471 + 2^15) >> 16.
+inline std::uint8_t luma(std::uint8_t r, std::uint8_t g, std::uint8_t b) {
+  return static_cast<std::uint8_t>((r * 19595u + g * 38470u + b * 7471u + 32768u) >> 16);
+}
+
 }  // namespace vitscale::data

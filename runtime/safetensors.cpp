@@ -5,8 +5,8 @@
 
 #include <algorithm>
 #include <bit>
-#include <cmath>
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -21,13 +21,13 @@ namespace vitscale {
 
 static_assert(std::endian::native == std::endian::little, "safetensors I/O assumes a little-endian host");
 
-namespace {
-
 std::string shape_str(const std::vector<std::int64_t>& s) {
   std::string out = "(";
   for (std::size_t i = 0; i < s.size(); ++i) out += (i ? "," : "") + std::to_string(s[i]);
   return out + ")";
 }
+
+namespace {
 
 float bf16_to_float(std::uint16_t h) { return std::bit_cast<float>(static_cast<std::uint32_t>(h) << 16); }
 
@@ -101,9 +101,12 @@ SafetensorsFile read_safetensors(const std::string& path) {
   std::vector<char> raw;
   for (const Entry& e : entries) {
     std::size_t elem = 0;
-    if (e.dtype == "F32") elem = 4;
-    else if (e.dtype == "BF16" || e.dtype == "F16") elem = 2;
-    else fail(path, "tensor '" + e.name + "' has unsupported dtype " + e.dtype + " (F32, BF16, F16 are read)");
+    if (e.dtype == "F32")
+      elem = 4;
+    else if (e.dtype == "BF16" || e.dtype == "F16")
+      elem = 2;
+    else
+      fail(path, "tensor '" + e.name + "' has unsupported dtype " + e.dtype + " (F32, BF16, F16 are read)");
     std::uint64_t numel = 1;
     for (auto d : e.shape) {
       if (d < 0) fail(path, "tensor '" + e.name + "' has a negative dimension");
@@ -185,8 +188,8 @@ void write_safetensors(const std::string& path, const SafetensorsFile& file) {
     std::uint64_t numel = 1;
     for (auto d : t.shape) numel *= static_cast<std::uint64_t>(d);
     if (numel != t.values.size())
-      throw std::invalid_argument(path + ": tensor '" + t.name + "' shape " + shape_str(t.shape) + " does not match its " +
-                                  std::to_string(t.values.size()) + " values");
+      throw std::invalid_argument(path + ": tensor '" + t.name + "' shape " + shape_str(t.shape) +
+                                  " does not match its " + std::to_string(t.values.size()) + " values");
     header[t.name] = {{"dtype", "F32"}, {"shape", t.shape}, {"data_offsets", {offset, offset + 4 * numel}}};
     offset += 4 * numel;
   }

@@ -29,6 +29,9 @@ struct SafetensorsFile {
   const NamedTensor* find(const std::string& name) const;
 };
 
+// "(1,197,768)", for messages.
+std::string shape_str(const std::vector<std::int64_t>& shape);
+
 // Throws std::runtime_error naming the file and the problem (truncated file,
 // bad header, offsets out of range or overlapping, unsupported dtype).
 SafetensorsFile read_safetensors(const std::string& path);

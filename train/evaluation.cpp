@@ -52,6 +52,9 @@ data::LoadOptions dataset_load_options(const TrainConfig& c) {
   options.synthetic.num_classes = c.synthetic_classes;
   options.synthetic.seed = c.seed;
   options.synthetic.noise = static_cast<float>(c.synthetic_noise);
+  options.image_folder.side = c.image_size > 0 ? c.image_size : data::kImageFolderDefaultSide;
+  options.image_folder.channels = c.image_channels;
+  options.image_folder.skip_bad_images = c.skip_bad_images;
   return options;
 }
 

@@ -34,7 +34,8 @@ struct EvalPass {
 // Runs `model` over `test` (uint8 images at the model's source size).
 EvalSums evaluate_split(ViTModel& model, Backend& backend, const data::Dataset& test, const EvalPass& pass);
 
-// The dataset options of a run (the synthetic spec is seeded by the run's seed).
+// The dataset options of a run (the synthetic spec is seeded by the run's seed; an image
+// folder is decoded at the model's image size, else data::kImageFolderDefaultSide).
 data::LoadOptions dataset_load_options(const TrainConfig& config);
 
 // vit_eval's report: totals, per-class accuracy and the confusion matrix, as JSON.

@@ -36,7 +36,7 @@ const Setting kSettings[] = {
     {"model.mlp_dim", "--mlp-dim", "Model", "MLP hidden width", &O::mlp_dim},
     {"model.pooling", "--pooling", "Model", "classifier input: cls (class token) or mean (mean of the tokens)", &O::pooling},
     // data
-    {"data.dataset", "--dataset", "Data", "fashion-mnist, cifar10, cifar100, cifar100-coarse or synthetic", &O::dataset},
+    {"data.dataset", "--dataset", "Data", "fashion-mnist, cifar10, cifar100, cifar100-coarse, synthetic or imagefolder (your own images: --data-dir DIR with DIR/train/CLASS/*.jpg and DIR/val/CLASS/*.jpg)", &O::dataset},
     {"data.dir", "--data-dir", "Data", "where the dataset's files are (default: the usual places; the error lists them)", &O::data_dir},
     {"data.train_subset", "--train-subset", "Data", "train on a fixed random subset of this many images (0: all)", &O::train_subset},
     {"data.crop_padding", "--crop-padding", "Data", "random crop after zero-padding by this many pixels (0: off)", &O::crop_padding},
@@ -53,6 +53,8 @@ const Setting kSettings[] = {
     {"data.synthetic.channels", "--synthetic-channels", "Data", "synthetic dataset: channels (1..3)", &O::synthetic_channels},
     {"data.synthetic.classes", "--synthetic-classes", "Data", "synthetic dataset: classes", &O::synthetic_classes},
     {"data.synthetic.noise", "--synthetic-noise", "Data", "synthetic dataset: per-pixel noise amplitude (0..255)", &O::synthetic_noise},
+    {"data.image_folder.channels", "--image-channels", "Data", "imagefolder: the model's channels, 1 (grey; colour files converted) or 3 (RGB; grey files replicated); 0: the train split's majority", &O::image_channels},
+    {"data.image_folder.skip_bad_images", "--skip-bad-images", "Data", "imagefolder: leave out files that do not decode, counted and listed at start-up (default: the first one is an error naming it)", &O::skip_bad_images},
     // batch
     {"train_batch_size", "--train-batch-size", "Batch", "global batch: micro batch x gradient accumulation x world size", &O::train_batch_size},
     {"train_micro_batch_size_per_gpu", "--micro-batch-size", "Batch", "images per forward/backward on one process", &O::micro_batch_size},
@@ -121,6 +123,7 @@ const Setting kSettings[] = {
     {"checkpoint.save_every", "--save-every", "Checkpoints", "also save every this many steps (0: only at the end and when interrupted)", &O::save_every},
     {"checkpoint.keep", "--keep-checkpoints", "Checkpoints", "checkpoints kept in --save-dir (oldest removed first)", &O::keep_checkpoints},
     {"checkpoint.export_model", "--export-model", "Checkpoints", "at the end, write the trained model to this directory: model.safetensors (weights only, timm names) and model.json (timm VisionTransformer arguments, class names, normalisation)", &O::export_model},
+    {"checkpoint.init_from", "--init-from", "Checkpoints", "start from these weights (a timm-named ViT state dict in safetensors, e.g. another run's model.safetensors): pos_embed resampled to this grid, a fresh head for another class count; optimizer and schedule start fresh", &O::init_from},
     {"checkpoint.resume", "--resume", "Checkpoints", "continue from a checkpoint file, or from the latest in a directory", &O::resume},
 };
 

@@ -15,12 +15,11 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "runtime/vit_config.h"
 
@@ -57,6 +56,8 @@ struct TrainOptions {
   std::optional<std::int64_t> synthetic_train_count, synthetic_test_count;
   std::optional<int> synthetic_image_size, synthetic_channels, synthetic_classes;
   std::optional<double> synthetic_noise;
+  std::optional<int> image_channels;
+  std::optional<bool> skip_bad_images;
   // --- batch (DeepSpeed) ----------------------------------------------------------
   std::optional<int> train_batch_size, micro_batch_size, gradient_accumulation_steps, eval_batch_size;
   // --- training --------------------------------------------------------------------
@@ -88,7 +89,7 @@ struct TrainOptions {
   // --- logging and checkpoints --------------------------------------------------------
   std::optional<bool> wall_clock_breakdown;
   std::optional<int> steps_per_print;
-  std::optional<std::string> metrics_out, save_dir, resume, export_model;
+  std::optional<std::string> metrics_out, save_dir, resume, export_model, init_from;
   std::optional<std::int64_t> save_every;
   std::optional<int> keep_checkpoints;
   // --- monitors and profiler (DeepSpeed) -------------------------------------------------
@@ -111,9 +112,9 @@ struct TrainConfig {
   std::string pooling = "cls";
   // data
   std::string dataset = "fashion-mnist";
-  std::string data_dir;  // empty: the usual places (data/dataset_registry.h)
+  std::string data_dir;           // empty: the usual places (data/dataset_registry.h)
   std::int64_t train_subset = 0;  // 0: the whole train split
-  int crop_padding = 0;  // off: in a short schedule on centred Fashion-MNIST, crops cost more than they give
+  int crop_padding = 0;           // off: in a short schedule on centred Fashion-MNIST, crops cost more than they give
   bool hflip = true;
   int randaugment_ops = 0, randaugment_magnitude = 9;
   double mixup_alpha = 0.0, cutmix_alpha = 0.0;
@@ -121,6 +122,8 @@ struct TrainConfig {
   std::int64_t synthetic_train_count = 4096, synthetic_test_count = 1024;
   int synthetic_image_size = 32, synthetic_channels = 3, synthetic_classes = 10;
   double synthetic_noise = 48.0;
+  int image_channels = 0;        // imagefolder: 1 or 3; 0 until the trainer takes the train split's majority
+  bool skip_bad_images = false;  // imagefolder: leave out (and list) files that do not decode
   // batch: train_batch_size == micro_batch_size * gradient_accumulation_steps * world_size
   int train_batch_size = 128, micro_batch_size = 128, gradient_accumulation_steps = 1, eval_batch_size = 0;
   int world_size = 1;  // from the launcher, not from the config
@@ -135,7 +138,7 @@ struct TrainConfig {
   double lr = 3e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.05, gradient_clipping = 1.0;
   std::string scheduler_type = "WarmupCosineLR";
   std::string warmup_type = "linear";  // unset: linear for WarmupCosineLR, DeepSpeed's log for the others
-  std::int64_t warmup_steps = -1;   // -1: from warmup_epochs
+  std::int64_t warmup_steps = -1;      // -1: from warmup_epochs
   double warmup_epochs = 0.5;
   std::int64_t total_num_steps = 0;  // 0: the run's length
   double warmup_min_ratio = 0.0, cos_min_ratio = 0.01;
@@ -154,15 +157,16 @@ struct TrainConfig {
   std::int64_t allgather_bucket_size = 500'000'000;  // elements per ZeRO-1 parameter all-gather (DeepSpeed's default)
   bool overlap_comm = true;
   // device
-  std::string device = "auto";  // cpu | cuda | auto
-  int threads = 0;              // CPU backend threads; 0: OpenMP's default
-  bool cuda_graphs = false;     // capture the step's phases as CUDA graphs (train/step_graphs.h)
+  std::string device = "auto";            // cpu | cuda | auto
+  int threads = 0;                        // CPU backend threads; 0: OpenMP's default
+  bool cuda_graphs = false;               // capture the step's phases as CUDA graphs (train/step_graphs.h)
   bool activation_checkpointing = false;  // keep block inputs only; recompute in backward (runtime/vit_model.h)
   // logging and checkpoints
   bool wall_clock_breakdown = false;
   int steps_per_print = 50;
   std::string metrics_out, save_dir, resume;
-  std::string export_model;  // directory for the finished model (model.safetensors + model.json); "" : none
+  std::string export_model;     // directory for the finished model (model.safetensors + model.json); "" : none
+  std::string init_from;        // a timm-named safetensors file to fine-tune from (runtime/pretrained.h); "" : none
   std::int64_t save_every = 0;  // steps; 0: only at the end (and when interrupted)
   int keep_checkpoints = 2;
   // monitors and profiler

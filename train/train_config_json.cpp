@@ -81,6 +81,8 @@ nlohmann::ordered_json TrainConfig::identity_json() const {
     j["data"]["synthetic"] = {{"train_count", synthetic_train_count}, {"test_count", synthetic_test_count},
                               {"image_size", synthetic_image_size},   {"channels", synthetic_channels},
                               {"classes", synthetic_classes},         {"noise", synthetic_noise}};
+  if (dataset == "imagefolder")
+    j["data"]["image_folder"] = {{"channels", image_channels}, {"skip_bad_images", skip_bad_images}};
   j["train_batch_size"] = train_batch_size;
   j["train_micro_batch_size_per_gpu"] = micro_batch_size;
   j["gradient_accumulation_steps"] = gradient_accumulation_steps;
@@ -102,6 +104,7 @@ nlohmann::ordered_json TrainConfig::to_json() const {
   nlohmann::ordered_json j = identity_json();
   j["model"]["preset"] = model;
   j["data"]["dir"] = data_dir;
+  j["data"]["image_folder"] = {{"channels", image_channels}, {"skip_bad_images", skip_bad_images}};
   j["data"]["workers"] = loader_workers;
   j["data"]["prefetch"] = prefetch_batches;
   j["training"]["stop_at_step"] = stop_at_step;
@@ -117,8 +120,8 @@ nlohmann::ordered_json TrainConfig::to_json() const {
   j["csv_monitor"] = {{"enabled", csv_monitor}, {"output_path", csv_output_path}, {"job_name", csv_job_name}};
   j["flops_profiler"] = {
       {"enabled", flops_profiler}, {"profile_step", flops_profile_step}, {"output_file", flops_output_file}};
-  j["checkpoint"] = {
-      {"save_dir", save_dir}, {"save_every", save_every}, {"keep", keep_checkpoints}, {"resume", resume}, {"export_model", export_model}};
+  j["checkpoint"] = {{"save_dir", save_dir}, {"save_every", save_every},     {"keep", keep_checkpoints},
+                     {"resume", resume},     {"export_model", export_model}, {"init_from", init_from}};
   return j;
 }
 

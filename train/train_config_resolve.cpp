@@ -221,6 +221,12 @@ void validate(const TrainOptions& o, const TrainConfig& c, Problems& p) {
   p.in_range("data.synthetic.classes", c.synthetic_classes, 2, 100000);
   if (!std::isfinite(c.synthetic_noise) || c.synthetic_noise < 0 || c.synthetic_noise > 255)
     p.refuse("data.synthetic.noise", "must be in [0, 255], got " + str(c.synthetic_noise));
+  if (c.image_channels != 0 && c.image_channels != 1 && c.image_channels != 3)
+    p.refuse("data.image_folder.channels",
+             "must be 1, 3 or 0 (the train split's majority), got " + str(c.image_channels));
+  if (c.dataset == "imagefolder" && c.data_dir.empty())
+    p.refuse("data.dir",
+             "must name the image folder for data.dataset imagefolder (DIR/train/CLASS/*.jpg, DIR/val/CLASS/*.jpg)");
   p.at_least("training.eval_batch_size", c.eval_batch_size, 0);
   p.at_least("training.max_steps", c.max_steps, 0);
   p.at_least("training.epochs", c.epochs, c.max_steps == 0 ? 1 : 0);
@@ -329,6 +335,8 @@ TrainConfig resolve(const TrainOptions& file, const TrainOptions& flags, int wor
   take(c.synthetic_channels, o.synthetic_channels);
   take(c.synthetic_classes, o.synthetic_classes);
   take(c.synthetic_noise, o.synthetic_noise);
+  take(c.image_channels, o.image_channels);
+  take(c.skip_bad_images, o.skip_bad_images);
 
   batch_arithmetic(o, c, p);
   take(c.eval_batch_size, o.eval_batch_size);
@@ -387,6 +395,7 @@ TrainConfig resolve(const TrainOptions& file, const TrainOptions& flags, int wor
   take(c.save_dir, o.save_dir);
   take(c.resume, o.resume);
   take(c.export_model, o.export_model);
+  take(c.init_from, o.init_from);
   take(c.save_every, o.save_every);
   take(c.keep_checkpoints, o.keep_checkpoints);
   take(c.csv_monitor, o.csv_monitor);

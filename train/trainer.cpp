@@ -9,6 +9,7 @@
 
 #include "data/dataset_registry.h"
 #include "data/loader.h"
+#include "runtime/pretrained.h"
 #include "train/evaluation.h"
 #include "train/flops_profile.h"
 
@@ -84,6 +85,8 @@ Trainer::Trainer(TrainConfig config, Backend& backend, TrainerIo io)
   } else {
     model_->init_parameters(config_.seed);
     state_.seed = config_.seed;
+    if (!config_.init_from.empty())  // every rank reads the same file: the replicas start equal
+      init_notes_ = init_from_pretrained(*model_, read_safetensors(config_.init_from), config_.init_from);
   }
   model_->zero_grads();
 
@@ -112,8 +115,11 @@ Trainer::Trainer(TrainConfig config, Backend& backend, TrainerIo io)
 Trainer::~Trainer() = default;
 
 void Trainer::load_data() {
-  const data::LoadOptions options = dataset_load_options(config_);
+  data::LoadOptions options = dataset_load_options(config_);
+  if (io_.rank == 0) options.image_folder.progress = [this](const std::string& line) { *io_.console << line << "\n"; };
   train_set_ = data::load_dataset(config_.dataset, config_.data_dir, data::Split::train, options);
+  if (config_.dataset == "imagefolder")  // the model's channels, also for val and in the checkpoint's config
+    config_.image_channels = options.image_folder.channels = train_set_.channels;
   test_set_ = data::load_dataset(config_.dataset, config_.data_dir, data::Split::test, options);
   if (config_.train_subset > 0) {
     if (config_.train_subset > train_set_.count)
@@ -177,12 +183,12 @@ void Trainer::restore(const std::string& path) {
   const int saved_micro = ckpt.config.value("train_micro_batch_size_per_gpu", config_.micro_batch_size);
   const int saved_accumulation = ckpt.config.value("gradient_accumulation_steps", config_.gradient_accumulation_steps);
   if (saved_micro != config_.micro_batch_size || saved_accumulation != config_.gradient_accumulation_steps)
-    resplit_note_ = "the global batch " + std::to_string(config_.train_batch_size) + " was micro " +
-                    std::to_string(saved_micro) + " x accumulation " + std::to_string(saved_accumulation) + " x world " +
-                    std::to_string(config_.train_batch_size / std::max(1, saved_micro * saved_accumulation)) +
-                    " when saved, and continues as micro " + std::to_string(config_.micro_batch_size) +
-                    " x accumulation " + std::to_string(config_.gradient_accumulation_steps) + " x world " +
-                    std::to_string(config_.world_size);
+    resplit_note_ =
+        "the global batch " + std::to_string(config_.train_batch_size) + " was micro " + std::to_string(saved_micro) +
+        " x accumulation " + std::to_string(saved_accumulation) + " x world " +
+        std::to_string(config_.train_batch_size / std::max(1, saved_micro * saved_accumulation)) +
+        " when saved, and continues as micro " + std::to_string(config_.micro_batch_size) + " x accumulation " +
+        std::to_string(config_.gradient_accumulation_steps) + " x world " + std::to_string(config_.world_size);
   model_->write_params(ckpt.params);
   engine_->load_optimizer_state(ckpt.exp_avg, ckpt.exp_avg_sq);
   state_ = ckpt.state;
@@ -202,6 +208,8 @@ void Trainer::report_start() {
   s << "model: " << config_.model << " " << vc.describe() << ", " << model_->table().total_numel()
     << " parameters (activations " << dtype_name(backend_.activation_dtype()) << ")\n";
   s << "data: " << train_set_.describe() << "; test " << test_set_.count << " images\n";
+  for (const auto* set : {&train_set_, &test_set_})
+    for (const std::string& note : set->notes) s << note << "\n";
   s << "batch: " << config_.train_batch_size << " = micro " << config_.micro_batch_size << " x accumulation "
     << config_.gradient_accumulation_steps << " x world " << config_.world_size << "; " << steps_per_epoch_
     << " steps/epoch, " << total_steps_ << " steps (" << epochs_ << " epochs)\n";
@@ -216,6 +224,10 @@ void Trainer::report_start() {
     s << "resumed from " << last_checkpoint_ << " at step " << state_.step << " (epoch " << state_.epoch + 1
       << ", step " << state_.epoch_step << " of it)\n";
   if (!resplit_note_.empty()) s << resplit_note_ << "\n";
+  if (!config_.init_from.empty() && !resumed_) {
+    s << "initialised from " << config_.init_from << " (optimizer and schedule start fresh)\n";
+    for (const std::string& note : init_notes_) s << note << "\n";
+  }
   std::string text = s.str();
   if (!text.empty() && text.back() == '\n') text.pop_back();
   log_.note(text);

@@ -127,7 +127,8 @@ class Trainer {
   int epochs_ = 0;
   bool resumed_ = false;
   std::string last_checkpoint_;
-  std::string resplit_note_;  // set by restore() when the global batch is split another way
+  std::vector<std::string> init_notes_;  // what --init-from adapted (runtime/pretrained.h)
+  std::string resplit_note_;             // set by restore() when the global batch is split another way
   std::int64_t last_checkpoint_step_ = -1;
   // Throughput window since the last logged step.
   std::chrono::steady_clock::time_point window_start_, loop_start_;

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <stdexcept>
 #include <string>
@@ -79,6 +80,54 @@ inline std::vector<std::uint8_t> smooth_rgb(int width, int height) {
       px[2] = 128;
     }
   return p;
+}
+
+// pixels (H, W, 3): a picture of one colour with a faint diagonal ripple (so it is not flat), `seed` moving it.
+inline std::vector<std::uint8_t> tinted_rgb(int width, int height, const std::uint8_t rgb[3], int seed = 0) {
+  std::vector<std::uint8_t> p(static_cast<std::size_t>(width) * height * 3);
+  for (int y = 0; y < height; ++y)
+    for (int x = 0; x < width; ++x)
+      for (int c = 0; c < 3; ++c) {
+        const int v = rgb[c] + ((x + y + seed) % 5) * 4 - 8;
+        p[(static_cast<std::size_t>(y) * width + x) * 3 + c] = static_cast<std::uint8_t>(v < 0 ? 0 : v > 255 ? 255 : v);
+      }
+  return p;
+}
+
+// Writes pixels (H, W, 3) as PNG or JPEG, by the name's extension (.png, else JPEG).
+inline void write_rgb_image(const std::string& path, const std::vector<std::uint8_t>& pixels, int width, int height) {
+  const bool png = path.size() >= 4 && path.compare(path.size() - 4, 4, ".png") == 0;
+  write_bytes(path, png ? encode_png(pixels, width, height, 3) : encode_jpeg(pixels, width, height, 3));
+}
+
+// A small colour-coded ImageFolder tree (class = colour, so a model can learn it):
+//   DIR/train/{blue,empty,green,red}/   blue, green, red: `train_per_class` files each,
+//                                       alternating .png and .jpg, 24x20 (not square), red's last in a subfolder
+//   DIR/val/{green,red}/                `val_per_class` each: blue is missing from val, empty has no file
+// With `corrupt`: DIR/train/red/broken.jpg, a JPEG cut off after 100 bytes.
+inline void write_colour_folder(const std::filesystem::path& root, int train_per_class, int val_per_class,
+                                bool corrupt) {
+  namespace fs = std::filesystem;
+  const std::uint8_t colours[3][3] = {{40, 60, 210}, {50, 200, 60}, {220, 40, 30}};
+  const char* names[3] = {"blue", "green", "red"};
+  fs::create_directories(root / "train" / "empty");
+  for (int split = 0; split < 2; ++split)
+    for (int k = 0; k < 3; ++k) {
+      if (split == 1 && k == 0) continue;
+      const fs::path dir = root / (split == 0 ? "train" : "val") / names[k];
+      fs::create_directories(dir / "more");
+      const int n = split == 0 ? train_per_class : val_per_class;
+      for (int i = 0; i < n; ++i) {
+        const std::string name = std::to_string(i) + (i % 2 == 0 ? ".png" : ".jpg");
+        const fs::path path = (k == 2 && i == n - 1) ? dir / "more" / name : dir / name;
+        write_rgb_image(path.string(), tinted_rgb(24, 20, colours[k], i + 7 * split), 24, 20);
+      }
+    }
+  if (corrupt) {
+    std::vector<std::uint8_t> jpeg = encode_jpeg(smooth_rgb(24, 20), 24, 20, 3);
+    jpeg.resize(100);
+    write_bytes((root / "train" / "red" / "broken.jpg").string(), jpeg);
+  }
 }
 
 }  // namespace vitscale::testing

@@ -27,27 +27,6 @@ using namespace vitscale::train::testing;
 
 namespace {
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-struct ProgramRun {
-  int exit_code = -1;
-  std::string out, err;
-};
-
-// Runs a program through the shell with stdout and stderr captured in `dir`.
-ProgramRun run_program(const std::string& exe, const std::string& args, const TempDir& dir) {
-  const std::string out = dir / "stdout.txt", err = dir / "stderr.txt";
-  const int st = std::system((exe + " " + args + " >" + out + " 2>" + err + " </dev/null").c_str());
-  ProgramRun r;
-  r.exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  r.out = slurp(out);
-  r.err = slurp(err);
-  return r;
-}
-
 // Two epochs of the tiny synthetic problem, exported and checkpointed.
 TrainResult train_and_export(const TempDir& dir, const std::string& pooling) {
   nlohmann::json j = tiny_synthetic_config();

@@ -2,11 +2,14 @@
 // run's config, a temporary directory, and reading a metrics file.
 #pragma once
 
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -63,6 +66,27 @@ inline TrainResult train_in_process(const TrainConfig& config, std::string& cons
   Trainer trainer(config, *backend, io);
   const TrainResult r = trainer.run();
   console = out.str();
+  return r;
+}
+
+inline std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+struct ProgramRun {
+  int exit_code = -1;
+  std::string out, err;
+};
+
+// Runs a program through the shell with stdout and stderr captured in `dir`.
+inline ProgramRun run_program(const std::string& exe, const std::string& args, const TempDir& dir) {
+  const std::string out = dir / "stdout.txt", err = dir / "stderr.txt";
+  const int st = std::system((exe + " " + args + " >" + out + " 2>" + err + " </dev/null").c_str());
+  ProgramRun r;
+  r.exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  r.out = slurp(out);
+  r.err = slurp(err);
   return r;
 }
 

@@ -2,8 +2,6 @@
 // ends with one clear line and a non-zero exit; SIGTERM leaves a checkpoint and
 // exit status 143; SIGKILL in the middle of checkpoint writes never leaves
 // `latest` pointing at a broken file.
-#include <catch2/catch.hpp>
-
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -11,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -34,11 +33,6 @@ using namespace vitscale::train::testing;
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
 
 // A running vit_train with stdout/stderr in files.
 class Child {
@@ -96,7 +90,7 @@ Outcome run_vit_train(const std::vector<std::string>& args, const TempDir& dir, 
   {
     Child c(args, dir / "stdout.txt", dir / "stderr.txt");
     const int st = c.wait(timeout_s);
-    REQUIRE(st != -1);  // no hang
+    REQUIRE(st != -1);       // no hang
     REQUIRE(WIFEXITED(st));  // no crash
     o.exit_code = WEXITSTATUS(st);
   }
@@ -125,9 +119,34 @@ int sigterm_after_first_step(const std::vector<std::string>& args, const TempDir
 }
 
 std::vector<std::string> tiny_synthetic_flags() {
-  return {"--dataset", "synthetic", "--synthetic-train", "512", "--synthetic-test", "128", "--synthetic-image-size",
-          "16", "--image-size", "16", "--patch-size", "4", "--dim", "32", "--depth", "2", "--heads", "2",
-          "--mlp-dim", "64", "--train-batch-size", "32", "--device", "cpu", "--threads", "1", "--steps-per-print", "1"};
+  return {"--dataset",
+          "synthetic",
+          "--synthetic-train",
+          "512",
+          "--synthetic-test",
+          "128",
+          "--synthetic-image-size",
+          "16",
+          "--image-size",
+          "16",
+          "--patch-size",
+          "4",
+          "--dim",
+          "32",
+          "--depth",
+          "2",
+          "--heads",
+          "2",
+          "--mlp-dim",
+          "64",
+          "--train-batch-size",
+          "32",
+          "--device",
+          "cpu",
+          "--threads",
+          "1",
+          "--steps-per-print",
+          "1"};
 }
 
 void check_one_line_error(const Outcome& o, const std::string& expected) {
@@ -168,10 +187,10 @@ TEST_CASE("vit_train refuses bad input with one line and a non-zero exit", "[cli
     check_one_line_error(run_vit_train({"--config", dir / "none.json"}, dir), "cannot open the config file");
   }
   SECTION("contradicting batch sizes") {
-    check_one_line_error(run_vit_train({"--train-batch-size", "100", "--micro-batch-size", "16",
-                                        "--gradient-accumulation-steps", "2"},
-                                       dir),
-                         "contradict");
+    check_one_line_error(
+        run_vit_train({"--train-batch-size", "100", "--micro-batch-size", "16", "--gradient-accumulation-steps", "2"},
+                      dir),
+        "contradict");
   }
   SECTION("a missing dataset says where it looked") {
     check_one_line_error(run_vit_train({"--dataset", "cifar10", "--data-dir", dir / "no-cifar"}, dir),
@@ -181,7 +200,8 @@ TEST_CASE("vit_train refuses bad input with one line and a non-zero exit", "[cli
     check_one_line_error(run_vit_train({"--bf16", "--device", "cpu"}, dir), "bf16.enabled (--bf16)");
   }
   SECTION("CUDA graphs on the CPU") {
-    check_one_line_error(run_vit_train({"--cuda-graphs", "--device", "cpu"}, dir), "runtime.cuda_graphs (--cuda-graphs)");
+    check_one_line_error(run_vit_train({"--cuda-graphs", "--device", "cpu"}, dir),
+                         "runtime.cuda_graphs (--cuda-graphs)");
   }
   SECTION("a missing checkpoint to resume from") {
     check_one_line_error(run_vit_train({"--resume", dir / "nothing-here"}, dir), "no such checkpoint");
@@ -320,11 +340,44 @@ TEST_CASE("SIGKILL during checkpoint writes never breaks the latest checkpoint",
   // A wide model on 8x8 images: steps take milliseconds, each checkpoint
   // (~19 MB with the moments) much longer, so kills land mostly mid-write.
   TempDir dir("cli_sigkill");
-  const std::vector<std::string> args = {
-      "--dataset", "synthetic", "--synthetic-train", "64", "--synthetic-test", "16", "--synthetic-image-size", "8",
-      "--image-size", "8", "--patch-size", "8", "--dim", "256", "--depth", "2", "--heads", "4", "--mlp-dim", "1024",
-      "--train-batch-size", "8", "--device", "cpu", "--threads", "1", "--max-steps", "100000", "--save-every", "1",
-      "--keep-checkpoints", "2", "--save-dir", dir / "ckpt", "--resume", "auto", "--metrics-out", dir / "m.jsonl"};
+  const std::vector<std::string> args = {"--dataset",
+                                         "synthetic",
+                                         "--synthetic-train",
+                                         "64",
+                                         "--synthetic-test",
+                                         "16",
+                                         "--synthetic-image-size",
+                                         "8",
+                                         "--image-size",
+                                         "8",
+                                         "--patch-size",
+                                         "8",
+                                         "--dim",
+                                         "256",
+                                         "--depth",
+                                         "2",
+                                         "--heads",
+                                         "4",
+                                         "--mlp-dim",
+                                         "1024",
+                                         "--train-batch-size",
+                                         "8",
+                                         "--device",
+                                         "cpu",
+                                         "--threads",
+                                         "1",
+                                         "--max-steps",
+                                         "100000",
+                                         "--save-every",
+                                         "1",
+                                         "--keep-checkpoints",
+                                         "2",
+                                         "--save-dir",
+                                         dir / "ckpt",
+                                         "--resume",
+                                         "auto",
+                                         "--metrics-out",
+                                         dir / "m.jsonl"};
   ViTConfig vc;
   vc.image_size = 8, vc.channels = 3, vc.patch_size = 8, vc.dim = 256, vc.depth = 2, vc.heads = 4, vc.mlp_dim = 1024;
   vc.num_classes = 10;
