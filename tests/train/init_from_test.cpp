@@ -79,7 +79,7 @@ TEST_CASE("resample_pos_embed keeps the class token row and preserves constant a
   CHECK(interior == 16);  // y, x in 3..6
 }
 
-TEST_CASE("--init-from loads a timm-layout file of another grid and class count: pos_embed resampled, fresh head",
+TEST_CASE("init-from (--init-from) loads a timm-layout file of another grid and class count: pos_embed resampled, fresh head",
           "[init_from]") {
   TempDir dir("init_from");
   auto backend = make_cpu_backend(2);
