@@ -60,7 +60,11 @@ fi
 slurmctld -D -f "$SLURM_CONF" >"$work/ctld.log" 2>&1 & pids+=($!)
 slurmd -D -f "$SLURM_CONF" >"$work/d.log" 2>&1 & pids+=($!)
 for _ in $(seq 50); do sinfo -h -o %T 2>/dev/null | grep -q idle && break; sleep 0.2; done
-sinfo -h -o %T 2>/dev/null | grep -q idle || { echo "SKIP: the private Slurm did not come up"; tail -3 "$work"/*.log; exit 77; }
+sinfo -h -o %T 2>/dev/null | grep -q idle || { echo "SKIP: the private Slurm did not come up"; tail -n 3 "$work"/*.log; exit 77; }
+# The node shows idle before slurmctld has settled its socket/core layout from
+# slurmd's registration; a job submitted in that window is refused
+# ("Requested partition configuration not available now"). Give it a moment.
+sleep 3
 
 export OMP_NUM_THREADS=1
 tiny=(--dataset synthetic --synthetic-train 256 --synthetic-test 64 --synthetic-image-size 16 --image-size 16
@@ -68,7 +72,7 @@ tiny=(--dataset synthetic --synthetic-train 256 --synthetic-test 64 --synthetic-
       --steps-per-print 1 --threads 1)
 fail=0
 timeout 120 srun -n 2 --mpi=pmix "$vit_train" "${tiny[@]}" --micro-batch-size 8 --metrics-out "$work/srun.jsonl" \
-  >"$work/srun.txt" 2>&1 || { echo "FAIL: srun --mpi=pmix"; cat "$work/srun.txt"; tail -5 "$work/d.log" "$work/ctld.log"; fail=1; }
+  >"$work/srun.txt" 2>&1 || { echo "FAIL: srun --mpi=pmix"; cat "$work/srun.txt"; tail -n 5 "$work/d.log" "$work/ctld.log"; fail=1; }
 # shellcheck disable=SC2086
 $mpirun $flags -np 2 "$vit_train" "${tiny[@]}" --micro-batch-size 8 --metrics-out "$work/mpirun.jsonl" >/dev/null 2>&1
 "$vit_train" "${tiny[@]}" --micro-batch-size 16 --metrics-out "$work/single.jsonl" >/dev/null 2>&1
