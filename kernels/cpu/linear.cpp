@@ -36,6 +36,12 @@ std::int64_t block_count(std::int64_t work, std::int64_t extent, std::int64_t ma
   return std::max<std::int64_t>(1, std::min(blocks, extent));
 }
 
+// Row blocks of forward and the input gradient; reduction parts of the weight gradient.
+std::int64_t row_blocks(std::int64_t M, std::int64_t K, std::int64_t N) { return block_count(M * K * N, M, kMaxBlocks); }
+std::int64_t weight_grad_parts(std::int64_t M, std::int64_t K, std::int64_t N) {
+  return block_count(M * K * N, M, kMaxWeightGradParts);
+}
+
 // [begin, end) of block `b` of `count` over `n` items: contiguous, sizes differ by at most one.
 struct Range {
   std::int64_t begin, end;
@@ -90,23 +96,15 @@ void gemm_weight_grad(float* dst, float beta, const float* d_out_rows, const flo
 
 }  // namespace
 
-std::int64_t linear_row_blocks(std::int64_t M, std::int64_t K, std::int64_t N) {
-  return block_count(M * K * N, M, kMaxBlocks);
-}
-
-std::int64_t linear_weight_grad_parts(std::int64_t M, std::int64_t K, std::int64_t N) {
-  return block_count(M * K * N, M, kMaxWeightGradParts);
-}
-
 std::size_t linear_backward_weight_scratch_floats(std::int64_t M, std::int64_t K, std::int64_t N) {
-  const std::int64_t parts = linear_weight_grad_parts(M, K, N);
+  const std::int64_t parts = weight_grad_parts(M, K, N);
   return parts > 1 ? static_cast<std::size_t>(parts * N * K) : 0;
 }
 
 void linear_forward(float* out, const float* in, const float* weight, const float* bias, std::int64_t M, std::int64_t K,
                     std::int64_t N) {
   const SingleThreadedBlas single_threaded_blas;
-  const std::int64_t blocks = linear_row_blocks(M, K, N);
+  const std::int64_t blocks = row_blocks(M, K, N);
   // Blocks are independent (disjoint output rows), so any thread may take any
   // block: dynamic scheduling absorbs a core that another process holds.
 #pragma omp parallel for schedule(dynamic, 1) if (blocks > 1)
@@ -119,7 +117,7 @@ void linear_forward(float* out, const float* in, const float* weight, const floa
 void linear_backward_input(float* d_in, const float* d_out, const float* weight, std::int64_t M, std::int64_t K,
                            std::int64_t N) {
   const SingleThreadedBlas single_threaded_blas;
-  const std::int64_t blocks = linear_row_blocks(M, K, N);
+  const std::int64_t blocks = row_blocks(M, K, N);
 #pragma omp parallel for schedule(dynamic, 1) if (blocks > 1)
   for (std::int64_t b = 0; b < blocks; ++b) {
     const Range rows = block_range(M, b, blocks);
@@ -130,7 +128,7 @@ void linear_backward_input(float* d_in, const float* d_out, const float* weight,
 void linear_backward_weight(float* d_weight, const float* d_out, const float* in, float* scratch, std::int64_t M,
                             std::int64_t K, std::int64_t N) {
   const SingleThreadedBlas single_threaded_blas;
-  const std::int64_t parts = linear_weight_grad_parts(M, K, N);
+  const std::int64_t parts = weight_grad_parts(M, K, N);
   if (parts == 1) {
     gemm_weight_grad(d_weight, 1.f, d_out, in, M, K, N);
     return;

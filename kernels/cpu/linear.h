@@ -10,7 +10,7 @@
 // whatever kernels OpenBLAS picks on this CPU. OpenBLAS chooses micro-kernels
 // and edge paths per call from its M, N and K, and the summation order of an
 // element follows them, so the blocks are a function of the GEMM's shape only
-// (linear_row_blocks, linear_weight_grad_parts), never of the thread count:
+// (linear.cpp: row_blocks, weight_grad_parts), never of the thread count:
 // every BLAS call has the same shape and pointers whether 1, 2 or 3 threads run,
 // and threads only decide who computes which block. Forward and the input
 // gradient are cut by rows of the output (independent blocks). The weight
@@ -47,11 +47,6 @@ void linear_backward_weight(float* d_weight,     // (N, K)
                             std::int64_t M, std::int64_t K, std::int64_t N);
 std::size_t linear_backward_weight_scratch_floats(std::int64_t M, std::int64_t K, std::int64_t N);
 
-// The cuts, exposed for the tests: how many row blocks forward and the input
-// gradient make of an (M, K) x (K, N) GEMM, and how many reduction parts the
-// weight gradient makes. 1 below the size worth waking the thread team for.
-std::int64_t linear_row_blocks(std::int64_t M, std::int64_t K, std::int64_t N);
-std::int64_t linear_weight_grad_parts(std::int64_t M, std::int64_t K, std::int64_t N);
 
 // d_bias += Σ_rows d_out (accumulated; deterministic).
 void linear_backward_bias(float* d_bias,       // (N)
