@@ -1,13 +1,13 @@
 // trainer_test.cpp — the training loop, in process: it learns, it resumes bit
 // for bit, and a SIGTERM stops it at a step boundary with a loadable checkpoint.
-#include <catch2/catch.hpp>
+#include "train/trainer.h"
 
+#include <catch2/catch.hpp>
 #include <csignal>
 #include <sstream>
 
 #include "runtime/backend.h"
 #include "train/checkpoint.h"
-#include "train/trainer.h"
 #include "train_util.h"
 
 using namespace vitscale;
@@ -17,7 +17,7 @@ using namespace vitscale::train::testing;
 namespace {
 
 TrainResult run_training(const TrainConfig& config, StopSignal& stop, std::ostream& console,
-                  std::function<void(std::int64_t)> on_step = {}) {
+                         std::function<void(std::int64_t)> on_step = {}) {
   auto backend = make_cpu_backend(config.threads);
   TrainerIo io;
   io.console = &console;
@@ -25,6 +25,41 @@ TrainResult run_training(const TrainConfig& config, StopSignal& stop, std::ostre
   io.on_step = std::move(on_step);
   Trainer trainer(config, *backend, io);
   return trainer.run();
+}
+
+// The uninterrupted run of `j` (metrics in whole.jsonl), then the same run
+// with `first` merged in, stopped at `stop_at` (checkpoint in ckpt/), and
+// resumed from there with `second` merged in as well (both parts in
+// parts.jsonl). The caller checks outcomes and losses.
+struct StopResume {
+  TrainResult whole, stopped, resumed;
+  std::string resumed_console;
+};
+
+StopResume run_stopped_and_resumed(const nlohmann::json& j, const TempDir& dir, std::int64_t stop_at,
+                                   const nlohmann::json& first_patch = nlohmann::json::object(),
+                                   const nlohmann::json& second_patch = nlohmann::json::object()) {
+  StopSignal stop;
+  std::ostringstream console, resumed_console;
+  StopResume r;
+  nlohmann::json whole = j;
+  whole["logging"] = {{"metrics_out", dir / "whole.jsonl"}};
+  r.whole = run_training(resolve_json(whole), stop, console);
+
+  nlohmann::json first = j;
+  first.merge_patch(first_patch);
+  first["logging"] = {{"metrics_out", dir / "parts.jsonl"}};
+  first["checkpoint"]["save_dir"] = dir / "ckpt";
+  first["training"]["stop_at_step"] = stop_at;
+  r.stopped = run_training(resolve_json(first), stop, console);
+
+  nlohmann::json second = first;
+  second.merge_patch(second_patch);
+  second["training"].erase("stop_at_step");
+  second["checkpoint"]["resume"] = dir / "ckpt";
+  r.resumed = run_training(resolve_json(second), stop, resumed_console);
+  r.resumed_console = resumed_console.str();
+  return r;
 }
 
 }  // namespace
@@ -85,26 +120,11 @@ TEST_CASE("resume continues bit for bit: N steps == N/2, stop, resume to N", "[t
   j["gradient_accumulation_steps"] = 2;
   j["training"]["max_steps"] = 40;
   j["checkpoint"] = {{"keep", 2}};
-
-  nlohmann::json whole = j;
-  whole["logging"] = {{"metrics_out", dir / "whole.jsonl"}};
-  StopSignal stop;
-  std::ostringstream console;
-  const TrainResult a = run_training(resolve_json(whole), stop, console);
+  const StopResume r = run_stopped_and_resumed(j, dir, 20);
+  const TrainResult &a = r.whole, &b = r.stopped, &c = r.resumed;
   REQUIRE(a.outcome == TrainResult::Outcome::finished);
-
-  nlohmann::json first = j;
-  first["logging"] = {{"metrics_out", dir / "parts.jsonl"}};
-  first["checkpoint"]["save_dir"] = dir / "ckpt";
-  first["training"]["stop_at_step"] = 20;
-  const TrainResult b = run_training(resolve_json(first), stop, console);
   REQUIRE(b.outcome == TrainResult::Outcome::paused);
   CHECK(b.step == 20);
-
-  nlohmann::json second = first;
-  second["training"].erase("stop_at_step");
-  second["checkpoint"]["resume"] = dir / "ckpt";
-  const TrainResult c = run_training(resolve_json(second), stop, console);
   REQUIRE(c.outcome == TrainResult::Outcome::finished);
   CHECK(c.step == 40);
 
@@ -129,26 +149,11 @@ TEST_CASE("the thread count changes no bit: 2 threads == 1 thread, stop, resume 
   j["train_micro_batch_size_per_gpu"] = 32;
   j["gradient_accumulation_steps"] = 2;
   j["training"]["max_steps"] = 24;
-  StopSignal stop;
-  std::ostringstream console;
-
-  nlohmann::json whole = j;
-  whole["logging"] = {{"metrics_out", dir / "whole.jsonl"}};
-  const TrainResult a = run_training(resolve_json(whole), stop, console);
+  const StopResume r =
+      run_stopped_and_resumed(j, dir, 13, {{"runtime", {{"threads", 1}}}}, {{"runtime", {{"threads", 3}}}});
+  const TrainResult &a = r.whole, &c = r.resumed;
   REQUIRE(a.outcome == TrainResult::Outcome::finished);
-
-  nlohmann::json first = j;
-  first["runtime"]["threads"] = 1;
-  first["logging"] = {{"metrics_out", dir / "parts.jsonl"}};
-  first["checkpoint"] = {{"save_dir", dir / "ckpt"}};
-  first["training"]["stop_at_step"] = 13;
-  REQUIRE(run_training(resolve_json(first), stop, console).outcome == TrainResult::Outcome::paused);
-
-  nlohmann::json second = first;
-  second["runtime"]["threads"] = 3;
-  second["training"].erase("stop_at_step");
-  second["checkpoint"]["resume"] = dir / "ckpt";
-  const TrainResult c = run_training(resolve_json(second), stop, console);
+  REQUIRE(r.stopped.outcome == TrainResult::Outcome::paused);
   REQUIRE(c.outcome == TrainResult::Outcome::finished);
 
   check_same_losses(dir / "whole.jsonl", dir / "parts.jsonl", 24);
@@ -166,28 +171,14 @@ TEST_CASE("a resume may split the global batch another way: micro 64 x 1 saved, 
   j["train_micro_batch_size_per_gpu"] = 64;
   j["gradient_accumulation_steps"] = 1;
   j["training"]["max_steps"] = 24;
-  StopSignal stop;
-  std::ostringstream console;
-
-  nlohmann::json whole = j;
-  whole["logging"] = {{"metrics_out", dir / "whole.jsonl"}};
-  REQUIRE(run_training(resolve_json(whole), stop, console).outcome == TrainResult::Outcome::finished);
-
-  nlohmann::json first = j;
-  first["logging"] = {{"metrics_out", dir / "parts.jsonl"}};
-  first["checkpoint"] = {{"save_dir", dir / "ckpt"}};
-  first["training"]["stop_at_step"] = 10;
-  REQUIRE(run_training(resolve_json(first), stop, console).outcome == TrainResult::Outcome::paused);
-
-  nlohmann::json second = first;
-  second["train_micro_batch_size_per_gpu"] = 32;
-  second["gradient_accumulation_steps"] = 2;
-  second["training"].erase("stop_at_step");
-  second["checkpoint"]["resume"] = dir / "ckpt";
-  std::ostringstream resumed_console;
-  REQUIRE(run_training(resolve_json(second), stop, resumed_console).outcome == TrainResult::Outcome::finished);
-  CHECK_THAT(resumed_console.str(), Catch::Contains("was micro 64 x accumulation 1 x world 1 when saved, and "
-                                                    "continues as micro 32 x accumulation 2 x world 1"));
+  const StopResume r =
+      run_stopped_and_resumed(j, dir, 10, nlohmann::json::object(),
+                              {{"train_micro_batch_size_per_gpu", 32}, {"gradient_accumulation_steps", 2}});
+  REQUIRE(r.whole.outcome == TrainResult::Outcome::finished);
+  REQUIRE(r.stopped.outcome == TrainResult::Outcome::paused);
+  REQUIRE(r.resumed.outcome == TrainResult::Outcome::finished);
+  CHECK_THAT(r.resumed_console, Catch::Contains("was micro 64 x accumulation 1 x world 1 when saved, and "
+                                                "continues as micro 32 x accumulation 2 x world 1"));
 
   const auto expected = losses_by_step(read_jsonl(dir / "whole.jsonl"));
   const auto resumed = losses_by_step(read_jsonl(dir / "parts.jsonl"));
@@ -200,10 +191,13 @@ TEST_CASE("a resume may split the global batch another way: micro 64 x 1 saved, 
       CHECK(resumed.at(step) == Approx(loss).epsilon(1e-4));
   }
   // The global batch itself may not change.
-  nlohmann::json other = second;
+  nlohmann::json other = j;
   other["train_batch_size"] = 32;
   other["train_micro_batch_size_per_gpu"] = 32;
   other["gradient_accumulation_steps"] = 1;
+  other["checkpoint"] = {{"resume", dir / "ckpt"}};
+  StopSignal stop;
+  std::ostringstream console;
   auto backend = make_cpu_backend(2);
   TrainerIo io;
   io.console = &console;
