@@ -1,7 +1,9 @@
-// dataset.cpp — the dataset's helpers: normalisation constants, validation, subsets.
+// dataset.cpp — the dataset's helpers: normalisation constants, validation, subsets, the holdout split.
 #include "data/dataset.h"
 
 #include <algorithm>
+#include <numeric>
+#include <span>
 #include <stdexcept>
 #include <string>
 
@@ -44,6 +46,32 @@ void validate(const Dataset& d) {
                              " channels, images have " + std::to_string(d.channels));
 }
 
+namespace {
+
+// The images at `rows` (in that order) with the dataset's header.
+Dataset copy_rows(const Dataset& d, std::span<const std::int64_t> rows, std::string source) {
+  Dataset out;
+  out.name = d.name;
+  out.source = std::move(source);
+  out.split = d.split;
+  out.count = static_cast<std::int64_t>(rows.size());
+  out.channels = d.channels;
+  out.height = d.height;
+  out.width = d.width;
+  out.num_classes = d.num_classes;
+  out.class_names = d.class_names;
+  out.normalization = d.normalization;
+  out.images.resize(rows.size() * d.image_bytes());  // (rows, C, H, W)
+  out.labels.resize(rows.size());
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    std::copy_n(d.image(rows[i]), d.image_bytes(), out.images.data() + i * d.image_bytes());
+    out.labels[i] = d.labels[static_cast<std::size_t>(rows[i])];
+  }
+  return out;
+}
+
+}  // namespace
+
 Dataset take_subset(const Dataset& d, std::int64_t count, std::uint64_t seed) {
   if (count < 1 || count > d.count)
     throw std::runtime_error(d.name + ": subset of " + std::to_string(count) + " images requested from " +
@@ -58,25 +86,22 @@ Dataset take_subset(const Dataset& d, std::int64_t count, std::uint64_t seed) {
   }
   std::sort(order.begin(), order.begin() + count);
 
-  Dataset out;
-  out.name = d.name;
-  out.source = d.source + " (subset of " + std::to_string(count) + ", seed " + std::to_string(seed) + ")";
-  out.split = d.split;
-  out.count = count;
-  out.channels = d.channels;
-  out.height = d.height;
-  out.width = d.width;
-  out.num_classes = d.num_classes;
-  out.class_names = d.class_names;
-  out.normalization = d.normalization;
-  out.images.resize(static_cast<std::size_t>(count) * d.image_bytes());  // (count, C, H, W)
-  out.labels.resize(static_cast<std::size_t>(count));
-  for (std::int64_t i = 0; i < count; ++i) {
-    const std::int64_t src = order[static_cast<std::size_t>(i)];
-    std::copy_n(d.image(src), d.image_bytes(), out.images.data() + static_cast<std::size_t>(i) * d.image_bytes());
-    out.labels[static_cast<std::size_t>(i)] = d.labels[static_cast<std::size_t>(src)];
-  }
-  return out;
+  return copy_rows(d, std::span<const std::int64_t>(order.data(), static_cast<std::size_t>(count)),
+                   d.source + " (subset of " + std::to_string(count) + ", seed " + std::to_string(seed) + ")");
+}
+
+HoldoutSplit split_holdout(const Dataset& d, std::int64_t holdout) {
+  if (holdout < 1 || holdout >= d.count)
+    throw std::runtime_error(d.name + ": a holdout of " + std::to_string(holdout) + " images needs 1 to " +
+                             std::to_string(d.count - 1) + " (the train split has " + std::to_string(d.count) + ")");
+  std::vector<std::int64_t> rows(static_cast<std::size_t>(d.count));
+  std::iota(rows.begin(), rows.end(), std::int64_t{0});
+  const std::int64_t kept = d.count - holdout;
+  const std::span<const std::int64_t> all(rows);
+  return {copy_rows(d, all.first(static_cast<std::size_t>(kept)),
+                             d.source + " (first " + std::to_string(kept) + ")"),
+                   copy_rows(d, all.subspan(static_cast<std::size_t>(kept)),
+                             d.source + " (holdout: last " + std::to_string(holdout) + " train images)")};
 }
 
 }  // namespace vitscale::data

@@ -60,4 +60,14 @@ void validate(const Dataset& dataset);
 // weak-scaling runs that give each rank a fraction of the data.
 Dataset take_subset(const Dataset& dataset, std::int64_t count, std::uint64_t seed);
 
+// The first count - holdout images (for training) and the last `holdout` (to
+// evaluate on), so a recipe can be chosen without reading the test split. The
+// cut is by position, not random: Fashion-MNIST's and CIFAR's train files are
+// already shuffled, and a fixed tail is the same set for every seed and run.
+struct HoldoutSplit {
+  Dataset train;    // images [0, count - holdout)
+  Dataset holdout;  // images [count - holdout, count)
+};
+HoldoutSplit split_holdout(const Dataset& dataset, std::int64_t holdout);
+
 }  // namespace vitscale::data

@@ -127,13 +127,15 @@ void MetricsLog::train(const TrainRecord& r) {
 void MetricsLog::eval(const EvalRecord& r) {
   if (!enabled_) return;
   char line[200];
-  std::snprintf(line, sizeof line, "[ep %3d] eval at step %lld: test_acc %.4f  test_loss %.4f  (%lld images, %s)",
-                r.epoch, static_cast<long long>(r.step), r.test_acc, r.test_loss, static_cast<long long>(r.images),
+  const char* what = eval_split_.c_str();
+  std::snprintf(line, sizeof line, "[ep %3d] eval at step %lld: %s_acc %.4f  %s_loss %.4f  (%lld images, %s)", r.epoch,
+                static_cast<long long>(r.step), what, r.test_acc, what, r.test_loss, static_cast<long long>(r.images),
                 format_duration(r.eval_s).c_str());
   console_ << line << '\n' << std::flush;
-  const nlohmann::ordered_json j = {{"event", "eval"},        {"epoch", r.epoch},         {"step", r.step},
-                                    {"test_acc", r.test_acc}, {"test_loss", r.test_loss}, {"images", r.images},
-                                    {"eval_s", r.eval_s}};
+  nlohmann::ordered_json j = {{"event", "eval"},        {"epoch", r.epoch},         {"step", r.step},
+                              {"test_acc", r.test_acc}, {"test_loss", r.test_loss}, {"images", r.images},
+                              {"eval_s", r.eval_s},     {"elapsed_s", r.elapsed_s}};
+  if (eval_split_ != "test") j["split"] = eval_split_;
   write(j);
   write_csv(j);
 }
@@ -141,17 +143,20 @@ void MetricsLog::eval(const EvalRecord& r) {
 void MetricsLog::final(const FinalRecord& r) {
   if (!enabled_) return;
   char line[200];
-  std::snprintf(line, sizeof line, "final: test_acc=%.4f best=%.4f test_loss=%.4f images/s=%.0f wall=%.1fs; ",
-                r.test_acc, r.milestones.best(), r.test_loss, r.images_per_s, r.wall_s);
+  const char* what = eval_split_.c_str();
+  std::snprintf(line, sizeof line, "final: %s_acc=%.4f best=%.4f %s_loss=%.4f images/s=%.0f wall=%.1fs; ", what,
+                r.test_acc, r.milestones.best(), what, r.test_loss, r.images_per_s, r.wall_s);
   console_ << line << r.milestones.describe() << '\n' << std::flush;
-  write({{"event", "final"},
-         {"test_acc", r.test_acc},
-         {"best_test_acc", r.milestones.best()},
-         {"test_loss", r.test_loss},
-         {"images_per_s", r.images_per_s},
-         {"wall_s", r.wall_s},
-         {"steps", r.steps},
-         {"time_to_acc", r.milestones.time_to_json()}});
+  nlohmann::ordered_json j = {{"event", "final"},
+                              {"test_acc", r.test_acc},
+                              {"best_test_acc", r.milestones.best()},
+                              {"test_loss", r.test_loss},
+                              {"images_per_s", r.images_per_s},
+                              {"wall_s", r.wall_s},
+                              {"steps", r.steps},
+                              {"time_to_acc", r.milestones.time_to_json()}};
+  if (eval_split_ != "test") j["split"] = eval_split_;
+  write(j);
 }
 
 void MetricsLog::event(const std::string& name, const nlohmann::ordered_json& fields) {

@@ -13,7 +13,7 @@
 //   {"event":"train","step":..,"epoch":..,"loss":..,"lr":..,"grad_norm":..,"images_per_s":..,"elapsed_s":..,
 //    "time_ms":{"data":..,"upload":..,"forward":..,"backward":..,"comm":.. (exposed),"comm_total":..,"overlap":..,
 //               "optimizer":..}}   (time_ms with wall_clock_breakdown)
-//   {"event":"eval","epoch":..,"step":..,"test_acc":..,"test_loss":..,"images":..,"eval_s":..}
+//   {"event":"eval","epoch":..,"step":..,"test_acc":..,"test_loss":..,"images":..,"eval_s":..,"elapsed_s":..}
 //   {"event":"final","test_acc":..,"best_test_acc":..,"test_loss":..,"images_per_s":..,"wall_s":..,"steps":..,
 //    "time_to_acc":{"0.85":123.4,"0.88":390.1,"0.90":null}}   (null: not reached)
 // plus "start", "resume", "checkpoint", "interrupted" and "flops_profile" records.
@@ -64,6 +64,7 @@ struct EvalRecord {
   int epoch = 0;
   std::int64_t step = 0, images = 0;
   double test_acc = 0, test_loss = 0, eval_s = 0;
+  double elapsed_s = 0;  // training-loop wall time at the evaluation's end (the clock of time_to_acc)
 };
 
 struct FinalRecord {
@@ -89,6 +90,10 @@ class MetricsLog {
   void event(const std::string& name, const nlohmann::ordered_json& fields);
   // A free-form console line (not in the JSONL file).
   void note(const std::string& line);
+  // "holdout" when the evaluations run on a part of the train split (--holdout):
+  // the console then says holdout_acc, and eval/final records carry
+  // "split":"holdout" beside the usual test_acc keys. Default "test".
+  void set_eval_split(std::string split) { eval_split_ = std::move(split); }
 
  private:
   void write(const nlohmann::ordered_json& record);
@@ -96,6 +101,7 @@ class MetricsLog {
   std::ostream& console_;
   std::ofstream file_, csv_;
   bool enabled_;
+  std::string eval_split_ = "test";
 };
 
 }  // namespace vitscale::train

@@ -39,6 +39,7 @@ const Setting kSettings[] = {
     {"data.dataset", "--dataset", "Data", "fashion-mnist, cifar10, cifar100, cifar100-coarse, synthetic or imagefolder (your own images: --data-dir DIR with DIR/train/CLASS/*.jpg and DIR/val/CLASS/*.jpg)", &O::dataset},
     {"data.dir", "--data-dir", "Data", "where the dataset's files are (default: the usual places; the error lists them)", &O::data_dir},
     {"data.train_subset", "--train-subset", "Data", "train on a fixed random subset of this many images (0: all)", &O::train_subset},
+    {"data.holdout", "--holdout", "Data", "evaluate on the train split's last N images and train on the rest; the test split is not read (0: off)", &O::holdout},
     {"data.crop_padding", "--crop-padding", "Data", "random crop after zero-padding by this many pixels (0: off)", &O::crop_padding},
     {"data.hflip", "--hflip", "Data", "random horizontal flip (--no-hflip to turn off)", &O::hflip},
     {"data.randaugment_ops", "--randaugment-ops", "Data", "RandAugment: ops per image (0: off)", &O::randaugment_ops},

@@ -47,7 +47,7 @@ struct TrainOptions {
   std::optional<std::string> pooling;  // "cls" | "mean"
   // --- data --------------------------------------------------------------------
   std::optional<std::string> dataset, data_dir;
-  std::optional<std::int64_t> train_subset;
+  std::optional<std::int64_t> train_subset, holdout;
   std::optional<int> crop_padding;
   std::optional<bool> hflip;
   std::optional<int> randaugment_ops, randaugment_magnitude;
@@ -114,6 +114,7 @@ struct TrainConfig {
   std::string dataset = "fashion-mnist";
   std::string data_dir;           // empty: the usual places (data/dataset_registry.h)
   std::int64_t train_subset = 0;  // 0: the whole train split
+  std::int64_t holdout = 0;       // > 0: evaluate on the train split's last `holdout` images, train on the rest
   int crop_padding = 0;           // off: in a short schedule on centred Fashion-MNIST, crops cost more than they give
   bool hflip = true;
   int randaugment_ops = 0, randaugment_magnitude = 9;

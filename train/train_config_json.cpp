@@ -77,6 +77,7 @@ nlohmann::ordered_json TrainConfig::identity_json() const {
                {"randaugment_magnitude", randaugment_magnitude},
                {"mixup_alpha", mixup_alpha},
                {"cutmix_alpha", cutmix_alpha}};
+  if (holdout > 0) j["data"]["holdout"] = holdout;  // only when used: older checkpoints resume unchanged
   if (dataset == "synthetic")
     j["data"]["synthetic"] = {{"train_count", synthetic_train_count}, {"test_count", synthetic_test_count},
                               {"image_size", synthetic_image_size},   {"channels", synthetic_channels},

@@ -207,6 +207,7 @@ void validate(const TrainOptions& o, const TrainConfig& c, Problems& p) {
     p.refuse("data.dataset", "must be one of " + names + ", got '" + c.dataset + "'");
   }
   p.at_least("data.train_subset", c.train_subset, 0);
+  p.at_least("data.holdout", c.holdout, 0);
   p.in_range("data.crop_padding", c.crop_padding, 0, 64);
   p.in_range("data.randaugment_ops", c.randaugment_ops, 0, 16);
   p.in_range("data.randaugment_magnitude", c.randaugment_magnitude, 0, 30);
@@ -321,6 +322,7 @@ TrainConfig resolve(const TrainOptions& file, const TrainOptions& flags, int wor
   take(c.dataset, o.dataset);
   take(c.data_dir, o.data_dir);
   take(c.train_subset, o.train_subset);
+  take(c.holdout, o.holdout);
   take(c.crop_padding, o.crop_padding);
   take(c.hflip, o.hflip);
   take(c.randaugment_ops, o.randaugment_ops);

@@ -78,6 +78,7 @@ Trainer::Trainer(TrainConfig config, Backend& backend, TrainerIo io)
   if (!config_.save_dir.empty() && io_.rank == 0)
     ckpt_dir_ = std::make_unique<CheckpointDir>(config_.save_dir, config_.keep_checkpoints);
   load_data();
+  if (config_.holdout > 0) log_.set_eval_split("holdout");
   build_model();
   const std::string resume = resume_path_for(config_);
   if (!resume.empty()) {
@@ -120,7 +121,17 @@ void Trainer::load_data() {
   train_set_ = data::load_dataset(config_.dataset, config_.data_dir, data::Split::train, options);
   if (config_.dataset == "imagefolder")  // the model's channels, also for val and in the checkpoint's config
     config_.image_channels = options.image_folder.channels = train_set_.channels;
-  test_set_ = data::load_dataset(config_.dataset, config_.data_dir, data::Split::test, options);
+  if (config_.holdout > 0) {
+    // Choosing a recipe: evaluate on the train split's tail, never read the test split.
+    if (config_.holdout >= train_set_.count)
+      throw ConfigError("data.holdout (--holdout) " + std::to_string(config_.holdout) + " leaves no training images of the " +
+                        std::to_string(train_set_.count) + " in " + train_set_.name + "/train");
+    data::HoldoutSplit split = data::split_holdout(train_set_, config_.holdout);
+    train_set_ = std::move(split.train);
+    test_set_ = std::move(split.holdout);
+  } else {
+    test_set_ = data::load_dataset(config_.dataset, config_.data_dir, data::Split::test, options);
+  }
   if (config_.train_subset > 0) {
     if (config_.train_subset > train_set_.count)
       throw ConfigError("data.train_subset (--train-subset) " + std::to_string(config_.train_subset) + " exceeds the " +
@@ -207,7 +218,9 @@ void Trainer::report_start() {
   s << "vit_train: " << backend_.name() << ", " << engine_->describe() << "\n";
   s << "model: " << config_.model << " " << vc.describe() << ", " << model_->table().total_numel()
     << " parameters (activations " << dtype_name(backend_.activation_dtype()) << ")\n";
-  s << "data: " << train_set_.describe() << "; test " << test_set_.count << " images\n";
+  s << "data: " << train_set_.describe() << "; "
+    << (config_.holdout > 0 ? "evaluating on the holdout (the train split's last " : "test ") << test_set_.count
+    << " images" << (config_.holdout > 0 ? "; the test split is not read)\n" : "\n");
   for (const auto* set : {&train_set_, &test_set_})
     for (const std::string& note : set->notes) s << note << "\n";
   s << "batch: " << config_.train_batch_size << " = micro " << config_.micro_batch_size << " x accumulation "
@@ -481,8 +494,9 @@ TrainResult Trainer::run() {
       state_.last_eval_epoch = state_.epoch;
       state_.last_test_acc = e.accuracy;
       state_.last_test_loss = e.loss;
-      state_.milestones.record(e.accuracy, loop_seconds());
-      log_.eval({state_.epoch, state_.step, e.images, e.accuracy, e.loss, e.seconds});
+      const double at = loop_seconds();
+      state_.milestones.record(e.accuracy, at);
+      log_.eval({state_.epoch, state_.step, e.images, e.accuracy, e.loss, e.seconds, at});
       window_excluded_s_ += e.seconds;  // keep evaluation out of the throughput
     }
     if (config_.save_every > 0 && state_.step % config_.save_every == 0) save_checkpoint();
@@ -501,8 +515,9 @@ TrainResult Trainer::run() {
     const EvalResult e = evaluate();
     state_.last_test_acc = e.accuracy;
     state_.last_test_loss = e.loss;
-    state_.milestones.record(e.accuracy, loop_seconds());
-    log_.eval({state_.epoch + 1, state_.step, e.images, e.accuracy, e.loss, e.seconds});
+    const double at = loop_seconds();
+    state_.milestones.record(e.accuracy, at);
+    log_.eval({state_.epoch + 1, state_.step, e.images, e.accuracy, e.loss, e.seconds, at});
   }
   if (!config_.save_dir.empty()) save_checkpoint();
   if (!config_.export_model.empty() && io_.rank == 0) {

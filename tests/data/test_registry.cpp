@@ -1,6 +1,7 @@
 // test_registry.cpp — datasets by name, the directory search and its error message, synthetic data.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <filesystem>
 #include <map>
 
@@ -115,4 +116,23 @@ TEST_CASE("take_subset keeps a fixed seeded subset", "[registry]") {
   CHECK(take_subset(d, 10, 6).images != s.images);
   REQUIRE_NOTHROW(validate(s));
   expect_error([&] { take_subset(d, 101, 0); }, {"subset of 101 images requested from 100"});
+}
+
+TEST_CASE("split_holdout keeps the train split's tail apart, image for image", "[registry]") {
+  LoadOptions options;
+  options.synthetic.train_count = 100;
+  options.synthetic.height = options.synthetic.width = 4;
+  const Dataset d = load_dataset("synthetic", "", Split::train, options);
+  const HoldoutSplit s = split_holdout(d, 30);
+  REQUIRE(s.train.count == 70);
+  REQUIRE(s.holdout.count == 30);
+  REQUIRE_NOTHROW(validate(s.train));
+  REQUIRE_NOTHROW(validate(s.holdout));
+  // Train is rows [0, 70), holdout rows [70, 100), in order: together exactly the split.
+  CHECK(std::equal(s.train.images.begin(), s.train.images.end(), d.images.begin()));
+  CHECK(std::equal(s.holdout.images.begin(), s.holdout.images.end(), d.image(70)));
+  CHECK(std::equal(s.holdout.labels.begin(), s.holdout.labels.end(), d.labels.begin() + 70));
+  CHECK(s.holdout.source.find("holdout: last 30") != std::string::npos);
+  expect_error([&] { split_holdout(d, 100); }, {"holdout of 100 images needs 1 to 99"});
+  expect_error([&] { split_holdout(d, 0); }, {"holdout of 0 images"});
 }

@@ -67,7 +67,7 @@ TEST_CASE("csv_monitor writes the JSONL's train and eval records as CSV; flops_p
       expected += rec.at("loss").dump() + "," + rec.at("lr").dump() + "," + rec.at("grad_norm").dump() + "," +
                   rec.at("images_per_s").dump() + "," + rec.at("elapsed_s").dump() + ",,";
     else
-      expected += ",,,,," + rec.at("test_acc").dump() + "," + rec.at("test_loss").dump();
+      expected += ",,,," + rec.at("elapsed_s").dump() + "," + rec.at("test_acc").dump() + "," + rec.at("test_loss").dump();
     CHECK(csv[i + 1] == expected);
   }
 

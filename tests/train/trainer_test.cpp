@@ -110,6 +110,36 @@ TEST_CASE("a few hundred steps on synthetic data reach high test accuracy", "[tr
   CHECK(console.str().find("; time to 85%: ") != std::string::npos);
 }
 
+TEST_CASE("--holdout evaluates on the train split's tail and never reads the test split", "[trainer][holdout]") {
+  TempDir dir("holdout");
+  nlohmann::json j = tiny_synthetic_config();
+  j["training"]["epochs"] = 1;
+  j["data"]["holdout"] = 256;  // of 1024 train images: 768 to train on, 12 steps of 64
+  j["logging"] = {{"metrics_out", dir / "m.jsonl"}};
+  StopSignal stop;
+  std::ostringstream console;
+  const TrainResult r = run_training(resolve_json(j), stop, console);
+  INFO(console.str());
+  CHECK(r.outcome == TrainResult::Outcome::finished);
+  CHECK(r.step == 12);
+  CHECK(console.str().find("the train split's last 256 images; the test split is not read") != std::string::npos);
+  CHECK(console.str().find("holdout_acc") != std::string::npos);
+  const auto records = read_jsonl(dir / "m.jsonl");
+  int evals = 0;
+  for (const auto& rec : records)
+    if (rec.at("event") == "eval") {
+      ++evals;
+      CHECK(rec.at("images").get<std::int64_t>() == 256);
+      CHECK(rec.at("split") == "holdout");
+    }
+  CHECK(evals == 1);
+  // Too large a holdout is refused with the numbers.
+  j["data"]["holdout"] = 1024;
+  std::ostringstream refused;
+  CHECK_THROWS_WITH(run_training(resolve_json(j), stop, refused),
+                    Catch::Contains("data.holdout (--holdout) 1024 leaves no training images of the 1024"));
+}
+
 TEST_CASE("resume continues bit for bit: N steps == N/2, stop, resume to N", "[trainer][resume]") {
   // 16 steps per epoch; the stop at 20 is mid-epoch, so the data position,
   // not just the epoch, must be restored. Gradient accumulation 2 and
