@@ -48,6 +48,17 @@ void mark_skipped(const std::string& reason) {
 }  // namespace vitscale::testing
 
 int main(int argc, char* argv[]) {
+  // CTest passes each case's name as Catch2's first argument, so a name that
+  // starts with '-' is parsed as an option: "--help ..." prints the usage and
+  // exits 0 without running the case, any other one is an unknown token. Refuse
+  // such a name here, in every run of the executable, so it cannot pass unseen.
+  for (const Catch::TestCase& test_case : Catch::getRegistryHub().getTestCaseRegistry().getAllTests()) {
+    if (!test_case.name.empty() && test_case.name.front() == '-') {
+      std::cerr << "test case name starts with '-', which CTest would pass to Catch2 as an option: \""
+                << test_case.name << "\" (" << test_case.lineInfo.file << ":" << test_case.lineInfo.line << ")\n";
+      return 2;
+    }
+  }
   const int failed = Catch::Session().run(argc, argv);
   const SkipTally& t = tally();
   if (t.skipped > 0)

@@ -219,7 +219,7 @@ TEST_CASE("bad flags end the parse with exit code 2", "[config]") {
   CHECK(code == 0);
 }
 
-TEST_CASE("--help documents every setting with its JSON key", "[config]") {
+TEST_CASE("the --help text documents every setting with its JSON key", "[config]") {
   const std::string help = help_text();
   for (const Setting& s : settings()) {
     INFO(s.flag);

@@ -110,7 +110,7 @@ TEST_CASE("a few hundred steps on synthetic data reach high test accuracy", "[tr
   CHECK(console.str().find("; time to 85%: ") != std::string::npos);
 }
 
-TEST_CASE("--holdout evaluates on the train split's tail and never reads the test split", "[trainer][holdout]") {
+TEST_CASE("holdout (--holdout) evaluates on the train split's tail and never reads the test split", "[trainer][holdout]") {
   TempDir dir("holdout");
   nlohmann::json j = tiny_synthetic_config();
   j["training"]["epochs"] = 1;

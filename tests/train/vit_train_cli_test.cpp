@@ -246,7 +246,7 @@ TEST_CASE("vit_train refuses bad input with one line and a non-zero exit", "[cli
   }
 }
 
-TEST_CASE("--help and --print-config succeed", "[cli]") {
+TEST_CASE("vit_train --help and --print-config succeed", "[cli]") {
   TempDir dir("cli_help");
   const Outcome help = run_vit_train({"--help"}, dir);
   CHECK(help.exit_code == 0);
