@@ -6,10 +6,15 @@
 // kernel); a block holds up to 8 warps of the same (image, head) and is sized
 // so that the rows of one (image, head) split evenly: at T = 65 one block of 5
 // warps covers the whole sequence, so K and V are read once per head. The other
-// operand streams through shared memory in chunks (64 keys / queries; 80 keys
-// in the forward when 64 < T <= 80, so T = 65 is one chunk; fewer in the
-// backward at hd >= 80 to bound registers), zero-filled past T, with online
-// softmax in the forward: a short sequence is one or two chunks, a long one any number.
+// operand goes through shared memory in chunks (attention_chunks.h): for
+// T <= 128 one chunk of round_up(T, 16) rows (one load, one barrier pair),
+// zero-filled past T; longer sequences stream chunk after chunk. Each warp
+// walks a chunk in register tiles (RC columns of S at a time, fixed per head
+// size to bound registers), with online softmax across tiles and chunks in
+// the forward. Shared memory is dynamic, sized per launch from the chunk;
+// transposed tiles are stored tile-major so that in-tile strides stay
+// compile-time constants (a run-time stride cost 31 registers in the hd-128
+// forward, ptxas 13.0).
 // Grid: (image, head) on x (up to 2³¹ − 1: any eval batch), the row blocks of
 // one head on y (a handful).
 //
