@@ -18,7 +18,7 @@ constexpr int kHeadDims[] = {32, 48, 64, 80, 96, 128};
 
 }  // namespace
 
-TEST_CASE("flash chunks: T <= 128 is one chunk of round_up(T, 16) in every kernel; longer T streams in tiles",
+TEST_CASE("flash chunks: T <= 128 is one chunk of round_up(T, 16) in every kernel and longer T streams in tiles",
           "[cuda][attention][plan]") {
   struct Expect {
     int T, chunk;

@@ -327,7 +327,7 @@ TEST_CASE("a fence left on a slot is waited before the ring's memory is freed", 
   CHECK(copy.waits == 1);
 }
 
-TEST_CASE("a fence's wait runs once; a default fence is complete", "[loader][fence]") {
+TEST_CASE("a fence's wait runs once and a default fence is complete", "[loader][fence]") {
   vitscale::HostReadFence none;
   CHECK_FALSE(none.pending());
   none.wait();

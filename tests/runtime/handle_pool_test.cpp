@@ -75,7 +75,7 @@ TEST_CASE("event pool: a given-back handle is reused, not recreated", "[runtime]
   CHECK(c.destroyed.load() == 5);  // each destroyed once, with the pool
 }
 
-TEST_CASE("event pool: a lease may outlive the pool; moves give back once", "[runtime][pool]") {
+TEST_CASE("event pool: a lease may outlive the pool and moves give back once", "[runtime][pool]") {
   Counts& c = FakeTraits::ledger();
   c.reset();
   Pool::Lease survivor;
@@ -95,7 +95,7 @@ TEST_CASE("event pool: a lease may outlive the pool; moves give back once", "[ru
   CHECK(c.destroyed.load() == c.created.load());
 }
 
-TEST_CASE("event pool: a failed creation leaves the pool unchanged; threads share it", "[runtime][pool]") {
+TEST_CASE("event pool: a failed creation leaves the pool unchanged and threads share it", "[runtime][pool]") {
   Counts& c = FakeTraits::ledger();
   c.reset();
   Pool pool;
