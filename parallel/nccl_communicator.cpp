@@ -214,7 +214,11 @@ CommRequest NcclCommunicator::State::launch(CommOp kind, const char* op, std::si
     check_cuda(cudaStreamWaitEvent(stream, ready.get(), 0), rank, op, bytes);
   }
   check_cuda(cudaEventRecord(span->start.get(), stream), rank, op, bytes);
-  const std::uint64_t ticket = watchdog->begin(op, bytes, [span] { return span->complete(); });
+  // The probe runs on the watchdog's thread: this device made current there
+  // first (else the runtime opens a context on device 0 for it, on every rank).
+  const std::uint64_t ticket = watchdog->begin(op, bytes, [span, dev = device] {
+    return cudaSetDevice(dev) == cudaSuccess && span->complete();
+  });
   try {
     check_nccl(issue(), comm.load(), rank, op, bytes);
     check_cuda(cudaEventRecord(span->done.get(), stream), rank, op, bytes);

@@ -197,7 +197,11 @@ HostReadFence CudaBackend::host_reads_done() {
   // event to the pool when the fence is done with it (after its wait).
   auto event = std::make_shared<cuda::OrderingEventPool::Lease>(ordering_events_->acquire());
   VS_CUDA_CHECK(cudaEventRecord(event->get(), stream_->get()), std::string("host_reads_done (record event)"));
-  return HostReadFence([event] {
+  // Waited on from a loader worker thread: make this device current there
+  // first, or the runtime would open a context on device 0 for that thread
+  // (on every rank of a node).
+  return HostReadFence([event, device = device_] {
+    VS_CUDA_CHECK(cudaSetDevice(device), "host read fence (set device " + std::to_string(device) + ")");
     VS_CUDA_CHECK(cudaEventSynchronize(event->get()),
                   std::string("host read fence (an earlier copy or kernel may have failed)"));
   });

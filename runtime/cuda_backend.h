@@ -45,9 +45,9 @@ class LtGemm;
 class Stream;
 class Graph;
 struct AdamWDeviceHyper;
-struct OrderingEventTraits;
+template <unsigned kFlags> struct EventTraits;
 template <class Traits> class HandlePool;
-using OrderingEventPool = HandlePool<OrderingEventTraits>;
+using OrderingEventPool = HandlePool<EventTraits<cudaEventDisableTiming>>;  // cuda_handles.h
 }  // namespace cuda
 
 // Number of CUDA devices the runtime sees; 0 when there is no driver or no GPU. Never throws.

@@ -72,24 +72,18 @@ class Event {
 // collective or per batch. A leased event may be re-recorded only after every
 // wait on its previous record has been enqueued (cudaStreamWaitEvent binds
 // the record current at the call) and every host query of it is done.
-struct OrderingEventTraits {
+template <unsigned kFlags>
+struct EventTraits {
   using Handle = cudaEvent_t;
   static cudaEvent_t create() {
     cudaEvent_t e = nullptr;
-    VS_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), std::string("create ordering event"));
+    VS_CUDA_CHECK(cudaEventCreateWithFlags(&e, kFlags), "create event (flags " + std::to_string(kFlags) + ")");
     return e;
   }
   static void destroy(cudaEvent_t e) noexcept { cudaEventDestroy(e); }
 };
-struct TimingEventTraits {
-  using Handle = cudaEvent_t;
-  static cudaEvent_t create() {
-    cudaEvent_t e = nullptr;
-    VS_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDefault), std::string("create timing event"));
-    return e;
-  }
-  static void destroy(cudaEvent_t e) noexcept { cudaEventDestroy(e); }
-};
+using OrderingEventTraits = EventTraits<cudaEventDisableTiming>;
+using TimingEventTraits = EventTraits<cudaEventDefault>;
 using OrderingEventPool = HandlePool<OrderingEventTraits>;
 using TimingEventPool = HandlePool<TimingEventTraits>;
 
