@@ -280,11 +280,12 @@ Trainer::StepOutcome Trainer::train_step(bool logged) {
                              "whose graphs were captured for " +
                              std::to_string(config_.micro_batch_size));
     model_->upload_batch(batch->image_data(), batch->target_data(), batch->size);
-    // The copy from the lease's (pinned) memory may be asynchronous: wait for
-    // it before the slot goes back to the loader's workers. (With the
-    // breakdown on, the device was idle before it, so this times the copy.)
-    if (backend_.kind() != DeviceKind::cpu) backend_.synchronize();
-    batch.release();
+    // The copy from the lease's (pinned) memory may still be queued: the slot
+    // goes back to the loader with a fence that the worker refilling it waits
+    // on, so this thread runs on to queue the step. (With the breakdown on,
+    // the device was idle before the copy, so sync() times it.)
+    batch.release(backend_.host_reads_done());
+    sync();
     auto t1_uploaded = Clock::now();
     run_phase(StepGraphs::Phase::forward, [&] { model_->forward(grad_scale); });
     sync();
