@@ -1,0 +1,213 @@
+"""zero_study.py — the scaling study's ZeRO axis: stage 0-3 x world 1/2/4 x activation checkpointing.
+
+Each point is one `mpirun -np N vit_train --zero-stage S [--activation-checkpointing]` run of a
+small ViT (fixed warm-up + timed steps, like the other timed experiments), with each rank's peak
+RSS (/usr/bin/time's maximum resident set) and the memory plan rank 0 prints at start-up. A stage
+the binary refuses (ZeRO-2 and -3 until they land) is recorded as "not available" with the
+binary's own words; the axis goes on.
+
+The simulator's check (zero_validation.md): every measured point is replayed by
+`vit_scaling_sim --zero-stage S [--activation-checkpointing]` from
+  - the layer split of vit_scaling_profile on this model and micro-batch,
+  - totals (forward, backward, optimizer, input) measured with every core busy: at world 1 the
+    1-rank stage-0 run itself; at worlds 2 and 4 concurrent 1-rank copies, one per core
+    (Runner.corun), measured just before the axis; world 4 is oversubscribed (--cpu-cores),
+  - the machine's measured all-reduce model (network.json; reduce-scatter and all-gather cost
+    half an all-reduce there, an assumption the check tests).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+import subprocess
+from pathlib import Path
+
+from study_runner import Config
+
+# A model whose parameters and optimizer state are a visible share of a rank's memory
+# (10.8 M parameters: 43 MB fp32 weights, 87 MB AdamW moments) with few tokens, so that a
+# step stays well under a second on one core: 32x32 input, patch 8 (17 tokens), width 384,
+# 6 blocks, 6 heads, MLP 1536.
+ZERO_MODEL = ["--model", "vit-cpu", "--image-size", "32", "--patch-size", "8", "--dim", "384", "--depth", "6",
+              "--heads", "6", "--mlp-dim", "1536"]
+ZERO_DIMS = {"image": 32, "channels": 3, "patch": 8, "dim": 384, "depth": 6, "heads": 6, "mlp": 1536, "classes": 10}
+ZERO_MICRO = 16
+STAGES = (0, 1, 2, 3)
+WORLDS = (1, 2, 4)
+
+
+def zero_grid() -> list[tuple[Config, int | None]]:
+    """Stage-major, so that a refused stage is found on its first point."""
+    g = []
+    for s in STAGES:
+        for n in WORLDS:
+            for ckpt in (False, True):
+                name = f"zero-s{s}-w{n}-{'ckpt' if ckpt else 'full'}"
+                g.append((Config("zero", name, "cifar10", n, ZERO_MICRO, zero_stage=s, checkpointing=ckpt), None))
+    return g
+
+
+_RSS = re.compile(r"vit_scaling maxrss_kb=(\d+)")
+_PLAN_ROW = re.compile(r"^\s{2}(\S.*?)\s+(\d+) bytes\s+[\d.]+ MiB\s*$")
+
+
+def read_memory(log_text: str) -> tuple[float | None, dict]:
+    """The largest rank's peak RSS (MiB) and rank 0's printed memory plan (row -> bytes)."""
+    rss = [int(m) for m in _RSS.findall(log_text)]
+    plan: dict[str, int] = {}
+    in_plan = False
+    for line in log_text.splitlines():
+        if "memory plan" in line:
+            in_plan, plan = True, {}
+            continue
+        m = _PLAN_ROW.match(line) if in_plan else None
+        if m:
+            plan[m.group(1)] = int(m.group(2))
+        elif in_plan and plan:
+            in_plan = False
+    return (max(rss) / 1024.0 if rss else None), plan
+
+
+def refusal(log_text: str) -> str | None:
+    """The binary's reason when it refuses the ZeRO stage or checkpointing at start-up, else None."""
+    for line in log_text.splitlines():
+        low = line.lower()
+        if ("zero_optimization.stage" in low or "zero-stage" in low or "activation_checkpointing" in low) and (
+                "implemented" in low or "refuse" in low or "not supported" in low or "must be" in low
+                or "unknown" in low or "not one of" in low or "only" in low):
+            return line.strip()[:300]
+    return None
+
+
+# --- the simulator's check -------------------------------------------------------------
+
+def _mean_phase(runs, key):
+    return 1e-3 * sum(s.phases_ms.get(key, 0.0) for s in runs) / len(runs)
+
+
+def measured_profile(shape: dict, runs, source: str) -> tuple[dict, float]:
+    """The layer split `shape` (vit_scaling_profile) with the totals of `runs` (summaries of
+    vit_train runs): forward, backward, optimizer, input and the rest of the step as overhead;
+    and the runs' mean step-time coefficient of variation (the simulator's straggler term)."""
+    fwd, bwd, opt = _mean_phase(runs, "forward"), _mean_phase(runs, "backward"), _mean_phase(runs, "optimizer")
+    data = _mean_phase(runs, "data") + _mean_phase(runs, "upload")
+    step = sum(s.step_s for s in runs) / len(runs)
+    p = json.loads(json.dumps(shape))
+    b0 = sum(seg["seconds"] for seg in p["backward"])
+    for seg in p["backward"]:
+        seg["seconds"] *= bwd / b0
+    p.update(forward_s=fwd, optimizer_s=opt, input_s=data, step_overhead_s=max(0.0, step - (fwd + bwd + opt + data)))
+    p["source"] = source
+    cvs = [statistics.pstdev(s.walls) / statistics.mean(s.walls) for s in runs if len(s.walls) > 1]
+    return p, (sum(cvs) / len(cvs) if cvs else 0.0)
+
+
+def zero_shape(prof_bin: Path, raw: Path) -> dict | None:
+    d = ZERO_DIMS
+    path = raw / "profiles" / "zero-shape.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cmd = ["taskset", "-c", "0", str(prof_bin), "--image-size", str(d["image"]), "--patch-size", str(d["patch"]),
+           "--dim", str(d["dim"]), "--depth", str(d["depth"]), "--heads", str(d["heads"]), "--mlp-dim", str(d["mlp"]),
+           "--channels", str(d["channels"]), "--classes", str(d["classes"]), "--micro-batch", str(ZERO_MICRO),
+           "--threads", "1", "--steps", "3", "--warmup", "1", "--out", str(path)]
+    with open(raw / "logs" / "profile-zero.log", "w") as f:
+        subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, check=False, timeout=600)
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def predict(results: list[dict], corun_runs, sim: Path, prof_bin: Path, net: Path, raw: Path, cores: int,
+            cpu_model: str, steps: int):
+    """Adds predicted_* to every ok zero point (in place)."""
+    zero = [r for r in results if r["experiment"] == "zero" and r["status"] == "ok"]
+    alone = next((r for r in zero if r["world"] == 1 and r["zero_stage"] == 0 and not r["checkpointing"]), None)
+    if not zero or alone is None or not sim.exists() or not prof_bin.exists() or not net.exists():
+        print("  (zero axis: no stage-0 world-1 run, simulator binaries or network model: no prediction)")
+        return
+    shape = zero_shape(prof_bin, raw)
+    if shape is None:
+        print("  (zero axis: vit_scaling_profile failed: no prediction)")
+        return
+    profiles = {}
+    p1, cv1 = measured_profile(shape, [alone["summary"]],
+                               f"measured: {alone['name']} (1 rank, {steps} steps) x vit_scaling_profile; {cpu_model}")
+    profiles[1] = (p1, cv1)
+    if corun_runs:
+        slow = max(corun_runs, key=lambda s: s.step_s)  # synchronous steps wait for the slower core
+        pc, cvc = measured_profile(shape, [slow], f"measured: {cores} concurrent 1-rank stage-0 runs, one per core "
+                                                  f"(the slower core's medians) x vit_scaling_profile; {cpu_model}")
+        profiles[2] = (pc, cvc)
+    d = ZERO_DIMS
+    memory_of = ",".join(str(d[k]) for k in ("image", "channels", "patch", "dim", "depth", "heads", "mlp", "classes"))
+    for r in zero:
+        prof, cv = profiles[1] if r["world"] == 1 else profiles.get(2, profiles[1])
+        path = raw / "profiles" / f"zero-{'alone' if r['world'] == 1 else 'corun'}.json"
+        path.write_text(json.dumps(prof, indent=1))
+        cmd = [str(sim), "--profile", str(path), "--network-json", str(net), "--world", str(r["world"]),
+               "--micro-batch", str(r["micro"]), "--accumulation", str(r["accum"]),
+               "--overlap", "on" if r["overlap"] else "off", "--bucket-mb", f"{r['bucket_elems'] * 4 / 2**20:.6f}",
+               "--cpu-cores", str(cores), "--jitter-cv", f"{cv if r['world'] > 1 else 0.0:.4f}",
+               "--mpi-progress", r.get("mpi_progress", "thread"), "--zero-stage", str(r["zero_stage"]),
+               "--memory-of", memory_of, "--json", "-"]
+        if r["checkpointing"]:
+            cmd.append("--activation-checkpointing")
+        res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        try:
+            point = json.loads(res.stdout[res.stdout.index("{"):])["points"][-1]
+        except (ValueError, KeyError, IndexError):
+            r["prediction_note"] = f"simulator failed: {res.stderr.strip()[:200]}"
+            continue
+        r["predicted_step_s"] = point["step_s"]
+        r["predicted_exposed_s"] = point["exposed_s"]
+        r["predicted_recompute_s"] = point["recompute_s"]
+        r["predicted_error"] = (point["step_s"] - r["step_s"]) / r["step_s"]
+        r["predicted_memory"] = point.get("memory_bytes", {})
+        r["prediction_note"] = "1-rank run's own profile" if r["world"] == 1 else f"co-run profile, cv {cv:.2f}"
+
+
+# --- the report --------------------------------------------------------------------------
+
+def _ms(x):
+    return "—" if x is None else f"{1e3 * x:.1f}"
+
+
+def _mib(x):
+    return "—" if x is None else f"{x / 2**20:.1f}"
+
+
+def report(results: list[dict], skipped: list[dict], tolerance: float, load: tuple[float, float], cpu: str) -> str:
+    """zero.md: every point of the axis (measured, simulated, or not available, and why)."""
+    by_name = {r["name"]: r for r in results if r["experiment"] == "zero"}
+    why = {s["name"]: s["reason"] for s in skipped if s["experiment"] == "zero"}
+    rows, within, modelled = [], 0, 0
+    for cfg, _ in zero_grid():
+        r = by_name.get(cfg.name)
+        ck = "on" if cfg.checkpointing else "off"
+        if r is None or r["status"] != "ok":
+            reason = why.get(cfg.name) or (r or {}).get("error") or "not run"
+            rows.append(f"| {cfg.zero_stage} | {cfg.world} | {ck} | not available | | | | | | | | {reason} |")
+            continue
+        plan = r.get("plan_bytes") or {}
+        peak = plan.get("peak (total)")
+        mem = r.get("predicted_memory") or {}
+        err = r.get("predicted_error")
+        if err is not None:
+            modelled += 1
+            within += abs(err) <= tolerance
+        exp = r.get("comm_exposed_ms")
+        over = " (oversubscribed)" if r.get("oversubscribed") else ""
+        rows.append(
+            f"| {cfg.zero_stage} | {cfg.world}{over} | {ck} | {_ms(r['step_s'])} | {_ms(r.get('predicted_step_s'))} | "
+            f"{'—' if err is None else f'{100 * err:+.1f}%'}"
+            f"{'' if err is None or abs(err) <= tolerance else ' **miss**'} | "
+            f"{'—' if exp is None else f'{exp:.1f}'} | {_ms(r.get('predicted_exposed_s'))} | "
+            f"{_mib(peak)} | {_mib(mem.get('total'))} | "
+            f"{'—' if r.get('rss_max_mib') is None else f'{r['rss_max_mib']:.0f}'} | {r.get('prediction_note', '')} |")
+    head = ("| stage | ranks | ckpt | measured step ms | simulated ms | error | measured exposed comm ms | "
+            "simulated exposed ms | plan peak MiB (rank 0) | simulated memory MiB | max RSS MiB | note |\n"
+            "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n")
+    summary = (f"\n{within} of {modelled} simulated points within ±{100 * tolerance:.0f}% of the measured step. "
+               f"Machine: {cpu}; load average (1 min) at the start / end of the axis: {load[0]:.2f} / {load[1]:.2f} "
+               "(the study's own ranks included).\n")
+    return head + "\n".join(rows) + "\n" + summary
