@@ -19,7 +19,6 @@ The simulator's check (zero_validation.md): every measured point is replayed by
 from __future__ import annotations
 
 import json
-import re
 import statistics
 import subprocess
 from pathlib import Path
@@ -30,12 +29,19 @@ from study_runner import Config
 # (10.8 M parameters: 43 MB fp32 weights, 87 MB AdamW moments) with few tokens, so that a
 # step stays well under a second on one core: 32x32 input, patch 8 (17 tokens), width 384,
 # 6 blocks, 6 heads, MLP 1536.
-ZERO_MODEL = ["--model", "vit-cpu", "--image-size", "32", "--patch-size", "8", "--dim", "384", "--depth", "6",
-              "--heads", "6", "--mlp-dim", "1536"]
+ZERO_MODEL = ("--model", "vit-cpu", "--image-size", "32", "--patch-size", "8", "--dim", "384", "--depth", "6",
+              "--heads", "6", "--mlp-dim", "1536")
 ZERO_DIMS = {"image": 32, "channels": 3, "patch": 8, "dim": 384, "depth": 6, "heads": 6, "mlp": 1536, "classes": 10}
-ZERO_MICRO = 16
+ZERO_MICRO = 8
+ZERO_BUCKET_ELEMS = 1_048_576  # 4 MiB buckets: about 11 per step, so that overlap has something to hide
 STAGES = (0, 1, 2, 3)
 WORLDS = (1, 2, 4)
+
+
+def corun_config() -> Config:
+    """The 1-rank stage-0 run whose concurrent copies (one per core) give the multi-rank profile."""
+    return Config("profile", "profile-zero", "cifar10", 1, ZERO_MICRO, bucket_elems=ZERO_BUCKET_ELEMS,
+                  model_flags=ZERO_MODEL)
 
 
 def zero_grid() -> list[tuple[Config, int | None]]:
@@ -45,40 +51,9 @@ def zero_grid() -> list[tuple[Config, int | None]]:
         for n in WORLDS:
             for ckpt in (False, True):
                 name = f"zero-s{s}-w{n}-{'ckpt' if ckpt else 'full'}"
-                g.append((Config("zero", name, "cifar10", n, ZERO_MICRO, zero_stage=s, checkpointing=ckpt), None))
+                g.append((Config("zero", name, "cifar10", n, ZERO_MICRO, bucket_elems=ZERO_BUCKET_ELEMS,
+                                 model_flags=ZERO_MODEL, zero_stage=s, checkpointing=ckpt), None))
     return g
-
-
-_RSS = re.compile(r"vit_scaling maxrss_kb=(\d+)")
-_PLAN_ROW = re.compile(r"^\s{2}(\S.*?)\s+(\d+) bytes\s+[\d.]+ MiB\s*$")
-
-
-def read_memory(log_text: str) -> tuple[float | None, dict]:
-    """The largest rank's peak RSS (MiB) and rank 0's printed memory plan (row -> bytes)."""
-    rss = [int(m) for m in _RSS.findall(log_text)]
-    plan: dict[str, int] = {}
-    in_plan = False
-    for line in log_text.splitlines():
-        if "memory plan" in line:
-            in_plan, plan = True, {}
-            continue
-        m = _PLAN_ROW.match(line) if in_plan else None
-        if m:
-            plan[m.group(1)] = int(m.group(2))
-        elif in_plan and plan:
-            in_plan = False
-    return (max(rss) / 1024.0 if rss else None), plan
-
-
-def refusal(log_text: str) -> str | None:
-    """The binary's reason when it refuses the ZeRO stage or checkpointing at start-up, else None."""
-    for line in log_text.splitlines():
-        low = line.lower()
-        if ("zero_optimization.stage" in low or "zero-stage" in low or "activation_checkpointing" in low) and (
-                "implemented" in low or "refuse" in low or "not supported" in low or "must be" in low
-                or "unknown" in low or "not one of" in low or "only" in low):
-            return line.strip()[:300]
-    return None
 
 
 # --- the simulator's check -------------------------------------------------------------
@@ -196,6 +171,7 @@ def report(results: list[dict], skipped: list[dict], tolerance: float, load: tup
             modelled += 1
             within += abs(err) <= tolerance
         exp = r.get("comm_exposed_ms")
+        rss = "—" if r.get("rss_max_mib") is None else f"{r['rss_max_mib']:.0f}"
         over = " (oversubscribed)" if r.get("oversubscribed") else ""
         rows.append(
             f"| {cfg.zero_stage} | {cfg.world}{over} | {ck} | {_ms(r['step_s'])} | {_ms(r.get('predicted_step_s'))} | "
@@ -203,7 +179,7 @@ def report(results: list[dict], skipped: list[dict], tolerance: float, load: tup
             f"{'' if err is None or abs(err) <= tolerance else ' **miss**'} | "
             f"{'—' if exp is None else f'{exp:.1f}'} | {_ms(r.get('predicted_exposed_s'))} | "
             f"{_mib(peak)} | {_mib(mem.get('total'))} | "
-            f"{'—' if r.get('rss_max_mib') is None else f'{r['rss_max_mib']:.0f}'} | {r.get('prediction_note', '')} |")
+            f"{rss} | {r.get('prediction_note', '')} |")
     head = ("| stage | ranks | ckpt | measured step ms | simulated ms | error | measured exposed comm ms | "
             "simulated exposed ms | plan peak MiB (rank 0) | simulated memory MiB | max RSS MiB | note |\n"
             "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n")
