@@ -6,6 +6,7 @@
 #include "runtime/backend.h"
 #include "runtime/param_table.h"
 #include "runtime/vit_model.h"
+#include "tests/scaling/sim_fixtures.h"
 #include "tools/scaling/network_model.h"
 #include "tools/scaling/profile.h"
 #include "tools/scaling/timeline.h"
@@ -14,32 +15,10 @@
 
 using namespace vitscale;
 using namespace vitscale::scaling;
+using scaling::testing::four_params;
+using scaling::testing::simple_net;
 
 namespace {
-
-// Any collective on p ranks at 1 GB/s, no latency: ring all-reduce 2(p−1)/p·S/B, reduce-scatter half that.
-NetworkModel simple_net(double comm_compute_share = 0) {
-  NetworkModel n;
-  n.name = "test";
-  n.intra = {"test", 1.0, 0.0, ""};
-  n.inter = n.intra;
-  n.ranks_per_node = 8;
-  n.comm_compute_share = comm_compute_share;
-  return n;
-}
-
-// Four parts of 1e6 floats (4 MB each), the backward finishes one per segment.
-StepProfile four_parts(double fwd, double seg, double opt, const std::string& label = "p") {
-  StepProfile p;
-  p.source = "test";
-  p.micro_batch = 1;
-  p.forward_s = fwd;
-  p.optimizer_s = opt;
-  for (int i = 0; i < 4; ++i) p.params.push_back({i * 1000000LL, 1000000LL});
-  p.total_elements = 4000000;
-  for (int i = 3; i >= 0; --i) p.backward.push_back({label + std::to_string(i), seg, i * 1000000LL});
-  return p;
-}
 
 ViTConfig small_vit() {
   ViTConfig c;
@@ -66,7 +45,7 @@ StepOptions on(int world, std::size_t bucket_bytes = 4000000, bool overlap = tru
 }  // namespace
 
 TEST_CASE("zero replay at stage 0 is the data-parallel replay, step for step", "[zero]") {
-  const StepProfile p = four_parts(0.1, 0.05, 0.01);
+  const StepProfile p = four_params(0.1, 0.05, 0.01);
   for (double share : {0.0, 1.0})
     for (bool overlap : {true, false})
       for (int accum : {1, 3}) {
@@ -107,7 +86,7 @@ TEST_CASE("traffic per rank: stages 0-2 send 2(p-1)/p of the parameter bytes, st
 }
 
 TEST_CASE("stage 1 and 2, no overlap: reduce-scatter, AdamW on half, all-gather, all exposed", "[zero]") {
-  const StepProfile p = four_parts(0.1, 0.05, 0.02);
+  const StepProfile p = four_params(0.1, 0.05, 0.02);
   const double half = 0.5 * 16e6 / 1e9;  // reduce-scatter or all-gather of 16 MB on 2 ranks: 8 ms
   for (int stage : {1, 2}) {
     const ZeroStepResult r = simulate_zero_step(p, simple_net(), on(2, 1u << 30, false), zero(stage));
@@ -120,7 +99,7 @@ TEST_CASE("stage 1 and 2, no overlap: reduce-scatter, AdamW on half, all-gather,
 
 TEST_CASE("stage 3: the first gather is exposed, prefetch hides the rest, the last reduce-scatter waits", "[zero]") {
   // Forward 25 ms per part, backward 50 ms; a part's gather and a bucket's reduce-scatter: 2 ms.
-  const StepProfile p = four_parts(0.1, 0.05, 0.02);
+  const StepProfile p = four_params(0.1, 0.05, 0.02);
   const ZeroStepResult r = simulate_zero_step(p, simple_net(), on(2), zero(3));
   const double piece = 0.5 * 4e6 / 1e9;
   CHECK(r.collectives == 4 + 4 + 4);
@@ -137,7 +116,7 @@ TEST_CASE("stage 3: the first gather is exposed, prefetch hides the rest, the la
 }
 
 TEST_CASE("checkpointing recomputes the forward of every block but the last", "[zero]") {
-  const StepProfile p = four_parts(0.1, 0.05, 0.0, "blocks.");
+  const StepProfile p = four_params(0.1, 0.05, 0.0, "blocks.");
   const ZeroStepResult plain = simulate_zero_step(p, simple_net(), on(1), zero(0, false));
   const ZeroStepResult ckpt = simulate_zero_step(p, simple_net(), on(1), zero(0, true));
   CHECK(ckpt.recompute_s == Approx(0.75 * 0.1));  // 3 of 4 blocks' forward
@@ -154,7 +133,7 @@ TEST_CASE("checkpointing recomputes the forward of every block but the last", "[
 }
 
 TEST_CASE("zero replay refuses a stage outside 0-3", "[zero]") {
-  const StepProfile p = four_parts(0.1, 0.05, 0.0);
+  const StepProfile p = four_params(0.1, 0.05, 0.0);
   CHECK_THROWS_WITH(simulate_zero_step(p, simple_net(), on(2), zero(4)), Catch::Contains("stage 4"));
   CHECK_THROWS_WITH(zero_memory(small_vit(),
                                 [] {

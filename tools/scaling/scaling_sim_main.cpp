@@ -52,6 +52,15 @@ void write_file(const std::string& path, const std::string& text) {
   out << text;
 }
 
+// --json DEST: a file, or "-" for stdout; nothing without it.
+void emit_json(const std::string& dest, const nlohmann::json& out) {
+  if (dest.empty()) return;
+  if (dest == "-")
+    std::cout << out.dump(1) << "\n";
+  else
+    write_file(dest, out.dump(1) + "\n");
+}
+
 nlohmann::json step_json(const vs::RunConfig& rc, const vs::StepResult& r) {
   return {{"world", rc.world},
           {"micro_batch", rc.micro_batch},
@@ -189,12 +198,7 @@ int run_zero_points(const Args& a, const vs::StepProfile& prof, const vs::Networ
                                               {"working", m.working},     {"total", m.total()}};
     }
   }
-  if (!a.json_out.empty()) {
-    if (a.json_out == "-")
-      std::cout << out.dump(1) << "\n";
-    else
-      write_file(a.json_out, out.dump(1) + "\n");
-  }
+  emit_json(a.json_out, out);
   return 0;
 }
 
@@ -271,12 +275,7 @@ int run_profile(const Args& a) {
     out["recommended_bucket_bytes"] = pick;
     std::printf("\nrecommended reduce_bucket_size: %zu bytes (%zu MiB)\n", pick, pick >> 20);
   }
-  if (!a.json_out.empty()) {
-    if (a.json_out == "-")
-      std::cout << out.dump(1) << "\n";
-    else
-      write_file(a.json_out, out.dump(1) + "\n");
-  }
+  emit_json(a.json_out, out);
   return 0;
 }
 
