@@ -185,6 +185,15 @@ TEST_CASE("memory per rank by stage: the ZeRO paper's 16, 4+12/p, 2+14/p and 16/
   CHECK(m0.activations == m3.activations);
   o.checkpointing = true;
   CHECK(zero_memory(c, o).activations < m3.activations);
+  // One rank: every stage holds what stage 0 holds.
+  o.world = 1;
+  o.checkpointing = false;
+  o.stage = 0;
+  const std::size_t alone = zero_memory(c, o).total();
+  for (int stage = 1; stage <= 3; ++stage) {
+    o.stage = stage;
+    CHECK(zero_memory(c, o).total() == alone);
+  }
   // vitscale's fp32 runs: the same 16 bytes, no master copy.
   o.bytes = MemoryBytes::fp32();
   o.stage = 0;

@@ -77,7 +77,7 @@ ZeroMemory zero_memory(const ViTConfig& cfg, const ZeroMemoryOptions& o) {
   const std::size_t buckets = std::min(2 * o.bucket_bytes, psi * b.grad);
   if (o.stage >= 2) {
     m.grads = shard(m.grads);
-    m.working = buckets;
+    if (W > 1) m.working = buckets;  // one rank reduces and gathers nothing
   }
   if (o.stage == 3) {
     m.params = shard(m.params);
@@ -87,7 +87,7 @@ ZeroMemory zero_memory(const ViTConfig& cfg, const ZeroMemoryOptions& o) {
     const auto& ps = table.params();
     const auto at = [&](int index) { return static_cast<std::size_t>(ps[static_cast<std::size_t>(index)].offset); };
     const std::size_t part = cfg.depth > 0 ? (at(table.norm_w) - at(table.blocks[0].norm1_w)) / cfg.depth : psi;
-    m.working += 2 * part * b.param;
+    if (W > 1) m.working += 2 * part * b.param;
   }
   m.activations = activation_bytes(cfg, o.micro_batch, o.checkpointing, b.activation);
   return m;

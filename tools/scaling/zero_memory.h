@@ -16,6 +16,7 @@
 //   stage 3  the same two buckets, and two parts' gathered parameters at full
 //            size (the one computing and the one prefetched; the largest part
 //            twice, a bound).
+// One rank (p = 1) needs none of them: every stage holds what stage 0 holds.
 // Activations: runtime/vit_model.cpp's arena, element for element (each view
 // aligned to 256 bytes as runtime/arena.h does): every block's saved tensors,
 // or with checkpointing each block's input plus one shared working set.

@@ -93,39 +93,44 @@ def zero_shape(prof_bin: Path, raw: Path) -> dict | None:
 
 
 def predict(results: list[dict], corun_runs, sim: Path, prof_bin: Path, net: Path, raw: Path, cores: int,
-            cpu_model: str, steps: int):
-    """Adds predicted_* to every ok zero point (in place)."""
-    zero = [r for r in results if r["experiment"] == "zero" and r["status"] == "ok"]
-    alone = next((r for r in zero if r["world"] == 1 and r["zero_stage"] == 0 and not r["checkpointing"]), None)
-    if not zero or alone is None or not sim.exists() or not prof_bin.exists() or not net.exists():
+            cpu_model: str, steps: int) -> dict[str, dict]:
+    """Adds predicted_* to every ok zero point (in place); returns the predictions of the points
+    that did not run (a stage not available yet), by name, so the ladder shows them simulated."""
+    zero = {r["name"]: r for r in results if r["experiment"] == "zero" and r["status"] == "ok"}
+    alone = zero.get("zero-s0-w1-full")
+    if alone is None or not sim.exists() or not prof_bin.exists() or not net.exists():
         print("  (zero axis: no stage-0 world-1 run, simulator binaries or network model: no prediction)")
-        return
+        return {}
     shape = zero_shape(prof_bin, raw)
     if shape is None:
         print("  (zero axis: vit_scaling_profile failed: no prediction)")
-        return
-    profiles = {}
-    p1, cv1 = measured_profile(shape, [alone["summary"]],
-                               f"measured: {alone['name']} (1 rank, {steps} steps) x vit_scaling_profile; {cpu_model}")
-    profiles[1] = (p1, cv1)
+        return {}
+    profiles = {1: measured_profile(shape, [alone["summary"]],
+                                    f"measured: {alone['name']} (1 rank, {steps} steps) x vit_scaling_profile; "
+                                    f"{cpu_model}")}
     if corun_runs:
         slow = max(corun_runs, key=lambda s: s.step_s)  # synchronous steps wait for the slower core
-        pc, cvc = measured_profile(shape, [slow], f"measured: {cores} concurrent 1-rank stage-0 runs, one per core "
-                                                  f"(the slower core's medians) x vit_scaling_profile; {cpu_model}")
-        profiles[2] = (pc, cvc)
+        profiles[2] = measured_profile(shape, [slow], f"measured: {cores} concurrent 1-rank stage-0 runs, one per "
+                                                      f"core (the slower core's medians) x vit_scaling_profile; "
+                                                      f"{cpu_model}")
+    for world, (prof, _) in profiles.items():
+        (raw / "profiles" / f"zero-{'alone' if world == 1 else 'corun'}.json").write_text(json.dumps(prof, indent=1))
     d = ZERO_DIMS
     memory_of = ",".join(str(d[k]) for k in ("image", "channels", "patch", "dim", "depth", "heads", "mlp", "classes"))
-    for r in zero:
-        prof, cv = profiles[1] if r["world"] == 1 else profiles.get(2, profiles[1])
-        path = raw / "profiles" / f"zero-{'alone' if r['world'] == 1 else 'corun'}.json"
-        path.write_text(json.dumps(prof, indent=1))
-        cmd = [str(sim), "--profile", str(path), "--network-json", str(net), "--world", str(r["world"]),
-               "--micro-batch", str(r["micro"]), "--accumulation", str(r["accum"]),
-               "--overlap", "on" if r["overlap"] else "off", "--bucket-mb", f"{r['bucket_elems'] * 4 / 2**20:.6f}",
-               "--cpu-cores", str(cores), "--jitter-cv", f"{cv if r['world'] > 1 else 0.0:.4f}",
-               "--mpi-progress", r.get("mpi_progress", "thread"), "--zero-stage", str(r["zero_stage"]),
-               "--memory-of", memory_of, "--json", "-"]
-        if r["checkpointing"]:
+    simulated_only = {}
+    for cfg, _ in zero_grid():
+        r = zero.get(cfg.name)
+        if r is None:
+            r = simulated_only.setdefault(cfg.name, {**cfg.__dict__})
+        key = 1 if cfg.world == 1 or 2 not in profiles else 2
+        cv = profiles[key][1] if cfg.world > 1 else 0.0
+        path = raw / "profiles" / f"zero-{'alone' if key == 1 else 'corun'}.json"
+        cmd = [str(sim), "--profile", str(path), "--network-json", str(net), "--world", str(cfg.world),
+               "--micro-batch", str(cfg.micro), "--accumulation", str(cfg.accum),
+               "--overlap", "on" if cfg.overlap else "off", "--bucket-mb", f"{cfg.bucket_elems * 4 / 2**20:.6f}",
+               "--cpu-cores", str(cores), "--jitter-cv", f"{cv:.4f}", "--mpi-progress", cfg.mpi_progress,
+               "--zero-stage", str(cfg.zero_stage), "--memory-of", memory_of, "--json", "-"]
+        if cfg.checkpointing:
             cmd.append("--activation-checkpointing")
         res = subprocess.run(cmd, capture_output=True, text=True, check=False)
         try:
@@ -136,9 +141,11 @@ def predict(results: list[dict], corun_runs, sim: Path, prof_bin: Path, net: Pat
         r["predicted_step_s"] = point["step_s"]
         r["predicted_exposed_s"] = point["exposed_s"]
         r["predicted_recompute_s"] = point["recompute_s"]
-        r["predicted_error"] = (point["step_s"] - r["step_s"]) / r["step_s"]
         r["predicted_memory"] = point.get("memory_bytes", {})
-        r["prediction_note"] = "1-rank run's own profile" if r["world"] == 1 else f"co-run profile, cv {cv:.2f}"
+        r["prediction_note"] = ("1-rank run's own profile" if key == 1 else f"co-run profile, cv {cv:.2f}")
+        if "step_s" in r:
+            r["predicted_error"] = (point["step_s"] - r["step_s"]) / r["step_s"]
+    return simulated_only
 
 
 # --- the report --------------------------------------------------------------------------
@@ -155,7 +162,8 @@ def _ratio(a, b):
     return a / b if a is not None and b else None
 
 
-def report(results: list[dict], skipped: list[dict], tolerance: float, load: tuple[float, float], cpu: str) -> str:
+def report(results: list[dict], skipped: list[dict], tolerance: float, load: tuple[float, float], cpu: str,
+           simulated_only: dict[str, dict] | None = None) -> str:
     """zero_validation.md's table: every point of the axis (measured, simulated, or not available, and why).
 
     Beside the absolute figures, two comparisons within one world size, which drift in the
@@ -171,7 +179,13 @@ def report(results: list[dict], skipped: list[dict], tolerance: float, load: tup
         ck = "on" if cfg.checkpointing else "off"
         if r is None:
             reason = why.get(cfg.name) or (by_name.get(cfg.name) or {}).get("error") or "not run"
-            rows.append(f"| {cfg.zero_stage} | {cfg.world} | {ck} | not available | | | | | | | | | | {reason} |")
+            sim = (simulated_only or {}).get(cfg.name, {})
+            base = ok.get(f"zero-s0-w{cfg.world}-full")
+            rel_s = _ratio(sim.get("predicted_step_s"), base and base.get("predicted_step_s"))
+            rows.append(f"| {cfg.zero_stage} | {cfg.world} | {ck} | not available | {_ms(sim.get('predicted_step_s'))} "
+                        f"| | {'—' if rel_s is None else f'— / {rel_s:.2f}'} | | "
+                        f"{_ms(sim.get('predicted_exposed_s'))} | | "
+                        f"{_mib((sim.get('predicted_memory') or {}).get('total'))} | | | {reason} |")
             continue
         base = ok.get(f"zero-s0-w{cfg.world}-full")
         base_ck = ok.get(f"zero-s0-w{cfg.world}-{'ckpt' if cfg.checkpointing else 'full'}")
