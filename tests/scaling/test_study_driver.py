@@ -4,6 +4,7 @@ Run by CTest as scaling:driver (python3 -m unittest); needs no binaries.
 """
 
 import json
+import re
 import sys
 import tempfile
 import unittest
@@ -12,7 +13,9 @@ from pathlib import Path
 sys.dont_write_bytecode = True
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools" / "scaling"))
 
-from study_runner import Config, Machine, Runner, median_curve, merge_repeats, steal_pct, summarize  # noqa: E402
+from study_runner import (Config, Machine, Runner, median_curve, merge_repeats, read_memory, steal_pct,  # noqa: E402
+                          summarize, zero_refusal)
+import zero_study  # noqa: E402
 
 
 def write_jsonl(records):
@@ -80,6 +83,55 @@ class SkipRulesTest(unittest.TestCase):
         for progress in ("thread", "polling"):
             cmd = self.runner.command(Config("comm", "x", "cifar10", 2, 16, mpi_progress=progress), [])
             self.assertEqual(cmd[cmd.index("-x") + 1], f"VITSCALE_MPI_PROGRESS={progress}")
+
+
+class ZeroAxisTest(unittest.TestCase):
+    LOG = ("mpirun ...\nmemory plan (one allocation per arena):\n"
+           "  parameters           42929920 bytes       40.94 MiB\n"
+           "  activations (ckpt)     14933248 bytes       14.24 MiB\n"
+           "  peak (total)        186653184 bytes      178.01 MiB\n"
+           "[ep   1/1] step       1/2  50.0%  loss 2.3881\n"
+           "vit_scaling maxrss_kb=300000\nvit_scaling maxrss_kb=310272\n")
+
+    def test_the_plan_and_the_largest_ranks_rss_are_read_from_the_log(self):
+        rss, plan = read_memory(self.LOG)
+        self.assertAlmostEqual(rss, 310272 / 1024)
+        self.assertEqual(plan, {"parameters": 42929920, "activations (ckpt)": 14933248, "peak (total)": 186653184})
+        self.assertEqual(read_memory("no plan here"), (None, {}))
+
+    def test_a_refused_stage_is_recognised_by_the_binarys_words(self):
+        refused = "vit_train: error: zero_optimization.stage (--zero-stage) is 2: only stages 0 and 1 are implemented"
+        self.assertEqual(zero_refusal("mpirun noise\n" + refused + "\n"), refused)
+        self.assertIsNone(zero_refusal("vit_train: error: cannot open data file"))
+
+    def test_the_axis_is_stage_by_world_by_checkpointing_and_skips_what_was_refused(self):
+        grid = [c for c, _ in zero_study.zero_grid()]
+        self.assertEqual(len(grid), 4 * 3 * 2)
+        self.assertEqual({(c.zero_stage, c.world, c.checkpointing) for c in grid},
+                         {(s, w, k) for s in range(4) for w in (1, 2, 4) for k in (False, True)})
+        runner = Runner(Path("/nonexistent/vit_train"), "mpirun", Machine("cpu", 2, 0, 2, 4), Path(tempfile.mkdtemp()),
+                        1, 2, [], None, 60, dry_run=True)
+        s3 = next(c for c in grid if c.zero_stage == 3 and c.world == 2 and not c.checkpointing)
+        cmd = runner.command(s3, [])
+        self.assertIn("--zero-stage", cmd)
+        self.assertEqual(cmd[cmd.index("--zero-stage") + 1], "3")
+        if Path("/usr/bin/time").exists():  # each rank's peak RSS
+            self.assertLess(cmd.index("/usr/bin/time"), cmd.index("/nonexistent/vit_train"))
+        self.assertIsNone(runner.check(s3))
+        runner.refused[(3, False, True)] = "only stages 0 and 1 are implemented"
+        self.assertIn("not available", runner.check(s3))
+        s3_one = next(c for c in grid if c.zero_stage == 3 and c.world == 1 and not c.checkpointing)
+        self.assertIsNone(runner.check(s3_one))  # refused at world > 1 says nothing of world 1
+
+    def test_the_report_lists_every_point_even_those_not_available(self):
+        ok = {"name": "zero-s0-w1-full", "experiment": "zero", "status": "ok", "step_s": 0.2, "world": 1,
+              "predicted_step_s": 0.25, "predicted_error": 0.25, "plan_bytes": {"peak (total)": 2**20}}
+        skipped = [{"name": "zero-s2-w2-full", "experiment": "zero", "reason": "not available: only stages 0 and 1"}]
+        text = zero_study.report([ok], skipped, 0.15, (0.5, 1.0), "AMD EPYC, 2 cores")
+        self.assertEqual(len(re.findall(r"^\| \d", text, re.M)), 24)  # a row per point of the axis
+        self.assertIn("+25.0% **miss**", text)
+        self.assertIn("not available: only stages 0 and 1", text)
+        self.assertIn("0 of 1 simulated points within", text)
 
 
 class MergeRepeatsTest(unittest.TestCase):

@@ -2,6 +2,7 @@
 #include <catch2/catch.hpp>
 
 #include "runtime/param_table.h"
+#include "tests/scaling/sim_fixtures.h"
 #include "tools/scaling/network_model.h"
 #include "tools/scaling/profile.h"
 #include "tools/scaling/scaling_study.h"
@@ -10,32 +11,8 @@
 using namespace vitscale;
 using namespace vitscale::scaling;
 
-namespace {
-
-// A network whose all-reduce of any size on 2 ranks costs S / B: 1 GB/s, no latency.
-NetworkModel simple_net() {
-  NetworkModel n;
-  n.name = "test";
-  n.intra = {"test", 1.0, 0.0, ""};
-  n.inter = n.intra;
-  n.ranks_per_node = 8;
-  return n;
-}
-
-// Four parameters of 1e6 floats (4 MB each), backward finishes one per segment.
-StepProfile four_params(double fwd, double seg, double opt) {
-  StepProfile p;
-  p.source = "test";
-  p.micro_batch = 1;
-  p.forward_s = fwd;
-  p.optimizer_s = opt;
-  for (int i = 0; i < 4; ++i) p.params.push_back({i * 1000000LL, 1000000LL});
-  p.total_elements = 4000000;
-  for (int i = 3; i >= 0; --i) p.backward.push_back({"p" + std::to_string(i), seg, i * 1000000LL});
-  return p;
-}
-
-}  // namespace
+using scaling::testing::four_params;
+using scaling::testing::simple_net;
 
 TEST_CASE("one bucket, no overlap: step = compute + all-reduce + optimizer", "[timeline]") {
   const StepProfile p = four_params(0.1, 0.05, 0.01);

@@ -151,6 +151,12 @@ double NetworkModel::allreduce_s(double bytes, int world) const {
   return t + launch_us * 1e-6;
 }
 
+double NetworkModel::half_allreduce_s(double bytes, int world) const {
+  if (world <= 1) return 0.0;
+  const double launch = measured_s(bytes, world) >= 0 ? 0.0 : launch_us * 1e-6;  // a measured curve includes it
+  return 0.5 * (allreduce_s(bytes, world) - launch) + launch;
+}
+
 std::string NetworkModel::describe() const {
   char line[400];
   std::snprintf(line, sizeof line, "%s: %s (%.3g GB/s, %.3g us) x%d per node | %s (%.3g GB/s, %.3g us) x%d NIC, %s",

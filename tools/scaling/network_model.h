@@ -92,6 +92,13 @@ struct NetworkModel {
   double measured_s(double bytes, int world) const;
   // The measured curve if any, else the configured algorithm's cost plus launch_us; 0 at world 1.
   double allreduce_s(double bytes, int world) const;
+  // A reduce-scatter or an all-gather of a buffer of `bytes` (its full,
+  // unsharded size; each rank ends with or contributes bytes / world). A ring
+  // all-reduce is exactly one of each, so each costs half its bandwidth and
+  // latency terms, (p−1)/p · S/B + (p−1)·α, plus launch_us. From a measured
+  // all-reduce curve: half of it (assumption: MPI's large-message all-reduce
+  // is a reduce-scatter then an all-gather, ring or Rabenseifner). 0 at world 1.
+  double half_allreduce_s(double bytes, int world) const;
   // One line: "t4-pcie (10 GB/s, 5.7 us) x8 | roce-25g (2.81 GB/s, 14 us) x1, ring"
   std::string describe() const;
 };

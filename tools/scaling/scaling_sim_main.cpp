@@ -7,7 +7,12 @@
 //   vit_scaling_sim --profile prof.json --network dgx-h100 --world 1,8,64 --micro-batch 64
 //   vit_scaling_sim --profile prof.json --network-json cpu.json --world 2 --overlap off --json -
 //   vit_scaling_sim --profile prof.json --network dgx-h100 --world 64 --sweep-buckets
+//   vit_scaling_sim --profile prof.json --network-json cpu.json --world 2 --zero-stage 3 --activation-checkpointing
+//   vit_scaling_sim --preset zero-ladder [--out-dir DIR]
+//       ZeRO stages 0-3 x checkpointing on 8xT4 and 8xH100 nodes: ViT-B/16 step
+//       times, and the largest timm ViT that fits (zero_ladder.md / .json)
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -21,6 +26,9 @@
 #include "tools/scaling/profile.h"
 #include "tools/scaling/scaling_study.h"
 #include "tools/scaling/timeline.h"
+#include "tools/scaling/zero_ladder.h"
+#include "tools/scaling/zero_memory.h"
+#include "tools/scaling/zero_timeline.h"
 
 namespace vs = vitscale::scaling;
 
@@ -30,7 +38,9 @@ struct Args {
   std::string preset, profile, network = "dgx-h100", network_json, algo, out_dir, json_out, mode = "step",
                                overlap = "on", mpi_progress;
   std::vector<int> worlds{1};
-  int micro_batch = 0, global_batch = 0, accumulation = 1, ranks_per_node = 0, cpu_cores = 0;
+  int micro_batch = 0, global_batch = 0, accumulation = 1, ranks_per_node = 0, cpu_cores = 0, zero_stage = -1;
+  bool checkpointing = false;
+  std::vector<int> memory_of;  // image, channels, patch, dim, depth, heads, mlp, classes
   double bucket_mb = 25, first_bucket_mb = 0, jitter_cv = 0;
   long long images = 0;
   bool sweep = false;
@@ -40,6 +50,15 @@ void write_file(const std::string& path, const std::string& text) {
   std::ofstream out(path);
   if (!out) throw std::runtime_error("cannot write '" + path + "'");
   out << text;
+}
+
+// --json DEST: a file, or "-" for stdout; nothing without it.
+void emit_json(const std::string& dest, const nlohmann::json& out) {
+  if (dest.empty()) return;
+  if (dest == "-")
+    std::cout << out.dump(1) << "\n";
+  else
+    write_file(dest, out.dump(1) + "\n");
 }
 
 nlohmann::json step_json(const vs::RunConfig& rc, const vs::StepResult& r) {
@@ -115,6 +134,74 @@ int run_paper(const Args& a) {
   return 0;
 }
 
+int run_zero_ladder(const Args& a) {
+  const vs::ZeroLadder ladder = vs::predict_zero_ladder({8, 64}, 64, {8, 64, 256});
+  const std::string md = "# The ZeRO ladder on 8xT4 and 8xH100 nodes, simulated\n\n" + vs::markdown(ladder);
+  std::printf("%s", md.c_str());
+  if (!a.out_dir.empty()) {
+    write_file(a.out_dir + "/zero_ladder.md", md);
+    write_file(a.out_dir + "/zero_ladder.json", vs::to_json(ladder).dump(1) + "\n");
+  }
+  return 0;
+}
+
+// --zero-stage: one ZeRO step per world size (zero_timeline.h).
+int run_zero_points(const Args& a, const vs::StepProfile& prof, const vs::NetworkModel& net, vs::RunConfig rc) {
+  const int stage = std::max(a.zero_stage, 0);  // --activation-checkpointing alone: stage 0
+  vs::ZeroOptions zo;
+  zo.stage = stage;
+  zo.checkpointing = a.checkpointing;
+  nlohmann::json out = {{"profile", prof.source}, {"network", vs::to_json(net)}, {"mode", "zero"}};
+  out["points"] = nlohmann::json::array();
+  std::printf("profile: %s\nnetwork: %s\nZeRO stage %d, activation checkpointing %s\n\n", prof.source.c_str(),
+              net.describe().c_str(), stage, a.checkpointing ? "on" : "off");
+  vitscale::ViTConfig cfg;
+  if (!a.memory_of.empty()) {
+    if (a.memory_of.size() != 8)
+      throw std::invalid_argument("--memory-of takes 8 numbers: image,channels,patch,dim,depth,heads,mlp,classes");
+    const auto& v = a.memory_of;
+    cfg.image_size = v[0], cfg.channels = v[1], cfg.patch_size = v[2], cfg.dim = v[3], cfg.depth = v[4];
+    cfg.heads = v[5], cfg.mlp_dim = v[6], cfg.num_classes = v[7];
+  }
+  std::printf(
+      "| GPUs | micro | step | compute | recompute | comm | exposed | sent/rank |\n"
+      "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+  for (int w : a.worlds) {
+    rc.world = w;
+    const vs::ZeroStepResult r = vs::predict_zero_step(prof, net, rc, zo);
+    std::printf("| %d%s | %d | %.2f ms | %.2f ms | %.2f ms | %.2f ms | %.2f ms | %.1f MB |\n", w,
+                rc.oversubscribed() ? " (oversubscribed)" : "", rc.micro_batch, 1e3 * r.step_s, 1e3 * r.compute_s,
+                1e3 * r.recompute_s, 1e3 * r.comm_s, 1e3 * r.exposed_s, r.sent_bytes / 1e6);
+    out["points"].push_back({{"world", w},
+                             {"micro_batch", rc.micro_batch},
+                             {"accumulation", rc.accumulation},
+                             {"overlap", rc.overlap},
+                             {"bucket_bytes", rc.bucket_bytes},
+                             {"oversubscribed", rc.oversubscribed()},
+                             {"zero_stage", stage},
+                             {"checkpointing", a.checkpointing},
+                             {"step_s", r.step_s},
+                             {"compute_s", r.compute_s},
+                             {"recompute_s", r.recompute_s},
+                             {"comm_s", r.comm_s},
+                             {"exposed_s", r.exposed_s},
+                             {"optimizer_s", r.optimizer_s},
+                             {"sent_bytes", r.sent_bytes},
+                             {"gathered_bytes", r.gathered_bytes},
+                             {"collectives", r.collectives}});
+    if (!a.memory_of.empty()) {
+      // fp32 throughout, as vitscale's CPU runs.
+      const vs::ZeroMemory m = vs::zero_memory(cfg, vs::ZeroMemoryOptions{stage, a.checkpointing, w, rc.micro_batch,
+                                                                          vs::MemoryBytes::fp32(), rc.bucket_bytes});
+      out["points"].back()["memory_bytes"] = {{"parameters", m.params},   {"gradients", m.grads},
+                                              {"optimizer", m.optimizer}, {"activations", m.activations},
+                                              {"working", m.working},     {"total", m.total()}};
+    }
+  }
+  emit_json(a.json_out, out);
+  return 0;
+}
+
 int run_profile(const Args& a) {
   if (a.profile.empty()) throw std::invalid_argument("give --preset paper-t4 or --profile FILE");
   const vs::StepProfile prof = vs::load_profile(a.profile);
@@ -132,6 +219,11 @@ int run_profile(const Args& a) {
   rc.first_bucket_bytes = static_cast<std::size_t>(a.first_bucket_mb * (1 << 20));
   rc.jitter_cv = a.jitter_cv;
   rc.cpu_cores = a.cpu_cores;
+  if (a.zero_stage >= 0 || a.checkpointing) {
+    if (a.sweep) throw std::invalid_argument("--sweep-buckets does not combine with --zero-stage");
+    if (a.mode != "step") throw std::invalid_argument("--zero-stage and --activation-checkpointing take --mode step");
+    return run_zero_points(a, prof, net, rc);
+  }
 
   std::vector<vs::ScalingPoint> points;
   if (a.mode == "step" || a.mode == "weak") {
@@ -183,12 +275,7 @@ int run_profile(const Args& a) {
     out["recommended_bucket_bytes"] = pick;
     std::printf("\nrecommended reduce_bucket_size: %zu bytes (%zu MiB)\n", pick, pick >> 20);
   }
-  if (!a.json_out.empty()) {
-    if (a.json_out == "-")
-      std::cout << out.dump(1) << "\n";
-    else
-      write_file(a.json_out, out.dump(1) + "\n");
-  }
+  emit_json(a.json_out, out);
   return 0;
 }
 
@@ -197,8 +284,10 @@ int run_profile(const Args& a) {
 int main(int argc, char** argv) {
   CLI::App app{"vit_scaling_sim: replay overlapped backward + bucketed all-reduce, predict scaling"};
   Args a;
-  app.add_option("--preset", a.preset, "paper-t4: the paper's DeepSpeed setup, predicted vs published")
-      ->check(CLI::IsMember({"paper-t4"}));
+  app.add_option("--preset", a.preset,
+                 "paper-t4: the paper's DeepSpeed setup, predicted vs published; zero-ladder: ZeRO stages 0-3 x "
+                 "checkpointing on 8xT4 and 8xH100 nodes")
+      ->check(CLI::IsMember({"paper-t4", "zero-ladder"}));
   app.add_option("--out-dir", a.out_dir, "with --preset: write the tables (md, csv) here")
       ->check(CLI::ExistingDirectory);
   app.add_option("--profile", a.profile, "one rank's step profile (JSON from vit_scaling_profile)");
@@ -220,10 +309,18 @@ int main(int argc, char** argv) {
                  "CPU ranks: the MPI progress mode whose contended curve applies (thread, polling)")
       ->check(CLI::IsMember({"thread", "polling", "nonblocking"}));
   app.add_option("--jitter-cv", a.jitter_cv, "straggler model: per-rank compute coefficient of variation");
+  app.add_option("--zero-stage", a.zero_stage, "replay ZeRO stage 0-3 (zero_timeline.h) instead of plain data parallel")
+      ->check(CLI::Range(0, 3));
+  app.add_option("--memory-of", a.memory_of,
+                 "with --zero-stage: also the per-rank memory (fp32) of this ViT: image,channels,patch,dim,depth,"
+                 "heads,mlp,classes (cls pooling)")
+      ->delimiter(',');
+  app.add_flag("--activation-checkpointing", a.checkpointing, "recompute every block but the last inside backward");
   app.add_flag("--sweep-buckets", a.sweep, "sweep reduce_bucket_size at the largest world and recommend one");
   app.add_option("--json", a.json_out, "write predictions as JSON to this file ('-': stdout)");
   CLI11_PARSE(app, argc, argv);
   try {
+    if (a.preset == "zero-ladder") return run_zero_ladder(a);
     return a.preset == "paper-t4" ? run_paper(a) : run_profile(a);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "vit_scaling_sim: %s\n", e.what());

@@ -24,6 +24,12 @@ StepResult predict_step(const StepProfile& base, const NetworkModel& net, const 
   return simulate_step(base.at_batch(rc.micro_batch), net, step_options(rc));
 }
 
+ZeroStepResult predict_zero_step(const StepProfile& base, const NetworkModel& net, const RunConfig& rc,
+                                 const ZeroOptions& zero) {
+  if (rc.micro_batch < 1) throw std::invalid_argument("predict: micro-batch must be >= 1");
+  return simulate_zero_step(base.at_batch(rc.micro_batch), net, step_options(rc), zero);
+}
+
 double predict_epoch_s(const StepProfile& base, const NetworkModel& net, const RunConfig& rc, std::int64_t images) {
   if (images < 1) throw std::invalid_argument("predict: an epoch needs at least one image");
   const std::int64_t per_rank = (images + rc.world - 1) / rc.world;  // DistributedSampler pads to equal shares

@@ -17,6 +17,7 @@
 #include "tools/scaling/network_model.h"
 #include "tools/scaling/profile.h"
 #include "tools/scaling/timeline.h"
+#include "tools/scaling/zero_timeline.h"
 
 namespace vitscale::scaling {
 
@@ -36,6 +37,9 @@ struct RunConfig {
 
 // One optimizer step of `rc` from the base profile (scaled to rc.micro_batch).
 StepResult predict_step(const StepProfile& base, const NetworkModel& net, const RunConfig& rc);
+// The same at a ZeRO stage, with or without activation checkpointing (zero_timeline.h).
+ZeroStepResult predict_zero_step(const StepProfile& base, const NetworkModel& net, const RunConfig& rc,
+                                 const ZeroOptions& zero);
 
 // One epoch over `images` images split across the ranks as a distributed
 // sampler does (each rank gets ceil(images / world), the last step of the

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import statistics
 import subprocess
@@ -40,6 +41,9 @@ class Config:
     epochs: int | None = None      # None: warm-up + timed steps
     train_subset: int = 0
     mpi_progress: str = "thread"   # CPU ranks: VITSCALE_MPI_PROGRESS (parallel/mpi_communicator.h)
+    model_flags: tuple | None = None  # the model, where not the study's (Runner.model_flags)
+    zero_stage: int = 0            # zero_optimization.stage
+    checkpointing: bool = False    # activation_checkpointing.enabled
     note: str = ""
 
     @property
@@ -109,6 +113,8 @@ class Summary:
     world_reported: int | None = None
     steal_pct: float | None = None  # share of the machine's CPU time the hypervisor took during the run
     walls: list = field(default_factory=list)      # the timed steps' wall times, s
+    rss_max_mib: float | None = None                # the largest rank's peak RSS (ZeRO axis: /usr/bin/time)
+    plan_bytes: dict = field(default_factory=dict)  # rank 0's printed memory plan, row -> bytes
     evals: list = field(default_factory=list)       # (elapsed_s, epoch, test_acc)
 
 
@@ -218,6 +224,9 @@ class Runner:
         self.warmup, self.steps, self.model_flags, self.data_dir = warmup, steps, model_flags, data_dir
         self.timeout_s, self.dry_run = timeout_s, dry_run
         self._datasets: dict[str, tuple[list[str], str, str]] = {}
+        # (ZeRO stage, checkpointing, world > 1) -> the binary's reason for refusing it
+        self.refused: dict[tuple[int, bool, bool], str] = {}
+        self.zero_corun: list | None = None  # the ZeRO axis's profile runs (vit_scaling), once
         (self.raw / "logs").mkdir(parents=True, exist_ok=True)
         (self.raw / "metrics").mkdir(parents=True, exist_ok=True)
 
@@ -277,6 +286,8 @@ class Runner:
             return (f"global batch {global_batch} is not divisible by world size {c.world} x accumulation {c.accum}")
         if c.micro < 1:
             return "micro-batch below 1"
+        if (c.zero_stage, c.checkpointing, c.world > 1) in self.refused:
+            return f"not available: {self.refused[(c.zero_stage, c.checkpointing, c.world > 1)]}"
         return None
 
     def command(self, c: Config, data_flags: list[str]) -> list[str]:
@@ -288,7 +299,11 @@ class Runner:
             mpi += ["--bind-to", "core"]  # one core per rank
         if m.device == "cpu":
             mpi += ["-x", f"VITSCALE_MPI_PROGRESS={c.mpi_progress}"]  # explicit: not whatever the default is
-        args = [str(self.vit_train), *self.model_flags, *data_flags,
+        # The ZeRO axis records each rank's peak resident set: /usr/bin/time around every rank.
+        timer = (["/usr/bin/time", "-f", "vit_scaling maxrss_kb=%M"]
+                 if c.experiment == "zero" and Path("/usr/bin/time").exists() else [])
+        model = list(c.model_flags) if c.model_flags is not None else self.model_flags
+        args = [*timer, str(self.vit_train), *model, *data_flags,
                 "--micro-batch-size", str(c.micro), "--gradient-accumulation-steps", str(c.accum),
                 "--train-batch-size", str(c.global_batch),
                 "--overlap-comm" if c.overlap else "--no-overlap-comm",
@@ -309,6 +324,10 @@ class Runner:
             args += ["--warmup-epochs", f"{c.warmup_epochs:g}"]
         if c.train_subset:
             args += ["--train-subset", str(c.train_subset)]
+        if c.zero_stage:
+            args += ["--zero-stage", str(c.zero_stage)]
+        if c.checkpointing:
+            args += ["--activation-checkpointing"]
         return mpi + args
 
     def corun(self, c: Config, data_flags: list[str], tag: str) -> list[Summary]:
@@ -371,15 +390,54 @@ class Runner:
             errors = [l for l in lines if "error" in l.lower() and not l.startswith("mpirun")]
             tail = errors[-1:] if errors else lines[-3:]
             why = "timed out" if rc == -1 else f"exit {rc}"
+            refused = zero_refusal(log.read_text(errors="replace")) if c.experiment == "zero" else None
+            if refused:
+                # The binary refuses the stage at start-up: not available, nor are its other world sizes.
+                self.refused[(c.zero_stage, c.checkpointing, c.world > 1)] = refused
+                return Summary(status="not available", error=refused, wall_s=wall), text
             return Summary(status="failed", error=f"{why}: {' | '.join(tail)[:400]}", wall_s=wall), text
         s = summarize(metrics, self.warmup if c.epochs is None else 0, c.global_batch)
         if s.wall_s == 0.0:
             s.wall_s = wall
         s.steal_pct = stolen
+        s.rss_max_mib, s.plan_bytes = read_memory(log.read_text(errors="replace"))
         if c.world > 1 and s.world_reported is not None and s.world_reported != c.world:
             s.status = "not-data-parallel"
             s.error = f"vit_train reported world size {s.world_reported}, launched with {c.world}"
         return s, text
+
+
+_RSS = re.compile(r"vit_scaling maxrss_kb=(\d+)")
+_PLAN_ROW = re.compile(r"^\s{2}(\S.*?)\s+(\d+) bytes\s+[\d.]+ MiB\s*$")
+
+
+def read_memory(log_text: str) -> tuple[float | None, dict]:
+    """The largest rank's peak RSS in MiB (/usr/bin/time lines, None without them) and rank 0's
+    printed memory plan (train/trainer.cpp: row -> bytes)."""
+    rss = [int(m) for m in _RSS.findall(log_text)]
+    plan: dict[str, int] = {}
+    in_plan = False
+    for line in log_text.splitlines():
+        if "memory plan" in line:
+            in_plan, plan = True, {}
+            continue
+        m = _PLAN_ROW.match(line) if in_plan else None
+        if m:
+            plan[m.group(1)] = int(m.group(2))
+        elif in_plan and plan:
+            in_plan = False
+    return (max(rss) / 1024.0 if rss else None), plan
+
+
+def zero_refusal(log_text: str) -> str | None:
+    """The binary's own line when it refuses a ZeRO stage or checkpointing at start-up, else None."""
+    for line in log_text.splitlines():
+        low = line.lower()
+        names_key = any(k in low for k in ("zero_optimization.stage", "--zero-stage", "activation_checkpointing"))
+        if names_key and any(w in low for w in ("implemented", "refuse", "not supported", "only", "must be",
+                                                 "not one of", "unknown", "not available")):
+            return line.strip()[:300]
+    return None
 
 
 def merge_repeats(passes: list[list[dict]]) -> list[dict]:

@@ -1,0 +1,201 @@
+// The ZeRO step replay and memory model (tools/scaling/zero_*.h) against
+// closed forms and hand-computed timelines.
+#include <catch2/catch.hpp>
+#include <string>
+
+#include "runtime/backend.h"
+#include "runtime/param_table.h"
+#include "runtime/vit_model.h"
+#include "tests/scaling/sim_fixtures.h"
+#include "tools/scaling/network_model.h"
+#include "tools/scaling/profile.h"
+#include "tools/scaling/timeline.h"
+#include "tools/scaling/zero_memory.h"
+#include "tools/scaling/zero_timeline.h"
+
+using namespace vitscale;
+using namespace vitscale::scaling;
+using scaling::testing::four_params;
+using scaling::testing::simple_net;
+
+namespace {
+
+ViTConfig small_vit() {
+  ViTConfig c;
+  c.image_size = 32, c.channels = 3, c.patch_size = 8, c.dim = 64, c.depth = 4, c.heads = 4, c.mlp_dim = 128;
+  c.num_classes = 10;
+  return c;
+}
+
+ZeroOptions zero(int stage, bool checkpointing = false) {
+  ZeroOptions z;
+  z.stage = stage;
+  z.checkpointing = checkpointing;
+  return z;
+}
+
+StepOptions on(int world, std::size_t bucket_bytes = 4000000, bool overlap = true) {
+  StepOptions o;
+  o.world = world;
+  o.bucket_bytes = bucket_bytes;
+  o.overlap = overlap;
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("zero replay at stage 0 is the data-parallel replay, step for step", "[zero]") {
+  const StepProfile p = four_params(0.1, 0.05, 0.01);
+  for (double share : {0.0, 1.0})
+    for (bool overlap : {true, false})
+      for (int accum : {1, 3}) {
+        StepOptions o = on(2, 4000000, overlap);
+        o.accumulation = accum;
+        const NetworkModel net = simple_net(share);
+        const StepResult dp = simulate_step(p, net, o);
+        const ZeroStepResult z = simulate_zero_step(p, net, o, zero(0));
+        CAPTURE(share, overlap, accum);
+        CHECK(z.step_s == Approx(dp.step_s));
+        CHECK(z.exposed_s == Approx(dp.exposed_s).margin(1e-12));
+        CHECK(z.comm_s == Approx(dp.comm_s));
+        CHECK(z.collectives == 4);
+      }
+}
+
+TEST_CASE("traffic per rank: stages 0-2 send 2(p-1)/p of the parameter bytes, stage 3 sends 3(p-1)/p", "[zero]") {
+  const StepProfile p = analytic_profile(small_vit(), AnalyticOptions{100.0, 8, 0.001, "test"});
+  const double S = static_cast<double>(p.total_elements) * 4;
+  for (int world : {2, 4, 8}) {
+    const double unit = (world - 1.0) / world * S;
+    for (int stage = 0; stage <= 3; ++stage) {
+      for (int accum : {1, 2}) {
+        StepOptions o = on(world, 1u << 20);
+        o.accumulation = accum;
+        const ZeroStepResult r = simulate_zero_step(p, simple_net(), o, zero(stage));
+        CAPTURE(world, stage, accum);
+        // Stage 3 gathers and reduce-scatters every micro-step; the others reduce once.
+        const double expect = stage == 3 ? 3.0 * unit * accum : 2.0 * unit;
+        CHECK(r.sent_bytes == Approx(expect));
+        CHECK(r.gathered_bytes == Approx(stage == 0 ? 0.0 : stage == 3 ? 2.0 * unit * accum : unit));
+      }
+    }
+  }
+  const ZeroStepResult one = simulate_zero_step(p, simple_net(), on(1), zero(3));
+  CHECK(one.sent_bytes == 0.0);
+  CHECK(one.exposed_s == 0.0);
+}
+
+TEST_CASE("stage 1 and 2, no overlap: reduce-scatter, AdamW on half, all-gather, all exposed", "[zero]") {
+  const StepProfile p = four_params(0.1, 0.05, 0.02);
+  const double half = 0.5 * 16e6 / 1e9;  // reduce-scatter or all-gather of 16 MB on 2 ranks: 8 ms
+  for (int stage : {1, 2}) {
+    const ZeroStepResult r = simulate_zero_step(p, simple_net(), on(2, 1u << 30, false), zero(stage));
+    CHECK(r.collectives == 2);
+    CHECK(r.exposed_s == Approx(2 * half));
+    CHECK(r.optimizer_s == Approx(0.01));
+    CHECK(r.step_s == Approx(0.1 + 0.2 + half + 0.01 + half));
+  }
+}
+
+TEST_CASE("stage 3: the first gather is exposed, prefetch hides the rest, the last reduce-scatter waits", "[zero]") {
+  // Forward 25 ms per part, backward 50 ms; a part's gather and a bucket's reduce-scatter: 2 ms.
+  const StepProfile p = four_params(0.1, 0.05, 0.02);
+  const ZeroStepResult r = simulate_zero_step(p, simple_net(), on(2), zero(3));
+  const double piece = 0.5 * 4e6 / 1e9;
+  CHECK(r.collectives == 4 + 4 + 4);
+  CHECK(r.exposed_s == Approx(2 * piece));
+  CHECK(r.step_s == Approx(piece + 0.1 + 0.2 + piece + 0.01));
+  CHECK(r.overlap_ratio() == Approx(1.0 - 2.0 / 12.0));
+  // A gather slower than a part's forward (1 MB/s: 2 s each): compute waits on every part.
+  NetworkModel slow = simple_net();
+  slow.intra.bandwidth_GBps = 1e-3;
+  slow.inter = slow.intra;
+  const ZeroStepResult s = simulate_zero_step(p, slow, on(2), zero(3));
+  CHECK(s.step_s > 8 * 2.0);
+  CHECK(s.exposed_s > s.step_s - (0.3 + 0.01) - 1e-9);
+}
+
+TEST_CASE("checkpointing recomputes the forward of every block but the last", "[zero]") {
+  const StepProfile p = four_params(0.1, 0.05, 0.0, "blocks.");
+  const ZeroStepResult plain = simulate_zero_step(p, simple_net(), on(1), zero(0, false));
+  const ZeroStepResult ckpt = simulate_zero_step(p, simple_net(), on(1), zero(0, true));
+  CHECK(ckpt.recompute_s == Approx(0.75 * 0.1));  // 3 of 4 blocks' forward
+  CHECK(ckpt.step_s - plain.step_s == Approx(0.075));
+  CHECK(ckpt.recompute_s / ckpt.compute_s == Approx(0.075 / (0.1 + 0.2 + 0.075)));
+  // A real ViT profile: L−1 of the L equal blocks, nothing else.
+  const ViTConfig c = small_vit();
+  const StepProfile v = analytic_profile(c, AnalyticOptions{100.0, 8, 0.001, "test"});
+  const ZeroStepResult vr = simulate_zero_step(v, simple_net(), on(1), zero(0, true));
+  double block_fwd = 0;
+  for (const auto& s : v.backward)
+    if (s.label == "blocks.0") block_fwd = v.forward_s * s.seconds / v.backward_s();
+  CHECK(vr.recompute_s == Approx((c.depth - 1) * block_fwd));
+}
+
+TEST_CASE("zero replay refuses a stage outside 0-3", "[zero]") {
+  const StepProfile p = four_params(0.1, 0.05, 0.0);
+  CHECK_THROWS_WITH(simulate_zero_step(p, simple_net(), on(2), zero(4)), Catch::Contains("stage 4"));
+  CHECK_THROWS_WITH(zero_memory(small_vit(),
+                                [] {
+                                  ZeroMemoryOptions o;
+                                  o.stage = -1;
+                                  return o;
+                                }()),
+                    Catch::Contains("stage -1"));
+}
+
+TEST_CASE("activation bytes are the model's own arena, with and without checkpointing", "[zero][memory]") {
+  auto backend = make_cpu_backend(1);
+  const ViTConfig c = small_vit();
+  for (bool ckpt : {false, true}) {
+    ViTModel model(c, *backend, ModelShape{6, 0, ckpt},
+                   ImageNorm{c.channels, {0.5f, 0.5f, 0.5f}, {0.25f, 0.25f, 0.25f}});
+    CAPTURE(ckpt);
+    CHECK(activation_bytes(c, 6, ckpt, 4) == model.memory_plan().activations);
+  }
+  CHECK(activation_bytes(c, 6, true, 4) < activation_bytes(c, 6, false, 4));
+}
+
+TEST_CASE("memory per rank by stage: the ZeRO paper's 16, 4+12/p, 2+14/p and 16/p bytes per parameter",
+          "[zero][memory]") {
+  const ViTConfig c = small_vit();
+  const auto psi = static_cast<std::size_t>(ParamTable(c).total_numel());
+  const int p = 4;
+  ZeroMemoryOptions o;
+  o.world = p;
+  o.bytes = MemoryBytes::mixed();
+  o.bucket_bytes = 1024;
+  auto states = [](const ZeroMemory& m) { return m.params + m.grads + m.optimizer; };
+  o.stage = 0;
+  const ZeroMemory m0 = zero_memory(c, o);
+  CHECK(states(m0) == 16 * psi);
+  CHECK(m0.working == 0);
+  o.stage = 1;
+  const ZeroMemory m1 = zero_memory(c, o);
+  CHECK(states(m1) == Approx(4.0 * psi + 12.0 * psi / p).margin(p));  // shards round up
+  CHECK(m1.working == Approx(2.0 * psi / p).margin(p));
+  o.stage = 2;
+  const ZeroMemory m2 = zero_memory(c, o);
+  CHECK(states(m2) == Approx(2.0 * psi + 14.0 * psi / p).margin(2 * p));
+  CHECK(m2.working == 2048);
+  o.stage = 3;
+  const ZeroMemory m3 = zero_memory(c, o);
+  CHECK(states(m3) == Approx(16.0 * psi / p).margin(3 * p));
+  CHECK(m3.working > 2048);  // the two gathered blocks
+  CHECK(m0.activations == m3.activations);
+  o.checkpointing = true;
+  CHECK(zero_memory(c, o).activations < m3.activations);
+  // One rank: every stage holds what stage 0 holds.
+  o.world = 1;
+  o.checkpointing = false;
+  o.stage = 0;
+  const std::size_t alone = zero_memory(c, o).total();
+  for (int stage = 1; stage <= 3; ++stage) {
+    o.stage = stage;
+    CHECK(zero_memory(c, o).total() == alone);
+  }
+  // vitscale's fp32 runs: the same 16 bytes, no master copy.
+  o.bytes = MemoryBytes::fp32();
+  o.stage = 0;
+  CHECK(states(zero_memory(c, o)) == 16 * psi);
+}

@@ -1,0 +1,215 @@
+#include "tools/scaling/zero_timeline.h"
+
+#include <algorithm>
+#include <limits>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace vitscale::scaling {
+
+namespace {
+
+struct Op {
+  double work = 0;  // seconds alone on the channel
+  NetworkModel::Overlapped rate;
+  double sent = 0;  // bytes this rank sends
+  bool gather = false;
+};
+
+// One piece of compute. Ops are numbered in issue order, which is the
+// channel's order: a task issues ops [.., issued_by_start) as it starts and
+// [.., issued_by_end) as it ends.
+struct Task {
+  double seconds = 0;
+  double recompute = 0;              // of `seconds`, checkpointing's extra forward
+  int gather_part = -1;              // stage 3: the backward segment whose parameters it needs gathered
+  std::vector<std::size_t> reduces;  // buckets whose reduction it issues as it ends
+  bool wait_all = false;             // waits for every op issued before it (optimizer, end of step)
+  bool gather_all_after = false;     // stages 1-2: issues the parameter all-gather as it ends
+  int needs = -1;                    // op that must be done before it starts
+  std::size_t issued_by_start = 0, issued_by_end = 0;
+};
+
+Task task_of(double seconds) {
+  Task t;
+  t.seconds = seconds;
+  return t;
+}
+
+bool is_block(const std::string& label) { return label.rfind("blocks.", 0) == 0; }
+
+}  // namespace
+
+double ZeroStepResult::overlap_ratio() const {
+  if (comm_s <= 0) return 0.0;
+  return std::clamp(1.0 - exposed_s / comm_s, 0.0, 1.0);
+}
+
+double allreduce_sent_bytes(double bytes, int p) { return p > 1 ? 2.0 * (p - 1) / p * bytes : 0.0; }
+double half_sent_bytes(double bytes, int p) { return p > 1 ? static_cast<double>(p - 1) / p * bytes : 0.0; }
+
+ZeroStepResult simulate_zero_step(const StepProfile& p, const NetworkModel& net, const StepOptions& o,
+                                  const ZeroOptions& z) {
+  if (z.stage < 0 || z.stage > 3)
+    throw std::invalid_argument("simulate: zero_optimization.stage " + std::to_string(z.stage) + " is not 0-3");
+  if (o.world < 1) throw std::invalid_argument("simulate: world size " + std::to_string(o.world) + " < 1");
+  if (o.accumulation < 1) throw std::invalid_argument("simulate: gradient accumulation steps must be >= 1");
+  if (o.compute_slowdown <= 0 || o.jitter_cv < 0) throw std::invalid_argument("simulate: bad slowdown or jitter");
+  p.validate();
+  const int W = o.world;
+  const bool comm = W > 1;
+  const double pbytes = z.param_bytes > 0 ? z.param_bytes : p.grad_bytes;
+  const double scale = o.compute_slowdown * (1.0 + o.jitter_cv * expected_max_std_normal(W));
+  const auto& segs = p.backward;  // back to front: head, norm, blocks.L-1 .. blocks.0, embed
+  const std::size_t ns = segs.size();
+  const double bwd = p.backward_s();
+  auto forward_of = [&](std::size_t i) {
+    return bwd > 0 ? p.forward_s * segs[i].seconds / bwd : p.forward_s / static_cast<double>(ns);
+  };
+  auto extent = [&](std::size_t i) {  // elements of segment i's parameters
+    return (i == 0 ? p.total_elements : segs[i - 1].ready_from) - segs[i].ready_from;
+  };
+  std::size_t last_block = ns;  // the segment of block L-1: first block seen going back
+  for (std::size_t i = 0; i < ns && last_block == ns; ++i)
+    if (is_block(segs[i].label)) last_block = i;
+
+  const std::vector<SimBucket> buckets =
+      comm ? plan_buckets(p.params, p.total_elements, o.bucket_bytes, o.first_bucket_bytes, p.grad_bytes)
+           : std::vector<SimBucket>{};
+
+  // The tasks of the step, in order.
+  std::vector<Task> tasks;
+  for (int m = 0; m < o.accumulation; ++m) {
+    const bool reduce_now = comm && (z.stage == 3 || m == o.accumulation - 1);
+    tasks.push_back(task_of(p.input_s * scale));
+    for (std::size_t f = ns; f-- > 0;) {
+      Task t = task_of(forward_of(f) * scale);
+      if (z.stage == 3 && comm) t.gather_part = static_cast<int>(f);
+      tasks.push_back(t);
+    }
+    std::size_t next_bucket = 0;
+    for (std::size_t i = 0; i < ns; ++i) {
+      Task t = task_of(segs[i].seconds * scale);
+      if (z.checkpointing && is_block(segs[i].label) && i != last_block) {
+        t.recompute = forward_of(i) * scale;
+        t.seconds += t.recompute;
+      }
+      if (z.stage == 3 && comm) t.gather_part = static_cast<int>(i);
+      const bool last = i + 1 == ns;
+      if (reduce_now && (o.overlap || last))
+        while (next_bucket < buckets.size() && (last || segs[i].ready_from <= buckets[next_bucket].begin))
+          t.reduces.push_back(next_bucket++);
+      tasks.push_back(t);
+    }
+  }
+  Task opt = task_of((p.optimizer_s / (z.stage >= 1 ? W : 1) + p.step_overhead_s) * o.compute_slowdown);
+  opt.wait_all = true;
+  opt.gather_all_after = comm && (z.stage == 1 || z.stage == 2);
+  tasks.push_back(opt);
+  if (opt.gather_all_after) {
+    Task end = task_of(0.0);
+    end.wait_all = true;
+    tasks.push_back(end);
+  }
+
+  // The ops, numbered in issue order; stage 3 prefetches the next part's gather as a part starts.
+  std::vector<Op> ops;
+  std::vector<int> gather_op(tasks.size(), -1);
+  auto issue_gather = [&](std::size_t k) {
+    if (tasks[k].gather_part < 0 || gather_op[k] >= 0) return;
+    const double b = static_cast<double>(extent(static_cast<std::size_t>(tasks[k].gather_part))) * pbytes;
+    gather_op[k] = static_cast<int>(ops.size());
+    ops.push_back(Op{net.half_allreduce_s(b, W), net.overlapped(b, W), half_sent_bytes(b, W), true});
+  };
+  for (std::size_t k = 0; k < tasks.size(); ++k) {
+    Task& t = tasks[k];
+    issue_gather(k);
+    for (std::size_t n = k + 1; n < tasks.size(); ++n)
+      if (tasks[n].gather_part >= 0) {
+        issue_gather(n);
+        break;
+      }
+    t.needs = t.wait_all ? static_cast<int>(ops.size()) - 1 : gather_op[k];
+    t.issued_by_start = ops.size();
+    for (std::size_t b : t.reduces) {
+      const double bytes = static_cast<double>(buckets[b].count) * p.grad_bytes;
+      if (z.stage == 0)
+        ops.push_back(Op{net.allreduce_s(bytes, W), net.overlapped(bytes, W), allreduce_sent_bytes(bytes, W)});
+      else
+        ops.push_back(Op{net.half_allreduce_s(bytes, W), net.overlapped(bytes, W), half_sent_bytes(bytes, W)});
+    }
+    if (t.gather_all_after) {
+      const double b = static_cast<double>(p.total_elements) * pbytes;
+      ops.push_back(Op{net.half_allreduce_s(b, W), net.overlapped(b, W), half_sent_bytes(b, W), true});
+    }
+    t.issued_by_end = ops.size();
+  }
+
+  // The replay: one task and one op at a time; both active, each at its overlapped rate.
+  ZeroStepResult r;
+  for (const Task& t : tasks) {
+    r.recompute_s += t.recompute;
+    if (!t.wait_all) r.compute_s += t.seconds;  // the optimizer and the end of the step are not model compute
+  }
+  r.optimizer_s = opt.seconds;
+  for (const Op& op : ops) {
+    r.sent_bytes += op.sent;
+    if (op.gather) r.gathered_bytes += op.sent;
+  }
+  r.collectives = static_cast<int>(ops.size());
+  constexpr double inf = std::numeric_limits<double>::infinity();
+  std::vector<bool> done(ops.size(), false);
+  double t = 0, task_left = 0, op_left = 0, op_start = 0;
+  std::size_t ti = 0, oi = 0, issued = 0;
+  bool started = false, running = false, communicating = false;
+  for (;;) {
+    while (ti < tasks.size() && !running) {
+      const Task& k = tasks[ti];
+      if (!started) {
+        started = true;
+        issued = std::max(issued, k.issued_by_start);
+      }
+      if (k.needs >= 0 && !done[static_cast<std::size_t>(k.needs)]) break;  // waits for the channel
+      if (k.seconds > 0) {
+        running = true;
+        task_left = k.seconds;
+        break;
+      }
+      issued = std::max(issued, k.issued_by_end);
+      ++ti, started = false;
+    }
+    if (!communicating && oi < issued) {
+      communicating = true;
+      op_left = ops[oi].work;
+      op_start = t;
+    }
+    if (!running && !communicating) {
+      if (ti < tasks.size()) throw std::logic_error("zero replay: a task waits for an op never issued");
+      break;
+    }
+    const double rc = communicating ? ops[oi].rate.compute_rate : 1.0;
+    const double rm = running && communicating ? ops[oi].rate.comm_rate : 1.0;
+    const double dt_c = running ? task_left / rc : inf;
+    const double dt_m = communicating ? op_left / rm : inf;
+    const double dt = std::min(dt_c, dt_m);
+    if (!running) r.exposed_s += dt;
+    t += dt;
+    if (running) task_left -= dt * rc;
+    if (communicating) op_left -= dt * rm;
+    if (running && dt_c <= dt_m) {
+      running = false;
+      issued = std::max(issued, tasks[ti].issued_by_end);
+      ++ti, started = false;
+    }
+    if (communicating && dt_m <= dt_c) {
+      done[oi++] = true;
+      r.comm_s += t - op_start;
+      communicating = false;
+    }
+  }
+  r.step_s = t;
+  return r;
+}
+
+}  // namespace vitscale::scaling

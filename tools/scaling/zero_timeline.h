@@ -1,0 +1,73 @@
+// zero_timeline.h — one optimizer step at ZeRO stage 0-3, with or without
+// activation checkpointing, replayed on one compute stream and one
+// communication channel.
+//
+// What each stage puts on the channel (S: the flat parameter buffer's bytes,
+// p ranks; "volume" is what one rank sends, in units of (p−1)/p · S):
+//   stage 0  all-reduce per gradient bucket (overlap on: as backward finishes
+//            it; off: after backward)                                  volume 2
+//   stage 1  reduce-scatter per bucket, AdamW on the rank's shard, then an
+//   stage 2  all-gather of the updated parameters before the step ends:
+//            the same traffic and timeline; they differ in memory only
+//            (zero_memory.h)                                           volume 2
+//   stage 3  parameters sharded: each part's (embedding, block l, final norm,
+//            head) all-gather just before its forward and again before its
+//            backward, the next part's gather issued as this part starts
+//            (prefetch one ahead, overlapped with its compute); gradients
+//            reduce-scattered per bucket; AdamW on the shard; no gather after
+//            the step (the next forward gathers)                       volume 3
+// Checkpointing adds, inside backward, the forward of every block but the
+// last (runtime/vit_model.cpp keeps the last block's working set from the
+// forward): one extra forward of L−1 blocks.
+//
+// Per-part forward times are not in a profile: each part's forward is the
+// profile's forward time split like its backward segments (FLOP-proportional
+// in an analytic profile; the embedding's backward is one GEMM not two, so its
+// forward share is slightly under-counted there).
+//
+// The channel is FIFO in issue order (gathers and reductions share it, as
+// vitscale's single communicator does). While compute and a collective run
+// together each runs at NetworkModel::overlapped's rates (CPU ranks share a
+// core). Exposed communication = the time the compute stream waits for the
+// channel: a gather not yet done, the reductions before the optimizer, the
+// parameter all-gather after it. Gradient accumulation: stages 0-2 reduce on
+// the last micro-step only (local accumulation in a full gradient buffer);
+// stage 3 gathers and reduce-scatters on every micro-step (it has no full
+// gradient buffer to accumulate into).
+#pragma once
+
+#include "tools/scaling/network_model.h"
+#include "tools/scaling/profile.h"
+#include "tools/scaling/timeline.h"
+
+namespace vitscale::scaling {
+
+struct ZeroOptions {
+  int stage = 0;               // zero_optimization.stage, 0-3
+  bool checkpointing = false;  // activation_checkpointing.enabled
+  int param_bytes = 0;         // bytes per parameter element gathered at stages 1-3 (0: the profile's grad_bytes)
+};
+
+struct ZeroStepResult {
+  double step_s = 0;          // one optimizer step, wall
+  double compute_s = 0;       // compute work at full speed: input, forward, backward, recompute (all micro-steps)
+  double recompute_s = 0;     // of which checkpointing's extra forward
+  double optimizer_s = 0;     // optimizer (on the shard at stages 1-3) + per-step overhead
+  double comm_s = 0;          // the channel busy
+  double exposed_s = 0;       // the compute stream waiting for the channel
+  double sent_bytes = 0;      // what one rank sends, all collectives of the step
+  double gathered_bytes = 0;  // of which parameter all-gathers
+  int collectives = 0;
+  double overlap_ratio() const;  // 1 − exposed / comm; 0 without communication
+};
+
+// The sent bytes of one collective over a buffer of `bytes` on p ranks.
+double allreduce_sent_bytes(double bytes, int p);  // 2(p−1)/p · bytes
+double half_sent_bytes(double bytes, int p);       // (p−1)/p · bytes (reduce-scatter or all-gather)
+
+// Replays one optimizer step of `profile` (already at the run's micro-batch).
+// Throws std::invalid_argument for a stage outside 0-3.
+ZeroStepResult simulate_zero_step(const StepProfile& profile, const NetworkModel& net, const StepOptions& opt,
+                                  const ZeroOptions& zero);
+
+}  // namespace vitscale::scaling
