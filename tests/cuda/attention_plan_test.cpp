@@ -24,8 +24,7 @@ TEST_CASE("flash chunks: T <= 128 is one chunk of round_up(T, 16) in every kerne
     int T, chunk;
   };
   // round_up(T, 16) up to 128; past it each kernel streams its register tile.
-  const Expect one[] = {{1, 16},  {16, 16},  {50, 64},  {64, 64},   {65, 80},  {80, 80},
-                        {97, 112}, {112, 112}, {128, 128}};
+  const Expect one[] = {{1, 16}, {16, 16}, {50, 64}, {64, 64}, {65, 80}, {80, 80}, {97, 112}, {112, 112}, {128, 128}};
   for (int hd : kHeadDims) {
     for (const Expect& e : one) {
       INFO("T=" << e.T << " hd=" << hd);
