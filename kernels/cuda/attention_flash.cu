@@ -39,7 +39,9 @@
 // Rows are padded by 8 bf16 (16 bytes): every fragment load of a warp hits 32
 // distinct banks, and 16-byte stores stay aligned.
 #include <cstdint>
+#include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "kernels/cuda/attention_chunks.h"
 #include "kernels/cuda/attention_impl.h"
@@ -374,13 +376,13 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
   constexpr int NQT = RC / 8, NDT = HD / 8, KST = HD / 16;
   constexpr int QTS = RC + 8;
   const int tiles = (qc + RC - 1) / RC;
-  bf16* Qs = flash_smem();                                 // (qc, HD) queries
-  bf16* dOs = Qs + qc * QS;                                // (qc, HD) output gradients
-  bf16* Qt = dOs + qc * QS;                                // (tiles, HD, RC + 8) queries, transposed
+  bf16* Qs = flash_smem();                                   // (qc, HD) queries
+  bf16* dOs = Qs + qc * QS;                                  // (qc, HD) output gradients
+  bf16* Qt = dOs + qc * QS;                                  // (tiles, HD, RC + 8) queries, transposed
   bf16* dOt = Qt + tiles * transposed_tile_elems<HD, RC>();  // (tiles, HD, RC + 8) output gradients, transposed
   float* lse_s =
       reinterpret_cast<float*>(dOt + tiles * transposed_tile_elems<HD, RC>());  // (qc) log2 domain; +inf past T
-  float* D_s = lse_s + qc;                                                    // (qc)
+  float* D_s = lse_s + qc;                                                      // (qc)
   const int bh = blockIdx.x, b = bh / H, h = bh % H;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
   const long long ts = 3LL * H * HD, ots = static_cast<long long>(H) * HD;
@@ -562,69 +564,48 @@ void raise_smem_limits(int max_smem_optin) {
   VS_CUDA_CHECK(cudaFuncSetAttribute(flash_backward_dkdv_kernel<HD, flash_dkdv_tile(HD)>, attr, max_smem_optin), what);
 }
 
+// Calls f(std::integral_constant<int, hd>{}) for a flash head size (the
+// instantiated ones); any other throws, naming `op`.
+template <class F>
+void with_head_dim(int hd, const char* op, F&& f) {
+  switch (hd) {
+    case 32:
+      return f(std::integral_constant<int, 32>{});
+    case 48:
+      return f(std::integral_constant<int, 48>{});
+    case 64:
+      return f(std::integral_constant<int, 64>{});
+    case 80:
+      return f(std::integral_constant<int, 80>{});
+    case 96:
+      return f(std::integral_constant<int, 96>{});
+    case 128:
+      return f(std::integral_constant<int, 128>{});
+    default:
+      throw std::invalid_argument(std::string(op) + ": tensor-core path has no head dim " + std::to_string(hd));
+  }
+}
+
 }  // namespace
 
 bool flash_supports_head_dim(int hd) { return hd == 32 || hd == 48 || hd == 64 || hd == 80 || hd == 96 || hd == 128; }
 
 void flash_init(int max_smem_optin) {
-  raise_smem_limits<32>(max_smem_optin);
-  raise_smem_limits<48>(max_smem_optin);
-  raise_smem_limits<64>(max_smem_optin);
-  raise_smem_limits<80>(max_smem_optin);
-  raise_smem_limits<96>(max_smem_optin);
-  raise_smem_limits<128>(max_smem_optin);
+  for (int hd : {32, 48, 64, 80, 96, 128})
+    with_head_dim(hd, "flash attention init", [&](auto h) { raise_smem_limits<decltype(h)::value>(max_smem_optin); });
 }
 
 void flash_forward(cudaStream_t stream, void* out, float* lse, const void* qkv, int B, int T_, int H, int hd,
                    int max_smem_optin) {
   const FlashChunks c = flash_chunks(T_, hd, static_cast<std::size_t>(max_smem_optin));
-  switch (hd) {
-    case 32:
-      forward_hd<32>(stream, out, lse, qkv, B, T_, H, c);
-      break;
-    case 48:
-      forward_hd<48>(stream, out, lse, qkv, B, T_, H, c);
-      break;
-    case 64:
-      forward_hd<64>(stream, out, lse, qkv, B, T_, H, c);
-      break;
-    case 80:
-      forward_hd<80>(stream, out, lse, qkv, B, T_, H, c);
-      break;
-    case 96:
-      forward_hd<96>(stream, out, lse, qkv, B, T_, H, c);
-      break;
-    case 128:
-      forward_hd<128>(stream, out, lse, qkv, B, T_, H, c);
-      break;
-    default: throw std::invalid_argument("attention: tensor-core path has no head dim " + std::to_string(hd));
-  }
+  with_head_dim(hd, "attention", [&](auto h) { forward_hd<decltype(h)::value>(stream, out, lse, qkv, B, T_, H, c); });
 }
 
 void flash_backward(cudaStream_t stream, void* d_qkv, const void* d_out, const void* qkv, const float* lse,
                     const float* dsum, int B, int T_, int H, int hd, int max_smem_optin) {
   const FlashChunks c = flash_chunks(T_, hd, static_cast<std::size_t>(max_smem_optin));
-  switch (hd) {
-    case 32:
-      backward_hd<32>(stream, d_qkv, d_out, qkv, lse, dsum, B, T_, H, c);
-      break;
-    case 48:
-      backward_hd<48>(stream, d_qkv, d_out, qkv, lse, dsum, B, T_, H, c);
-      break;
-    case 64:
-      backward_hd<64>(stream, d_qkv, d_out, qkv, lse, dsum, B, T_, H, c);
-      break;
-    case 80:
-      backward_hd<80>(stream, d_qkv, d_out, qkv, lse, dsum, B, T_, H, c);
-      break;
-    case 96:
-      backward_hd<96>(stream, d_qkv, d_out, qkv, lse, dsum, B, T_, H, c);
-      break;
-    case 128:
-      backward_hd<128>(stream, d_qkv, d_out, qkv, lse, dsum, B, T_, H, c);
-      break;
-    default: throw std::invalid_argument("attention_backward: tensor-core path has no head dim " + std::to_string(hd));
-  }
+  with_head_dim(hd, "attention_backward",
+                [&](auto h) { backward_hd<decltype(h)::value>(stream, d_qkv, d_out, qkv, lse, dsum, B, T_, H, c); });
 }
 
 }  // namespace vitscale::cuda::attn
