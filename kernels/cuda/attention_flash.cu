@@ -588,10 +588,14 @@ void with_head_dim(int hd, const char* op, F&& f) {
 
 }  // namespace
 
-bool flash_supports_head_dim(int hd) { return hd == 32 || hd == 48 || hd == 64 || hd == 80 || hd == 96 || hd == 128; }
+bool flash_supports_head_dim(int hd) {
+  for (int d : kFlashHeadDims)
+    if (d == hd) return true;
+  return false;
+}
 
 void flash_init(int max_smem_optin) {
-  for (int hd : {32, 48, 64, 80, 96, 128})
+  for (int hd : kFlashHeadDims)
     with_head_dim(hd, "flash attention init", [&](auto h) { raise_smem_limits<decltype(h)::value>(max_smem_optin); });
 }
 
