@@ -73,7 +73,7 @@ ZeroMemory zero_memory(const ViTConfig& cfg, const ZeroMemoryOptions& o) {
   m.grads = psi * b.grad;
   m.optimizer = psi * (b.master + b.optimizer);
   if (o.stage >= 1) m.optimizer = shard(m.optimizer);
-  if (o.stage == 1 && W > 1) m.working = shard(psi * b.grad);
+  if (o.stage == 1) m.working = shard(psi * b.grad);  // allocated at one rank too (all of it)
   const std::size_t buckets = std::min(2 * o.bucket_bytes, psi * b.grad);
   if (o.stage >= 2) {
     m.grads = shard(m.grads);

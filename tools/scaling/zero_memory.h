@@ -11,12 +11,14 @@
 //   stage 3      Ψ·P/p        Ψ·G/p       Ψ·(M+K)/p
 // (mixed precision, P = G = 2, M = 4: 16Ψ, 4Ψ + 12Ψ/p, 2Ψ + 14Ψ/p, 16Ψ/p:
 // the ZeRO paper's figures). Working buffers beyond those rows:
-//   stage 1  the reduce-scatter's destination, Ψ·G/p (parallel/zero1.h);
+//   stage 1  the reduce-scatter's destination, Ψ·G/p (parallel/zero1.h; at
+//            one rank too, where it is a second full gradient buffer: measured
+//            +41 MiB of RSS for 10.7 M parameters, docs/scaling.md);
 //   stage 2  two gradient buckets, the one backward fills and the one in flight;
 //   stage 3  the same two buckets, and two parts' gathered parameters at full
 //            size (the one computing and the one prefetched; the largest part
 //            twice, a bound).
-// One rank (p = 1) needs none of them: every stage holds what stage 0 holds.
+// One rank (p = 1) needs no buckets or gathers: stages 2 and 3 hold what stage 0 holds.
 // Activations: runtime/vit_model.cpp's arena, element for element (each view
 // aligned to 256 bytes as runtime/arena.h does): every block's saved tensors,
 // or with checkpointing each block's input plus one shared working set.
