@@ -19,6 +19,9 @@ struct Slot {
   Batch batch;
   SlotState state = SlotState::free;
   std::int64_t number = -1;  // stream number k of the batch it holds or is filling
+  // The device's pending reads of `batch` (from the last lease's release);
+  // waited on before the next fill. Declared after `batch`: destroyed (waited) first.
+  HostReadFence reads;
 };
 
 // Shared by the loader, its workers and the leases.
@@ -34,10 +37,12 @@ struct LoaderState {
   std::exception_ptr error;
   int leases = 0;
 
-  void release(int slot) {
+  void release(int slot, HostReadFence reads) {
     {
       std::lock_guard<std::mutex> lock(mutex);
-      slots[static_cast<std::size_t>(slot)].state = SlotState::free;
+      Slot& s = slots[static_cast<std::size_t>(slot)];
+      s.state = SlotState::free;
+      s.reads = std::move(reads);  // the slot had none pending: its fill waited on the last one
       --leases;
     }
     workers_wake.notify_all();
@@ -61,8 +66,10 @@ BatchLease& BatchLease::operator=(BatchLease&& other) noexcept {
   return *this;
 }
 
-void BatchLease::release() {
-  if (state_ && slot_ >= 0) state_->release(slot_);
+void BatchLease::release() { release(HostReadFence{}); }
+
+void BatchLease::release(HostReadFence reads) {
+  if (state_ && slot_ >= 0) state_->release(slot_, std::move(reads));
   state_.reset();
   slot_ = -1;
   batch_ = nullptr;
@@ -141,6 +148,7 @@ void Loader::worker_loop() {
   for (;;) {
     std::int64_t k = 0;
     detail::Slot* slot = nullptr;
+    HostReadFence reads;
     {
       std::unique_lock<std::mutex> lock(s.mutex);
       s.workers_wake.wait(lock, [&] {
@@ -152,8 +160,10 @@ void Loader::worker_loop() {
       slot = &s.slots[static_cast<std::size_t>(k % R)];
       slot->state = SlotState::filling;
       slot->number = k;
+      reads = std::move(slot->reads);
     }
     try {
+      reads.wait();  // the device has finished copying the slot's previous batch
       const std::int64_t at = config_.start_step + k;
       maker_.make(config_.start_epoch + at / steps, at % steps, slot->batch, scratch);
     } catch (...) {
@@ -188,10 +198,12 @@ BatchLease Loader::next() {
     // Synchronous mode: fill the slot here, outside the lock.
     slot.state = SlotState::filling;
     slot.number = k;
+    HostReadFence reads = std::move(slot.reads);
     lock.unlock();
     const std::int64_t steps = maker_.steps_per_epoch(), at = config_.start_step + k;
     AugmentScratch scratch;
     try {
+      reads.wait();
       maker_.make(config_.start_epoch + at / steps, at % steps, slot.batch, scratch);
     } catch (...) {
       std::lock_guard<std::mutex> relock(s.mutex);

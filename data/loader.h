@@ -12,8 +12,13 @@
 // there: the batches are bit-identical to those of the uninterrupted run.
 //
 // next() returns a BatchLease; the slot stays untouched until the lease is
-// released (destroyed or release()), so the backend can copy from it
-// asynchronously and release after the copy has completed. A worker's exception
+// released (destroyed or release()). A backend that copies from it
+// asynchronously releases it with the copy's HostReadFence
+// (release(fence)): the slot returns to the ring at once, and the worker that
+// refills it waits on the fence first, so the consumer never waits for the
+// copy and the copy never reads a half-refilled slot. Slot states:
+// free → filling → ready → leased → free (its fence, if any, kept until the
+// next fill waits on it; the ring's memory is freed only after its fences). A worker's exception
 // (or a bad batch) is rethrown by next(). stop() and the destructor wake and
 // join every thread, also when workers are blocked on a full ring. Leases may
 // outlive the loader (they share ownership of the slots); the Dataset must
@@ -27,6 +32,7 @@
 
 #include "data/batch.h"
 #include "runtime/buffer.h"
+#include "runtime/host_read_fence.h"
 
 namespace vitscale::data {
 
@@ -57,6 +63,9 @@ class BatchLease {
   const Batch& operator*() const { return *batch_; }
   const Batch* operator->() const { return batch_; }
   void release();
+  // Returns the slot now; its next fill first waits on `reads` (the device's
+  // copy from this batch's memory).
+  void release(HostReadFence reads);
 
  private:
   friend class Loader;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <iterator>
 #include <sstream>
 
 #if VITSCALE_HAVE_MPI
@@ -32,11 +33,23 @@ CommWatchdog::~CommWatchdog() {
   if (thread_.joinable()) thread_.join();
 }
 
-std::uint64_t CommWatchdog::begin(const char* op, std::size_t bytes) {
+std::uint64_t CommWatchdog::begin(const char* op, std::size_t bytes, CompletionProbe complete) {
   std::lock_guard lock(mutex_);
   const std::uint64_t ticket = next_ticket_++;
-  if (timeout_s_ > 0) entries_.emplace(ticket, Entry{op, bytes, std::chrono::steady_clock::now()});
+  if (timeout_s_ > 0) entries_.emplace(ticket, Entry{op, bytes, std::chrono::steady_clock::now(), std::move(complete)});
   return ticket;
+}
+
+void CommWatchdog::drop_completed() {
+  for (auto it = entries_.begin(); it != entries_.end();) {
+    bool done = false;
+    try {
+      done = it->second.complete && it->second.complete();
+    } catch (...) {
+      done = true;  // a probe that fails says nothing more: the engine reports the error where it waits
+    }
+    it = done ? entries_.erase(it) : std::next(it);
+  }
 }
 
 void CommWatchdog::end(std::uint64_t ticket) {
@@ -58,7 +71,9 @@ void CommWatchdog::run() {
   std::unique_lock lock(mutex_);
   while (!stop_) {
     wake_.wait_for(lock, period, [this] { return stop_; });
-    if (stop_ || entries_.empty()) continue;
+    if (stop_) continue;
+    drop_completed();
+    if (entries_.empty()) continue;
     const Entry oldest = entries_.begin()->second;
     if (steady_clock::now() - oldest.start < timeout) continue;
     const std::string message = watchdog_message(rank_, oldest.op, oldest.bytes, timeout_s_);

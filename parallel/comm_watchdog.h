@@ -7,6 +7,12 @@
 //   rank R: <op> (<bytes> bytes) did not complete within T s; aborting
 // and runs the abort action (ncclCommAbort / MPI_Abort, then _Exit), which
 // takes every other rank of the job down with it.
+//
+// A collective whose completion nobody on the host waits for (NCCL: the
+// compute stream waits on its done event, the host runs ahead) registers a
+// completion probe instead; the watchdog's thread calls it each period and
+// deregisters the collective once it says complete. This is the only host
+// polling of such collectives.
 #pragma once
 
 #include <chrono>
@@ -30,8 +36,11 @@ class CommWatchdog {
   CommWatchdog(const CommWatchdog&) = delete;
   CommWatchdog& operator=(const CommWatchdog&) = delete;
 
-  // Returns a ticket for end(). Thread-safe.
-  std::uint64_t begin(const char* op, std::size_t bytes);
+  // Returns a ticket for end(). Thread-safe. `complete` (optional, non-blocking,
+  // called on the watchdog's thread under its lock) ends the entry once it
+  // returns true, so that end() need not be called.
+  using CompletionProbe = std::function<bool()>;
+  std::uint64_t begin(const char* op, std::size_t bytes, CompletionProbe complete = {});
   void end(std::uint64_t ticket);
 
   double timeout_seconds() const { return timeout_s_; }
@@ -42,7 +51,9 @@ class CommWatchdog {
     const char* op;
     std::size_t bytes;
     std::chrono::steady_clock::time_point start;
+    CompletionProbe complete;
   };
+  void drop_completed();  // with mutex_ held
   void run();
 
   int rank_;

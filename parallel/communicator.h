@@ -8,10 +8,13 @@
 // orders, times and watches them.
 //
 // Every collective is asynchronous: it returns a CommRequest, a move-only
-// completion handle. After wait() returns, the result is visible to the host
-// and to any work later submitted to the backend's compute stream. A request
-// that is destroyed unwaited is waited for (an in-flight buffer must not be
-// freed under the engine).
+// completion handle. After wait() returns, the result is visible to any work
+// later submitted to the backend's compute stream; on the CPU engines it is
+// also visible to the host, on NCCL only once the compute stream has been
+// synchronised (wait() orders the device and does not block the host, except
+// for barrier()). A request that is destroyed unwaited is waited for (an
+// in-flight buffer must not be freed under the engine; freeing device memory
+// synchronises the device).
 //
 // Sums only: averaging over ranks is folded into the loss scale
 // (grad_scale = 1 / global batch), so the sum of the ranks' gradients is
@@ -42,6 +45,8 @@ class CommRequest {
     virtual bool test() = 0;  // non-blocking; also drives progress where the engine needs it
     virtual void wait() = 0;  // blocks until complete; throws std::runtime_error naming rank and op
     // Seconds the engine spent on this collective (valid after completion).
+    // NCCL: read without waiting; when its events are still pending the time
+    // is reported by a later request of the same op instead (each counted once).
     virtual double busy_seconds() const = 0;
   };
 
@@ -95,7 +100,8 @@ class Communicator {
   // Waits for every request and returns the exposed seconds: how long after
   // the compute submitted so far finished the last request completed (0 when
   // communication was fully hidden). On the CPU that is the host's wait; the
-  // NCCL engine measures it with events on the two streams.
+  // NCCL engine orders the compute stream instead of waiting and measures it
+  // with events on the two streams, reported once readable (maybe a step late).
   virtual double wait_all(std::span<CommRequest> requests);
 
   // This rank gives up (an error on this rank): ends the communicator's

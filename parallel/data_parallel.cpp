@@ -18,30 +18,53 @@ float data_parallel_grad_scale(int micro_batch, int accumulation_steps, int worl
 }
 
 DataParallel::DataParallel(Communicator& comm, ViTModel& model, const DataParallelOptions& options)
-    : comm_(comm), model_(model) {
-  if (options.zero_stage != 0 && options.zero_stage != 1)
-    throw std::invalid_argument("zero_optimization.stage " + std::to_string(options.zero_stage) +
-                                " is not supported (0 or 1)");
+    : comm_(comm), model_(model), stage_(options.zero_stage) {
+  const std::string where = "rank " + std::to_string(comm.rank()) + ": ";
+  if (options.zero_stage < 0 || options.zero_stage > 3)
+    throw std::invalid_argument(where + "zero_optimization.stage " + std::to_string(options.zero_stage) +
+                                " is not supported (0, 1, 2 or 3)");
+  if (model.resident_params() != (options.zero_stage < 3))
+    throw std::invalid_argument(where + "ZeRO-" + std::to_string(options.zero_stage) + " needs a model built with" +
+                                (options.zero_stage < 3 ? "" : "out") + " its full parameter buffer");
+  if (!model.resident_gradients() && options.zero_stage < 2)
+    throw std::invalid_argument(where + "a model without its gradient buffer needs ZeRO stage 2 or 3");
+  if (options.reduce_every_micro_step && model.resident_gradients())
+    throw std::invalid_argument(where + "reducing every micro-step needs a model built without its gradient buffer");
   // Ranks that bucket or shard differently would pair unrelated collectives.
   std::ostringstream fingerprint;
   fingerprint << model.config().describe() << " params=" << model.table().total_numel()
               << " activations=" << dtype_name(model.backend().activation_dtype())
               << " reduce_bucket_size=" << options.reducer.bucket_bytes
               << " first_bucket=" << options.reducer.first_bucket_bytes << " zero_stage=" << options.zero_stage
-              << " allgather_bucket_size=" << options.allgather_bucket_elements;
+              << " allgather_bucket_size=" << options.allgather_bucket_elements
+              << " every_micro_step=" << options.reduce_every_micro_step
+              << " window=" << !model.resident_gradients() << " stage3=" << options.zero3.prefetch_bucket_elements
+              << "/" << options.zero3.persistence_threshold << "/" << options.zero3.max_live_elements;
   check_same_across_ranks(comm, "model and data-parallel configuration", fingerprint.str());
 
   if (options.zero_stage == 1) {
     zero1_ = std::make_unique<Zero1Optimizer>(comm, model.backend(), model.table(), options.allgather_bucket_elements);
     reducer_ = std::make_unique<GradReducer>(comm, model.table(), model.grads(), options.reducer, zero1_->layout(),
                                              zero1_->shard_grads());
+  } else if (options.zero_stage >= 2) {
+    zero1_ = std::make_unique<Zero1Optimizer>(comm, model.backend(), model.table(), options.allgather_bucket_elements);
+    zero1_->set_stage(options.zero_stage);
+    if (options.zero_stage == 3) {
+      zero3_ = std::make_unique<Zero3Params>(comm, model.backend(), model.table(), zero1_->layout(), options.zero3);
+      model.set_param_provider(zero3_.get());
+    }
+    const ShardedReduce sharded{!model.resident_gradients(), options.reduce_every_micro_step};
+    reducer_ = std::make_unique<GradReducer>(comm, model.backend(), model.table(), model.grads(), options.reducer,
+                                             zero1_->layout(), zero1_->shard_grads(), sharded);
   } else {
     adamw_ = std::make_unique<AdamWOptimizer>(model.backend(), model.table());
     reducer_ = std::make_unique<GradReducer>(comm, model.table(), model.grads(), options.reducer);
   }
 }
 
-DataParallel::~DataParallel() = default;
+DataParallel::~DataParallel() {
+  if (zero3_) model_.set_param_provider(nullptr);
+}
 
 CommTiming DataParallel::finish() {
   timing_ = reducer_->finish();
@@ -49,6 +72,11 @@ CommTiming DataParallel::finish() {
 }
 
 void DataParallel::optimizer_step(const AdamWHyper& hyper) {
+  if (zero3_) {
+    zero1_->update_shard(zero3_->master_shard(), hyper, &timing_);
+    timing_.gather_s += zero3_->refresh();
+    return;
+  }
   if (zero1_) {
     zero1_->step(model_.params(), hyper, &timing_);
   } else {
@@ -61,6 +89,15 @@ float DataParallel::grad_norm() const { return zero1_ ? zero1_->read_grad_norm()
 
 std::size_t DataParallel::optimizer_bytes() const { return zero1_ ? zero1_->state_bytes() : adamw_->bytes(); }
 
+void DataParallel::add_to_plan(MemoryPlan& plan) const {
+  plan.optimizer = optimizer_bytes();
+  plan.zero_stage = stage_;
+  plan.rank = comm_.rank();
+  plan.world = comm_.world_size();
+  plan.grads += reducer_->working_bytes() + (zero1_ ? zero1_->shard_grad_bytes() : 0);
+  if (zero3_) plan.params += zero3_->master_bytes() + zero3_->working_bytes();
+}
+
 std::string DataParallel::memory_report() const {
   std::ostringstream s;
   s << "data parallel: " << comm_.name() << ", rank " << comm_.rank() << " of " << comm_.world_size() << ", "
@@ -68,6 +105,9 @@ std::string DataParallel::memory_report() const {
     << " bytes, overlap_comm " << (reducer_->options().overlap_comm ? "on" : "off") << ")\n";
   if (zero1_) {
     s << zero1_->memory_report();
+    if (const GradWindowPlan* w = reducer_->window())
+      s << "\n" << w->describe() << (reducer_->options().overlap_comm ? "" : " (overlap_comm off)");
+    if (zero3_) s << "\n" << zero3_->describe();
   } else {
     char line[160];
     std::snprintf(line, sizeof line, "optimizer state on rank %d: %.2f MiB (unsharded)", comm_.rank(),

@@ -1,5 +1,18 @@
 // data_parallel.h — what the trainer holds for data parallelism: the reducer,
-// and the optimizer that goes with it (AdamW on every rank, or ZeRO-1).
+// and the optimizer that goes with it (AdamW on every rank, or ZeRO 1-3).
+//
+// The ladder (W ranks, n parameters; what one rank keeps):
+//   stage 0: params n, grads n, moments 2n; all-reduce per bucket
+//   stage 1: params n, grads n (+ shard n/W), moments 2n/W; reduce-scatter
+//            per bucket, AdamW on the shard, all-gather of the parameters
+//   stage 2: params n, grads: shard n/W + a bucket-slot window (grad_window.h)
+//            instead of the full buffer, moments 2n/W; same traffic as stage 1
+//   stage 3: params: shard n/W + two group-sized gather buffers
+//            (zero3_params.h), grads and moments as stage 2; no all-gather
+//            after the step, a gather per group before its forward and its
+//            backward instead (about 1.5x stage 1's traffic)
+// With gradient accumulation stages 2/3 keep the full gradient buffer and
+// reduce on the last micro-step (as stage 1) unless reduce_every_micro_step.
 //
 // One optimizer step with k micro-steps of m images on each of W ranks:
 //   const float scale = data_parallel_grad_scale(m, k, W);  // 1 / (m·k·W)
@@ -23,6 +36,7 @@
 #include "parallel/communicator.h"
 #include "parallel/grad_reducer.h"
 #include "parallel/zero1.h"
+#include "parallel/zero3_params.h"
 #include "runtime/adamw_optimizer.h"
 #include "runtime/vit_model.h"
 
@@ -30,10 +44,19 @@ namespace vitscale {
 
 struct DataParallelOptions {
   ReducerOptions reducer;  // reduce_bucket_size, overlap_comm
-  int zero_stage = 0;      // zero_optimization.stage: 0 or 1
-  // zero_optimization.allgather_bucket_size: elements per ZeRO-1 parameter all-gather
+  int zero_stage = 0;      // zero_optimization.stage: 0..3
+  // zero_optimization.allgather_bucket_size: elements per ZeRO-1/2 parameter all-gather
   std::int64_t allgather_bucket_elements = Zero1Optimizer::kDefaultGatherBucket;
+  // ZeRO-2/3 with gradient accumulation: reduce-scatter every micro-step's
+  // buckets into the shard (DeepSpeed's way: no full gradient buffer, k times
+  // the traffic) instead of accumulating in the full buffer and reducing once.
+  bool reduce_every_micro_step = false;
+  Zero3Options zero3;  // stage3_* keys
 };
+// The model is built for the stage (ModelShape): resident_params = stage < 3;
+// resident_gradients = false exactly when ZeRO-2/3 reduce every micro-step or
+// there is only one (train::TrainConfig::zero_gradient_window decides for
+// vit_train); DataParallel checks the two agree with the options.
 
 // The loss scale that makes the ranks' summed gradients the global-batch mean
 // and k micro-batches of m one batch of k·m.
@@ -46,9 +69,10 @@ class DataParallel {
   ~DataParallel();
 
   Communicator& comm() { return comm_; }
-  int zero_stage() const { return zero1_ ? 1 : 0; }
+  int zero_stage() const { return stage_; }
   const GradReducer& reducer() const { return *reducer_; }
-  const Zero1Optimizer* zero1() const { return zero1_.get(); }  // null at stage 0
+  const Zero1Optimizer* zero1() const { return zero1_.get(); }  // the shard optimizer; null at stage 0
+  const Zero3Params* zero3() const { return zero3_.get(); }     // null below stage 3
 
   void begin_micro_step(bool last_of_window) { reducer_->begin_step(last_of_window); }
   GradReadyListener* listener() { return reducer_.get(); }
@@ -58,6 +82,9 @@ class DataParallel {
   const CommTiming& last_timing() const { return timing_; }  // finish() + optimizer_step()
 
   std::size_t optimizer_bytes() const;  // moments held by this rank
+  // This rank's bytes outside the model's arenas, added to its rows:
+  // optimizer = moments, gradients += shard and window, parameters += ZeRO-3's.
+  void add_to_plan(MemoryPlan& plan) const;
   std::string memory_report() const;
 
   // Full-length (n) moments in flat order, for checkpoints of any world size.
@@ -69,8 +96,10 @@ class DataParallel {
   Communicator& comm_;
   ViTModel& model_;
   std::unique_ptr<AdamWOptimizer> adamw_;  // stage 0
-  std::unique_ptr<Zero1Optimizer> zero1_;  // stage 1
+  std::unique_ptr<Zero1Optimizer> zero1_;  // stages 1-3
+  std::unique_ptr<Zero3Params> zero3_;     // stage 3
   std::unique_ptr<GradReducer> reducer_;
+  int stage_ = 0;
   CommTiming timing_;
 };
 

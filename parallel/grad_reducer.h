@@ -19,6 +19,18 @@
 //
 // ZeRO-1 mode reduce-scatters each bucket instead: the sum of this rank's
 // part of the bucket lands in the shard gradient buffer (zero1.h).
+//
+// ZeRO-2/3 (ShardedReduce) reduce-scatter the same way and may go further:
+//   window:           the model has no full-size gradient buffer; backward
+//                     writes each bucket into a slot of a bucket-sized ring
+//                     (grad_window.h) handed out by gradient_of().
+//   every_micro_step: every micro-step's buckets are reduce-scattered (as
+//                     DeepSpeed's stage 2 does); the first micro-step's sums
+//                     land in the shard, later ones in a shard-sized scratch
+//                     that is added to it once they complete. Needs the
+//                     window (there is nothing to accumulate locally).
+// With neither (accumulation in the model's full buffer, the default when
+// memory allows) ZeRO-2/3 reduce exactly as ZeRO-1 does.
 #pragma once
 
 #include <cstddef>
@@ -28,6 +40,8 @@
 #include "parallel/bucket_plan.h"
 #include "parallel/comm_timing.h"
 #include "parallel/communicator.h"
+#include "parallel/grad_window.h"
+#include "runtime/arena.h"
 #include "runtime/vit_model.h"
 
 namespace vitscale {
@@ -38,6 +52,11 @@ struct ReducerOptions {
   bool overlap_comm = true;              // false: launch everything in finish() (DeepSpeed stage 0's way)
 };
 
+struct ShardedReduce {
+  bool window = false;            // gradients live in a bucket-slot ring, not the model's buffer
+  bool every_micro_step = false;  // reduce-scatter on every micro-step (needs window)
+};
+
 class GradReducer final : public GradReadyListener {
  public:
   // All-reduce: every rank ends with the summed gradients in `grads` (n) f32.
@@ -46,11 +65,19 @@ class GradReducer final : public GradReadyListener {
   // shard_grads (layout.count(rank)) f32; `grads` is left holding local sums.
   GradReducer(Communicator& comm, const ParamTable& table, TensorView grads, const ReducerOptions& options,
               const ShardLayout& layout, TensorView shard_grads);
+  // ZeRO-2/3. With sharded.window, `grads` is unused (may be empty): the
+  // reducer allocates the window on `backend`.
+  GradReducer(Communicator& comm, Backend& backend, const ParamTable& table, TensorView grads,
+              const ReducerOptions& options, const ShardLayout& layout, TensorView shard_grads,
+              const ShardedReduce& sharded);
 
   // Before each micro-step's backward; `final_micro_step`: the last of the window.
   void begin_step(bool final_micro_step);
   // From ViTModel::backward: every gradient at flat offset >= offset is final.
   void grads_ready_from(std::int64_t offset) override;
+  // Window mode: parameter `param`'s gradient slot (zeroed when its bucket
+  // first takes it); else empty (the model's buffer).
+  TensorView gradient_of(int param) override;
   // After the window's last backward: launches the rest, waits for all of it.
   // Leaves nothing in flight. On a non-final micro-step: no-op, zero timing.
   CommTiming finish();
@@ -59,9 +86,21 @@ class GradReducer final : public GradReadyListener {
   const ReducerOptions& options() const { return options_; }
   int launched() const { return static_cast<int>(requests_.size()); }
   int in_flight();  // launched and not yet complete (tests the requests)
+  const GradWindowPlan* window() const { return window_.empty() ? nullptr : &window_plan_; }
+  // Bytes the reducer itself holds (window, scratch): for the memory plan.
+  std::size_t working_bytes() const { return window_arena_.buffer.bytes() + scratch_arena_.buffer.bytes(); }
 
  private:
+  GradReducer(Communicator& comm, const ParamTable& table, TensorView grads, const ReducerOptions& options,
+              bool check_grads);
+  GradReducer(Communicator& comm, const ParamTable& table, TensorView grads, const ReducerOptions& options,
+              const ShardLayout& layout, TensorView shard_grads, bool check_grads);
   void launch_next();
+  void claim_slot(int bucket);
+  // Every-micro-step mode: waits for this micro-step's reduce-scatters and
+  // folds them into the shard.
+  void settle_micro_step(CommTiming& t);
+  bool communicating() const { return final_ || sharded_.every_micro_step; }
 
   Communicator& comm_;
   TensorView grads_;
@@ -71,6 +110,18 @@ class GradReducer final : public GradReadyListener {
   // ZeRO-1: per bucket, the per-rank counts and this rank's destination.
   std::vector<std::vector<std::int64_t>> bucket_counts_;
   std::vector<TensorView> bucket_recv_;
+  // ZeRO-2/3.
+  Backend* backend_ = nullptr;
+  ShardedReduce sharded_;
+  GradWindowPlan window_plan_;
+  Arena window_arena_, scratch_arena_;
+  TensorView window_, shard_grads_, scratch_;  // (capacity), (shard), (shard) f32
+  std::vector<TensorView> bucket_scratch_recv_;
+  std::vector<int> bucket_of_param_;
+  std::vector<std::pair<std::int64_t, std::int64_t>> param_ranges_;  // (offset, numel) per parameter
+  int next_slot_ = 0;
+  bool first_micro_ = true;  // no micro-step of this window reduced yet
+  CommTiming pending_;       // earlier micro-steps' reduce-scatters, reported by finish()
 
   bool in_step_ = false, final_ = false;
   std::int64_t watermark_ = 0;

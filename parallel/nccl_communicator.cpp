@@ -6,11 +6,14 @@
 #include <atomic>
 #include <cstring>
 #include <functional>
+#include <optional>
 #include <stdexcept>
 #include <thread>
 
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/cuda_handles.h"
 #include "parallel/comm_watchdog.h"
+#include "parallel/deferred_times.h"
 
 namespace vitscale {
 
@@ -48,19 +51,12 @@ ncclDataType_t nccl_type(DType t) {
   return ncclFloat32;
 }
 
-// RAII for one CUDA event (timing enabled: we measure with it).
-class CudaEvent {
- public:
-  explicit CudaEvent(int rank) { check_cuda(cudaEventCreate(&event_), rank, "cudaEventCreate"); }
-  ~CudaEvent() {
-    if (event_) cudaEventDestroy(event_);
-  }
-  CudaEvent(const CudaEvent&) = delete;
-  CudaEvent& operator=(const CudaEvent&) = delete;
-  cudaEvent_t get() const { return event_; }
-
- private:
-  cudaEvent_t event_ = nullptr;
+// One collective's start and done events on the comm stream (timing events,
+// pooled: their times are read), shared by its request, the watchdog's probe
+// and a pending timing reader.
+struct CommSpan {
+  cuda::TimingEventPool::Lease start, done;
+  bool complete() const { return cuda::query_event(done.get()) != cudaErrorNotReady; }
 };
 
 // 0 when the time cannot be read (an event not recorded yet): timing is
@@ -74,6 +70,10 @@ double elapsed_seconds(cudaEvent_t from, cudaEvent_t to) {
   }
   return static_cast<double>(ms) * 1e-3;
 }
+
+// DeferredTimes kinds: a collective's busy time by its op (CommOp), and the
+// exposed time of wait_all.
+constexpr int kExposedTime = -1;
 
 }  // namespace
 
@@ -92,13 +92,21 @@ struct NcclCommunicator::State {
   cudaStream_t compute = nullptr;
   cudaStream_t stream = nullptr;  // owned: the comm stream
   std::unique_ptr<CommWatchdog> watchdog;
-  std::shared_ptr<CudaEvent> last_done;  // the comm stream's latest completion (FIFO)
+  // Made once, reused: ordering events (comm after compute) and timing ones
+  // (start/done of each collective, wait_all's compute mark).
+  cuda::OrderingEventPool ordering_events;
+  cuda::TimingEventPool timing_events;
+  std::shared_ptr<CommSpan> last_done;   // the comm stream's latest collective (FIFO)
+  DeferredTimes late;                    // times whose events were pending when asked (host thread only)
   void* scratch = nullptr;               // device scratch for barrier and host reductions
   std::size_t scratch_bytes = 0;
 
   // Orders the comm stream after the compute submitted so far, runs `issue`
-  // between start/done events, and hands back a request the host can poll.
-  CommRequest launch(const char* op, std::size_t bytes, const std::function<ncclResult_t()>& issue);
+  // between start/done events, and hands back a request. host_wait: wait()
+  // blocks the host until completion (barrier); otherwise wait() only orders
+  // the compute stream after the collective.
+  CommRequest launch(CommOp kind, const char* op, std::size_t bytes, const std::function<ncclResult_t()>& issue,
+                     bool host_wait = false);
   void* scratch_of(std::size_t bytes);
 };
 
@@ -106,42 +114,72 @@ namespace {
 
 class NcclRequest final : public CommRequest::Impl {
  public:
-  NcclRequest(const std::atomic<ncclComm_t>& comm, CommWatchdog& watchdog, int rank, const char* op, std::size_t bytes,
-              std::uint64_t ticket, std::shared_ptr<CudaEvent> start, std::shared_ptr<CudaEvent> done)
+  NcclRequest(const std::atomic<ncclComm_t>& comm, CommWatchdog& watchdog, int rank,
+              CommOp kind, const char* op, std::size_t bytes, std::uint64_t ticket, std::shared_ptr<CommSpan> span,
+              cudaStream_t compute, DeferredTimes& late, bool host_wait)
       : comm_(comm),
         watchdog_(watchdog),
         rank_(rank),
+        kind_(kind),
         op_(op),
         bytes_(bytes),
         ticket_(ticket),
-        start_(std::move(start)),
-        done_(std::move(done)) {}
+        span_(std::move(span)),
+        compute_(compute),
+        late_(late),
+        host_wait_(host_wait) {}
 
   bool test() override {
     if (complete_) return true;
     // query_event: "not ready" must not stay as the last error, or the next
     // VS_LAUNCH_CHECK throws it from an unrelated kernel mid-backward.
-    const cudaError_t rc = cuda::query_event(done_->get());
+    const cudaError_t rc = cuda::query_event(span_->done.get());
     if (rc == cudaErrorNotReady) {
-      ncclResult_t async = ncclSuccess;
-      ncclCommGetAsyncError(comm_.load(), &async);
-      if (async != ncclSuccess && async != ncclInProgress) fail(std::string("NCCL: ") + ncclGetErrorString(async));
+      check_async_error();
       return false;
     }
     if (rc != cudaSuccess) fail(cudaGetErrorString(rc));
     complete_ = true;
-    busy_ = elapsed_seconds(start_->get(), done_->get());
     watchdog_.end(ticket_);
     return true;
   }
-  // Polls rather than cudaEventSynchronize: a peer that died must surface as
-  // an async NCCL error or a watchdog abort, not an eternal block here.
+  // Device-side ordering: work later submitted to the compute stream waits
+  // for the collective; the host returns at once and stays ahead. The
+  // watchdog's probe sees the completion (a dead peer ends the job there).
+  // A barrier (host_wait) polls rather than cudaEventSynchronize: a peer that
+  // died must surface as an async NCCL error or a watchdog abort, not an
+  // eternal block here.
   void wait() override {
-    while (!test()) std::this_thread::yield();
+    if (host_wait_) {
+      while (!test()) std::this_thread::yield();
+      return;
+    }
+    if (ordered_ || complete_) return;
+    check_async_error();
+    const cudaError_t rc = cudaStreamWaitEvent(compute_, span_->done.get(), 0);
+    if (rc != cudaSuccess) fail(std::string("cudaStreamWaitEvent (compute after comm): ") + cudaGetErrorString(rc));
+    ordered_ = true;
   }
-  double busy_seconds() const override { return busy_; }
+  // This collective's time once its events have completed, plus earlier ones
+  // of the same op that were still pending when asked (deferred_times.h):
+  // read without waiting; each collective counted once; read once per request.
+  double busy_seconds() const override {
+    if (!busy_) {
+      std::shared_ptr<CommSpan> span = span_;
+      busy_ = late_.report(static_cast<int>(kind_), [span]() -> std::optional<double> {
+        if (!span->complete()) return std::nullopt;
+        return elapsed_seconds(span->start.get(), span->done.get());
+      });
+    }
+    return *busy_;
+  }
 
  private:
+  void check_async_error() {
+    ncclResult_t async = ncclSuccess;
+    ncclCommGetAsyncError(comm_.load(), &async);
+    if (async != ncclSuccess && async != ncclInProgress) fail(std::string("NCCL: ") + ncclGetErrorString(async));
+  }
   [[noreturn]] void fail(const std::string& why) {
     complete_ = true;
     watchdog_.end(ticket_);
@@ -150,34 +188,47 @@ class NcclRequest final : public CommRequest::Impl {
   const std::atomic<ncclComm_t>& comm_;
   CommWatchdog& watchdog_;
   int rank_;
+  CommOp kind_;
   const char* op_;
   std::size_t bytes_;
   std::uint64_t ticket_;
-  std::shared_ptr<CudaEvent> start_, done_;
-  double busy_ = 0;
+  std::shared_ptr<CommSpan> span_;
+  cudaStream_t compute_;
+  DeferredTimes& late_;
+  bool host_wait_;
+  mutable std::optional<double> busy_;
+  bool ordered_ = false;
   bool complete_ = false;
 };
 
 }  // namespace
 
-CommRequest NcclCommunicator::State::launch(const char* op, std::size_t bytes,
-                                            const std::function<ncclResult_t()>& issue) {
-  CudaEvent ready(rank);
-  auto start = std::make_shared<CudaEvent>(rank), done = std::make_shared<CudaEvent>(rank);
-  check_cuda(cudaEventRecord(ready.get(), compute), rank, op, bytes);
-  check_cuda(cudaStreamWaitEvent(stream, ready.get(), 0), rank, op, bytes);
-  check_cuda(cudaEventRecord(start->get(), stream), rank, op, bytes);
-  const std::uint64_t ticket = watchdog->begin(op, bytes);
+CommRequest NcclCommunicator::State::launch(CommOp kind, const char* op, std::size_t bytes,
+                                            const std::function<ncclResult_t()>& issue, bool host_wait) {
+  auto span = std::make_shared<CommSpan>(CommSpan{timing_events.acquire(), timing_events.acquire()});
+  {
+    // The wait below binds the record made here, so the event may go back to
+    // the pool (and be re-recorded) as soon as the wait is enqueued.
+    const cuda::OrderingEventPool::Lease ready = ordering_events.acquire();
+    check_cuda(cudaEventRecord(ready.get(), compute), rank, op, bytes);
+    check_cuda(cudaStreamWaitEvent(stream, ready.get(), 0), rank, op, bytes);
+  }
+  check_cuda(cudaEventRecord(span->start.get(), stream), rank, op, bytes);
+  // The probe runs on the watchdog's thread: this device made current there
+  // first (else the runtime opens a context on device 0 for it, on every rank).
+  const std::uint64_t ticket = watchdog->begin(op, bytes, [span, dev = device] {
+    return cudaSetDevice(dev) == cudaSuccess && span->complete();
+  });
   try {
     check_nccl(issue(), comm.load(), rank, op, bytes);
+    check_cuda(cudaEventRecord(span->done.get(), stream), rank, op, bytes);
   } catch (...) {
     watchdog->end(ticket);
     throw;
   }
-  check_cuda(cudaEventRecord(done->get(), stream), rank, op, bytes);
-  last_done = done;
-  return CommRequest(
-      std::make_unique<NcclRequest>(comm, *watchdog, rank, op, bytes, ticket, std::move(start), std::move(done)));
+  last_done = span;
+  return CommRequest(std::make_unique<NcclRequest>(comm, *watchdog, rank, kind, op, bytes, ticket,
+                                                   std::move(span), compute, late, host_wait));
 }
 
 void* NcclCommunicator::State::scratch_of(std::size_t bytes) {
@@ -243,7 +294,7 @@ CommRequest NcclCommunicator::all_reduce(TensorView data) {
   if (data.numel() == 0) return completed_request();
   void* p = data.data;
   const auto n = static_cast<std::size_t>(data.numel());
-  return s.launch("all_reduce", data.bytes(),
+  return s.launch(CommOp::all_reduce, "all_reduce", data.bytes(),
                   [&] { return ncclAllReduce(p, p, n, nccl_type(data.dtype), ncclSum, s.comm.load(), s.stream); });
 }
 
@@ -256,7 +307,7 @@ CommRequest NcclCommunicator::reduce_scatter(TensorView send, TensorView recv, s
   const ncclDataType_t type = nccl_type(send.dtype);
   const std::size_t elem = dtype_size(send.dtype);
   const bool equal = std::all_of(counts.begin(), counts.end(), [&](std::int64_t c) { return c == counts[0]; });
-  return s.launch("reduce_scatter", send.bytes(), [&]() -> ncclResult_t {
+  return s.launch(CommOp::reduce_scatter, "reduce_scatter", send.bytes(), [&]() -> ncclResult_t {
     if (equal)
       return ncclReduceScatter(send.data, recv.data, static_cast<std::size_t>(counts[0]), type, ncclSum, s.comm.load(),
                                s.stream);
@@ -285,7 +336,7 @@ CommRequest NcclCommunicator::all_gather(TensorView data, std::span<const std::i
   const std::size_t elem = dtype_size(data.dtype);
   char* base = static_cast<char*>(data.data);
   const bool equal = std::all_of(counts.begin(), counts.end(), [&](std::int64_t c) { return c == counts[0]; });
-  return s.launch("all_gather", data.bytes(), [&]() -> ncclResult_t {
+  return s.launch(CommOp::all_gather, "all_gather", data.bytes(), [&]() -> ncclResult_t {
     if (equal) {
       const auto c = static_cast<std::size_t>(counts[0]);
       return ncclAllGather(base + static_cast<std::size_t>(s.rank) * c * elem, base, c, type, s.comm.load(), s.stream);
@@ -308,7 +359,7 @@ CommRequest NcclCommunicator::broadcast(TensorView data, int root) {
   if (root < 0 || root >= s.world)
     throw std::invalid_argument(where(s.rank, "broadcast", data.bytes()) + ": root " + std::to_string(root) +
                                 " outside the world of " + std::to_string(s.world));
-  return s.launch("broadcast", data.bytes(), [&] {
+  return s.launch(CommOp::broadcast, "broadcast", data.bytes(), [&] {
     return ncclBroadcast(data.data, data.data, static_cast<std::size_t>(data.numel()), nccl_type(data.dtype), root,
                          s.comm.load(), s.stream);
   });
@@ -317,8 +368,10 @@ CommRequest NcclCommunicator::broadcast(TensorView data, int root) {
 CommRequest NcclCommunicator::barrier() {
   State& s = *state_;
   void* one = s.scratch_of(sizeof(float));
-  return s.launch("barrier", 0,
-                  [&] { return ncclAllReduce(one, one, 1, ncclFloat32, ncclSum, s.comm.load(), s.stream); });
+  // A barrier synchronises the hosts: its wait() blocks (polling) until complete.
+  return s.launch(
+      CommOp::barrier, "barrier", 0,
+      [&] { return ncclAllReduce(one, one, 1, ncclFloat32, ncclSum, s.comm.load(), s.stream); }, true);
 }
 
 void NcclCommunicator::all_reduce_host(std::span<double> values, HostReduce reduce) {
@@ -328,10 +381,11 @@ void NcclCommunicator::all_reduce_host(std::span<double> values, HostReduce redu
   void* dev = s.scratch_of(values.size_bytes());
   check_cuda(cudaMemcpyAsync(dev, values.data(), values.size_bytes(), cudaMemcpyHostToDevice, s.stream), s.rank,
              "host_all_reduce (upload)", values.size_bytes());
-  CommRequest r = s.launch("host_all_reduce", values.size_bytes(), [&] {
+  CommRequest r = s.launch(CommOp::host_all_reduce, "host_all_reduce", values.size_bytes(), [&] {
     return ncclAllReduce(dev, dev, values.size(), ncclFloat64, op, s.comm.load(), s.stream);
   });
-  r.wait();
+  // The download below is on the comm stream after the reduction (FIFO); the
+  // host waits for it with the stream, and the watchdog watches the request.
   check_cuda(cudaMemcpyAsync(values.data(), dev, values.size_bytes(), cudaMemcpyDeviceToHost, s.stream), s.rank,
              "host_all_reduce (download)", values.size_bytes());
   check_cuda(cudaStreamSynchronize(s.stream), s.rank, "host_all_reduce (synchronize)", values.size_bytes());
@@ -343,13 +397,20 @@ void NcclCommunicator::abort() noexcept {
 
 double NcclCommunicator::wait_all(std::span<CommRequest> requests) {
   State& s = *state_;
-  CudaEvent compute_done(s.rank);
-  check_cuda(cudaEventRecord(compute_done.get(), s.compute), s.rank, "wait_all (record)");
+  if (requests.empty()) return 0.0;
+  // Marks where the compute submitted so far ends, then orders the compute
+  // stream after every request: the host does not wait. The exposed time,
+  // from that mark to the comm stream's last completion (FIFO: the last of
+  // these), is read once both events have completed: now if they have, else
+  // at a later call (deferred_times.h).
+  auto compute_done = std::make_shared<cuda::TimingEventPool::Lease>(s.timing_events.acquire());
+  check_cuda(cudaEventRecord(compute_done->get(), s.compute), s.rank, "wait_all (record)");
   for (CommRequest& r : requests) r.wait();
-  check_cuda(cudaEventSynchronize(compute_done.get()), s.rank, "wait_all (synchronize)");
-  if (requests.empty() || !s.last_done) return 0.0;
-  // The comm stream is FIFO: its latest completion is the last of these.
-  return std::max(0.0, elapsed_seconds(compute_done.get(), s.last_done->get()));
+  std::shared_ptr<CommSpan> last = s.last_done;
+  return s.late.report(kExposedTime, [compute_done, last]() -> std::optional<double> {
+    if (cuda::query_event(compute_done->get()) == cudaErrorNotReady || !last->complete()) return std::nullopt;
+    return std::max(0.0, elapsed_seconds(compute_done->get(), last->done.get()));
+  });
 }
 
 }  // namespace vitscale

@@ -4,8 +4,21 @@
 // backward on the compute stream. Each collective first makes the comm stream
 // wait on an event recorded on the compute stream (the comm stream must never
 // read what compute has not finished writing), and records start/done events
-// that time it and tell the host when it is complete. The comm stream has the
-// device's highest priority so NCCL's kernels are scheduled between backward's.
+// that time it. The comm stream has the device's highest priority so NCCL's
+// kernels are scheduled between backward's.
+//
+// Ordering is on the device, not the host: a request's wait() (and wait_all)
+// makes the compute stream wait on the collective's done event
+// (cudaStreamWaitEvent) and returns at once, so the host queues the optimizer
+// and the next step while the reduction runs. The host polls only for the
+// watchdog (its thread queries each outstanding done event) and for timing
+// (times are read once their events have completed, possibly a step late:
+// deferred_times.h). Exceptions: barrier() blocks the host (it is a host
+// barrier), all_reduce_host synchronises the comm stream (its result is on
+// the host). Events come from pools (cuda_handles.h), never one per
+// collective: ordering events are timing-free, start/done/compute marks
+// time. A dead peer surfaces as an async NCCL error at the next wait()/test()
+// or as the watchdog's abort.
 //
 // One process per GPU: the NCCL unique id is made by rank 0 and broadcast over
 // MPI by the bootstrap (parallel/bootstrap.h); with world size 1 no MPI is needed.
@@ -44,9 +57,11 @@ class NcclCommunicator final : public Communicator {
   CommRequest broadcast(TensorView data, int root) override;
   CommRequest barrier() override;
   void all_reduce_host(std::span<double> values, HostReduce op) override;
-  // Exposed = from the compute stream reaching this call to the comm stream
-  // finishing its last collective, measured with events (the host itself runs
-  // ahead of the GPU, so its own wait would say nothing).
+  // Orders the compute stream after every request (no host wait). Exposed =
+  // from the compute stream reaching this call to the comm stream finishing
+  // its last collective, measured with events (the host itself runs ahead of
+  // the GPU, so its own wait would say nothing); returned once readable, so
+  // a step's figure may arrive with a later call.
   double wait_all(std::span<CommRequest> requests) override;
 
  private:

@@ -29,12 +29,21 @@ void Zero1Optimizer::step(TensorView params, const AdamWHyper& hyper, CommTiming
     throw std::invalid_argument("rank " + std::to_string(comm_.rank()) + ": ZeRO-1 step: parameters " +
                                 params.describe() + " are not the model's " + std::to_string(layout_.total) +
                                 " f32 weights");
+  update_shard(params.slice_flat(shard_begin(), shard_count()), hyper, timing);
+  const double gather_s = gather(params);
+  if (timing) timing->gather_s += gather_s;
+}
+
+void Zero1Optimizer::update_shard(TensorView master_shard, const AdamWHyper& hyper, CommTiming* timing) {
+  if (master_shard.numel() != shard_count())
+    throw std::invalid_argument("rank " + std::to_string(comm_.rank()) + ": ZeRO update: master shard " +
+                                master_shard.describe() + " is not this rank's " + std::to_string(shard_count()) +
+                                " elements");
   adamw_.compute_grad_norm_sq(shard_grads_);
   CommRequest norm = comm_.all_reduce(adamw_.grad_norm_sq());
   norm.wait();
-  adamw_.update(params.slice_flat(shard_begin(), shard_count()), shard_grads_, hyper);
-  const double gather_s = gather(params);
-  if (timing) timing->gather_s += norm.busy_seconds() + gather_s;
+  adamw_.update(master_shard, shard_grads_, hyper);
+  if (timing) timing->gather_s += norm.busy_seconds();
 }
 
 std::vector<std::pair<std::int64_t, std::int64_t>> Zero1Optimizer::gather_pieces() const {
@@ -66,9 +75,9 @@ std::string Zero1Optimizer::memory_report() const {
   auto mib = [](std::size_t b) { return static_cast<double>(b) / (1024.0 * 1024.0); };
   char line[400];
   std::snprintf(line, sizeof line,
-                "ZeRO-1: optimizer state on rank %d: %.2f MiB (elements %lld..%lld of %lld; %.2f MiB unsharded, "
+                "ZeRO-%d: optimizer state on rank %d: %.2f MiB (elements %lld..%lld of %lld; %.2f MiB unsharded, "
                 "1/%d), shard gradients %.2f MiB, parameter all-gather in %zu piece(s) of <= %lld elements",
-                comm_.rank(), mib(state_bytes()), static_cast<long long>(shard_begin()),
+                stage_, comm_.rank(), mib(state_bytes()), static_cast<long long>(shard_begin()),
                 static_cast<long long>(shard_begin() + shard_count()), static_cast<long long>(layout_.total),
                 mib(full_state_bytes()), layout_.world, mib(shard_grad_bytes()), gather_pieces().size(),
                 static_cast<long long>(gather_bucket_));

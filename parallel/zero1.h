@@ -13,6 +13,9 @@
 //      place, so the size bounds each collective's message, not memory).
 // The state saves and loads as full-length flat arrays (the parameter table's
 // order), so a checkpoint written at one world size loads at any other.
+// ZeRO-2 and ZeRO-3 use the same optimizer (steps 2-3; ZeRO-3 skips step 4:
+// its parameters are gathered group by group inside forward and backward,
+// zero3_params.h).
 #pragma once
 
 #include <cstddef>
@@ -47,6 +50,10 @@ class Zero1Optimizer {
   // After GradReducer::finish(). params: the model's (n) f32 master weights.
   // The caller refreshes the compute copy afterwards (ViTModel::sync_compute_params).
   void step(TensorView params, const AdamWHyper& hyper, CommTiming* timing = nullptr);
+  // Steps 2-3 only, on this rank's (shard_count) f32 masters (ZeRO-3's shard).
+  void update_shard(TensorView master_shard, const AdamWHyper& hyper, CommTiming* timing = nullptr);
+  // The stage the reports name (1, 2 or 3): the optimizer is the same.
+  void set_stage(int stage) { stage_ = stage; }
   float read_grad_norm() const { return adamw_.read_grad_norm(); }  // global, after step()
 
   std::size_t state_bytes() const { return adamw_.bytes(); }  // this rank's moments
@@ -71,6 +78,7 @@ class Zero1Optimizer {
   AdamWOptimizer adamw_;
   Arena shard_grads_arena_;
   TensorView shard_grads_;
+  int stage_ = 1;
 };
 
 }  // namespace vitscale

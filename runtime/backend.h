@@ -25,6 +25,7 @@
 #include <string>
 
 #include "runtime/buffer.h"
+#include "runtime/host_read_fence.h"
 #include "runtime/tensor.h"
 
 namespace vitscale {
@@ -70,8 +71,12 @@ class Backend {
   virtual Buffer allocate_host(std::size_t bytes) = 0;  // host memory the device copies from fast
   virtual std::size_t device_memory_in_use() const { return 0; }
   // Host → device, ordered on the compute stream (host memory must stay alive
-  // until synchronize()).
+  // and unchanged until synchronize() or until host_reads_done()'s fence completes).
   virtual void copy_to_device(void* dst, const void* src, std::size_t bytes) = 0;
+  // A fence that completes once the device has read the host memory of every
+  // copy_to_device issued so far (host_read_fence.h); the host does not wait
+  // here. CPU: complete already (its copies are synchronous).
+  virtual HostReadFence host_reads_done() { return {}; }
   // Device → host; returns once the data is on the host.
   virtual void copy_to_host(void* dst, const void* src, std::size_t bytes) = 0;
   virtual void copy_device(void* dst, const void* src, std::size_t bytes) = 0;

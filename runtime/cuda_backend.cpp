@@ -111,6 +111,7 @@ CudaBackend::CudaBackend(int device, DType activation_dtype, bool allow_tf32)
           ")";
 
   stream_ = std::make_unique<cuda::Stream>();
+  ordering_events_ = std::make_unique<cuda::OrderingEventPool>();
   workspace_ = allocate(kWorkspaceBytes, "cuBLASLt workspace");
   scratch_ = allocate(kInitialScratchBytes, "reduction scratch");
   hyper_ = allocate(sizeof(cuda::AdamWDeviceHyper), "AdamW hyper-parameters");
@@ -188,6 +189,22 @@ void CudaBackend::copy_to_device(void* dst, const void* src, std::size_t bytes) 
   if (bytes == 0) return;
   VS_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_->get()),
                 "copy_to_device (" + std::to_string(bytes) + " bytes)");
+}
+
+HostReadFence CudaBackend::host_reads_done() {
+  require_not_capturing("host_reads_done");
+  // Shared: std::function needs a copyable callable. The lease returns the
+  // event to the pool when the fence is done with it (after its wait).
+  auto event = std::make_shared<cuda::OrderingEventPool::Lease>(ordering_events_->acquire());
+  VS_CUDA_CHECK(cudaEventRecord(event->get(), stream_->get()), std::string("host_reads_done (record event)"));
+  // Waited on from a loader worker thread: make this device current there
+  // first, or the runtime would open a context on device 0 for that thread
+  // (on every rank of a node).
+  return HostReadFence([event, device = device_] {
+    VS_CUDA_CHECK(cudaSetDevice(device), "host read fence (set device " + std::to_string(device) + ")");
+    VS_CUDA_CHECK(cudaEventSynchronize(event->get()),
+                  std::string("host read fence (an earlier copy or kernel may have failed)"));
+  });
 }
 
 void CudaBackend::copy_to_host(void* dst, const void* src, std::size_t bytes) {

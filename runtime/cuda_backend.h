@@ -45,6 +45,9 @@ class LtGemm;
 class Stream;
 class Graph;
 struct AdamWDeviceHyper;
+template <unsigned kFlags> struct EventTraits;
+template <class Traits> class HandlePool;
+using OrderingEventPool = HandlePool<EventTraits<cudaEventDisableTiming>>;  // cuda_handles.h
 }  // namespace cuda
 
 // Number of CUDA devices the runtime sees; 0 when there is no driver or no GPU. Never throws.
@@ -73,6 +76,9 @@ class CudaBackend final : public Backend {
   void copy_device(void* dst, const void* src, std::size_t bytes) override;
   void fill_zero(TensorView t) override;
   void synchronize() override;
+  // An ordering event (pooled, timing-free) recorded after the copies so far;
+  // the fence's wait() synchronises on it from whichever thread reuses the memory.
+  HostReadFence host_reads_done() override;
   void cast(TensorView dst, TensorView src) override;
 
   void image_to_patches(TensorView patches, TensorView images, const ImageNorm& norm, int patch,
@@ -143,6 +149,7 @@ class CudaBackend final : public Backend {
   std::unique_ptr<cudaDeviceProp> props_;
   std::shared_ptr<std::atomic<std::size_t>> in_use_;
   std::unique_ptr<cuda::Stream> stream_;
+  std::unique_ptr<cuda::OrderingEventPool> ordering_events_;  // host read fences
   Buffer workspace_;   // cuBLASLt workspace
   Buffer scratch_;     // reductions' partial sums, attention's rowsum(dO∘O)
   std::vector<Buffer> retired_scratch_;  // outgrown scratch that captured graphs still point at

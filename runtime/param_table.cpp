@@ -63,4 +63,22 @@ std::vector<ParamSegment> ParamTable::segments() const {
   return s;
 }
 
+std::vector<ParamTable::Range> ParamTable::weight_groups() const {
+  std::vector<std::int64_t> starts = {0};
+  for (const BlockParamIndex& b : blocks) starts.push_back(params_[static_cast<std::size_t>(b.norm1_w)].offset);
+  starts.push_back(params_[static_cast<std::size_t>(norm_w)].offset);
+  starts.push_back(total_);
+  std::vector<Range> groups;
+  for (std::size_t i = 0; i + 1 < starts.size(); ++i) groups.push_back(Range{starts[i], starts[i + 1] - starts[i]});
+  return groups;
+}
+
+std::vector<std::int64_t> ParamTable::backward_ready_offsets() const {
+  std::vector<std::int64_t> at = {params_[static_cast<std::size_t>(head_w)].offset,
+                                  params_[static_cast<std::size_t>(norm_w)].offset};
+  for (auto b = blocks.rbegin(); b != blocks.rend(); ++b) at.push_back(params_[static_cast<std::size_t>(b->norm1_w)].offset);
+  at.push_back(0);
+  return at;
+}
+
 }  // namespace vitscale

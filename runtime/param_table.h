@@ -38,6 +38,19 @@ class ParamTable {
   const ParamInfo& find(const std::string& name) const;  // throws naming the missing name
   std::vector<ParamSegment> segments() const;            // one per parameter, for AdamW
 
+  // The weight groups forward and backward visit, in forward order, each a
+  // contiguous [begin, begin + count) of the flat buffer: 0 the embedding
+  // (cls_token, pos_embed, patch_embed), 1..L the blocks, L+1 the final norm
+  // and the head. ZeRO-3 gathers one group at a time.
+  struct Range {
+    std::int64_t begin = 0, count = 0;
+    std::int64_t end() const { return begin + count; }
+  };
+  std::vector<Range> weight_groups() const;
+  // The flat offsets ViTModel::backward reports ready (grads_ready_from), in
+  // the order it reports them: head, final norm, blocks L-1..0, then 0.
+  std::vector<std::int64_t> backward_ready_offsets() const;
+
   // Indices of the model's parameters (cls_token is -1 with mean pooling).
   int cls_token = -1, pos_embed = -1, patch_w = -1, patch_b = -1, norm_w = -1, norm_b = -1, head_w = -1,
       head_b = -1;

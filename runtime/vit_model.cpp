@@ -13,7 +13,10 @@ std::string MemoryPlan::format() const {
   auto mib = [](std::size_t b) { return static_cast<double>(b) / (1024.0 * 1024.0); };
   char line[160];
   std::ostringstream s;
-  s << "memory plan (one allocation per arena):\n";
+  s << "memory plan";
+  if (world > 1 || zero_stage > 0)
+    s << " of rank " << rank << " of " << world << " at ZeRO stage " << zero_stage;
+  s << (activation_checkpointing ? ", activation checkpointing" : "") << " (one allocation per arena):\n";
   auto row = [&](const char* name, std::size_t b) {
     std::snprintf(line, sizeof line, "  %-16s %12zu bytes  %10.2f MiB\n", name, b, mib(b));
     s << line;
@@ -49,10 +52,13 @@ ViTModel::ViTModel(const ViTConfig& config, Backend& backend, ModelShape shape, 
                                 " channels but the model takes " + std::to_string(config_.channels));
 
   const std::int64_t n = table_.total_numel();
-  params_arena_ = make_arena(backend_, "parameters", [&](ArenaCarver& c) { params_ = c.take(DType::f32, {n}); });
-  grads_arena_ = make_arena(backend_, "gradients", [&](ArenaCarver& c) { grads_ = c.take(DType::f32, {n}); });
-  if (backend_.activation_dtype() == DType::f32) {
-    compute_params_ = params_;
+  groups_ = table_.weight_groups();
+  if (shape_.resident_params)
+    params_arena_ = make_arena(backend_, "parameters", [&](ArenaCarver& c) { params_ = c.take(DType::f32, {n}); });
+  if (shape_.resident_gradients)
+    grads_arena_ = make_arena(backend_, "gradients", [&](ArenaCarver& c) { grads_ = c.take(DType::f32, {n}); });
+  if (backend_.activation_dtype() == DType::f32 || !shape_.resident_params) {
+    compute_params_ = params_;  // ZeRO-3: the provider hands out compute weights per group
   } else {
     compute_arena_ = make_arena(backend_, "compute weights",
                                 [&](ArenaCarver& c) { compute_params_ = c.take(backend_.activation_dtype(), {n}); });
@@ -66,8 +72,8 @@ ViTModel::ViTModel(const ViTConfig& config, Backend& backend, ModelShape shape, 
   plan_.compute_params = compute_arena_.buffer.bytes();
   plan_.activations = activations_arena_.buffer.bytes();
   plan_.activation_checkpointing = shape_.activation_checkpointing;
-  backend_.fill_zero(params_);
-  backend_.fill_zero(grads_);
+  if (!params_.empty()) backend_.fill_zero(params_);
+  if (!grads_.empty()) backend_.fill_zero(grads_);
 }
 
 void ViTModel::layout_activations(ArenaCarver& c, int B, Activations& a) const {
@@ -146,6 +152,19 @@ TensorView flat_view(TensorView flat, const ParamInfo& p, std::initializer_list<
   return flat.slice_flat(p.offset, p.numel).reshaped(dims);
 }
 
+// A parameter's view inside its weight group's buffer, which starts at flat
+// offset `group_begin`.
+struct GroupWeights {
+  const std::vector<ParamInfo>& params;
+  TensorView weights;  // (group count) compute dtype
+  std::int64_t group_begin;
+  TensorView operator()(int idx, std::initializer_list<std::int64_t> dims) const {
+    if (idx < 0) return TensorView{};
+    const ParamInfo& p = params[static_cast<std::size_t>(idx)];
+    return weights.slice_flat(p.offset - group_begin, p.numel).reshaped(dims);
+  }
+};
+
 }  // namespace
 
 TensorView ViTModel::param(int index) const {
@@ -197,13 +216,39 @@ void ViTModel::read_params(std::span<float> host) const {
   if (static_cast<std::int64_t>(host.size()) != table_.total_numel())
     throw std::invalid_argument("read_params: host buffer has " + std::to_string(host.size()) + " floats, model has " +
                                 std::to_string(table_.total_numel()));
+  if (!shape_.resident_params) {
+    if (!provider_) throw std::logic_error("read_params: parameters are sharded and no provider is set");
+    return provider_->read_full(host);
+  }
   backend_.copy_to_host(host.data(), params_.data, params_.bytes());
+}
+
+TensorView ViTModel::acquire(int group, ParamProvider::Pass pass) {
+  const ParamTable::Range& r = groups_[static_cast<std::size_t>(group)];
+  if (shape_.resident_params) return compute_params_.slice_flat(r.begin, r.count);
+  if (!provider_) throw std::logic_error("ViTModel: parameters are sharded and no provider is set");
+  return provider_->acquire(group, pass);
+}
+
+void ViTModel::release(int group) {
+  if (!shape_.resident_params) provider_->release(group);
+}
+
+void ViTModel::forward_weights_only() {
+  for (int g = 0; g < static_cast<int>(groups_.size()); ++g) {
+    acquire(g, ParamProvider::Pass::forward);
+    release(g);
+  }
 }
 
 void ViTModel::write_params(std::span<const float> host) {
   if (static_cast<std::int64_t>(host.size()) != table_.total_numel())
     throw std::invalid_argument("write_params: host buffer has " + std::to_string(host.size()) + " floats, model has " +
                                 std::to_string(table_.total_numel()));
+  if (!shape_.resident_params) {
+    if (!provider_) throw std::logic_error("write_params: parameters are sharded and no provider is set");
+    return provider_->write_full(host);
+  }
   backend_.copy_to_device(params_.data, host.data(), params_.bytes());
   backend_.synchronize();
   sync_compute_params();
@@ -213,7 +258,9 @@ void ViTModel::sync_compute_params() {
   if (compute_params_.data != params_.data) backend_.cast(compute_params_, params_);
 }
 
-void ViTModel::zero_grads() { backend_.fill_zero(grads_); }
+void ViTModel::zero_grads() {
+  if (!grads_.empty()) backend_.fill_zero(grads_);  // a ZeRO window zeroes each slot as it hands it out
+}
 
 void ViTModel::upload_batch(const std::uint8_t* images, const float* targets, int batch) {
   if (batch < 1 || batch > shape_.micro_batch)
@@ -232,36 +279,42 @@ void ViTModel::forward(float grad_scale) {
   const ViTConfig& c = config_;
   const std::int64_t B = batch_, T = c.tokens(), D = c.dim, K = c.num_classes;
   const auto& ps = table_.params();
-  auto w = [&](int idx, std::initializer_list<std::int64_t> dims) {
-    return idx < 0 ? TensorView{} : flat_view(compute_params_, ps[static_cast<std::size_t>(idx)], dims);
-  };
+  const int G = static_cast<int>(groups_.size());
+  using Pass = ParamProvider::Pass;
 
   // Patch embedding: uint8 images → normalised patches → a Linear over C·P·P.
-  be.image_to_patches(a.patches, a.images, norm_, c.patch_size, c.image_size);
-  be.linear(a.patch_emb.reshaped({B * c.num_patches(), D}), a.patches.reshaped({B * c.num_patches(), c.patch_dim()}),
-            w(table_.patch_w, {D, c.patch_dim()}), w(table_.patch_b, {D}));
-  be.embed_tokens(a.blocks[0].x, a.patch_emb, w(table_.cls_token, {D}), w(table_.pos_embed, {T, D}));
+  {
+    const GroupWeights w{ps, acquire(0, Pass::forward), groups_[0].begin};
+    be.image_to_patches(a.patches, a.images, norm_, c.patch_size, c.image_size);
+    be.linear(a.patch_emb.reshaped({B * c.num_patches(), D}),
+              a.patches.reshaped({B * c.num_patches(), c.patch_dim()}), w(table_.patch_w, {D, c.patch_dim()}),
+              w(table_.patch_b, {D}));
+    be.embed_tokens(a.blocks[0].x, a.patch_emb, w(table_.cls_token, {D}), w(table_.pos_embed, {T, D}));
+    release(0);
+  }
 
-  for (int l = 0; l < c.depth; ++l) forward_block(a, l, l == 0);
+  for (int l = 0; l < c.depth; ++l) {
+    forward_block(a, l, l == 0, acquire(l + 1, Pass::forward));
+    release(l + 1);
+  }
   be.add(a.x_final, a.blocks.back().mid, a.branch_out);
 
   // Head: pool first, then the final norm. For cls pooling this equals timm's
   // norm-all-tokens-then-take-cls (layernorm is per token) at 1/T of the cost;
   // for mean pooling it is timm's fc_norm.
+  const GroupWeights w{ps, acquire(G - 1, Pass::forward), groups_[static_cast<std::size_t>(G - 1)].begin};
   be.pool(a.pooled, a.x_final, c.pooling);
   be.layernorm(a.lnf, a.lnf_mean, a.lnf_rstd, a.pooled, w(table_.norm_w, {D}), w(table_.norm_b, {D}));
   be.linear(a.logits, a.lnf, w(table_.head_w, {K, D}), w(table_.head_b, {K}));
+  release(G - 1);
   be.cross_entropy(a.losses, a.d_logits, a.logits, a.targets, grad_scale);
 }
 
-void ViTModel::forward_block(const Activations& a, int l, bool from_stored_input) {
+void ViTModel::forward_block(const Activations& a, int l, bool from_stored_input, TensorView weights) {
   Backend& be = backend_;
   const ViTConfig& c = config_;
   const std::int64_t D = c.dim, F = c.mlp_dim, R = static_cast<std::int64_t>(batch_) * c.tokens();  // R: token rows
-  const auto& ps = table_.params();
-  auto w = [&](int idx, std::initializer_list<std::int64_t> dims) {
-    return idx < 0 ? TensorView{} : flat_view(compute_params_, ps[static_cast<std::size_t>(idx)], dims);
-  };
+  const GroupWeights w{table_.params(), weights, groups_[static_cast<std::size_t>(l + 1)].begin};
   const BlockActivations& b = a.blocks[static_cast<std::size_t>(l)];
   const BlockParamIndex& p = table_.blocks[static_cast<std::size_t>(l)];
   // ln1: block 0 (and every recomputed block) normalises its stored input;
@@ -294,24 +347,31 @@ void ViTModel::backward(GradReadyListener* listener) {
   const std::int64_t B = batch_, T = c.tokens(), D = c.dim, F = c.mlp_dim, K = c.num_classes;
   const std::int64_t R = B * T;
   const auto& ps = table_.params();
-  auto w = [&](int idx, std::initializer_list<std::int64_t> dims) {
-    return idx < 0 ? TensorView{} : flat_view(compute_params_, ps[static_cast<std::size_t>(idx)], dims);
-  };
+  const int G = static_cast<int>(groups_.size());
+  using Pass = ParamProvider::Pass;
   auto g = [&](int idx, std::initializer_list<std::int64_t> dims) {
-    return idx < 0 ? TensorView{} : flat_view(grads_, ps[static_cast<std::size_t>(idx)], dims);
+    if (idx < 0) return TensorView{};
+    if (listener)
+      if (TensorView v = listener->gradient_of(idx); !v.empty()) return v.reshaped(dims);
+    if (grads_.empty()) throw std::logic_error("backward: no gradient buffer and no listener window");
+    return flat_view(grads_, ps[static_cast<std::size_t>(idx)], dims);
   };
   auto ready_from = [&](int idx) {
     if (listener) listener->grads_ready_from(ps[static_cast<std::size_t>(idx)].offset);
   };
 
   // Head and final norm.
-  be.linear_backward(a.d_lnf, g(table_.head_w, {K, D}), g(table_.head_b, {K}), a.d_logits, a.lnf,
-                     w(table_.head_w, {K, D}));
-  ready_from(table_.head_w);
-  be.fill_zero(a.d_pooled);  // layernorm_backward accumulates into d_in
-  be.layernorm_backward(a.d_pooled, g(table_.norm_w, {D}), g(table_.norm_b, {D}), a.d_lnf, a.pooled, a.lnf_mean,
-                        a.lnf_rstd, w(table_.norm_w, {D}));
-  ready_from(table_.norm_w);
+  {
+    const GroupWeights w{ps, acquire(G - 1, Pass::backward), groups_[static_cast<std::size_t>(G - 1)].begin};
+    be.linear_backward(a.d_lnf, g(table_.head_w, {K, D}), g(table_.head_b, {K}), a.d_logits, a.lnf,
+                       w(table_.head_w, {K, D}));
+    ready_from(table_.head_w);
+    be.fill_zero(a.d_pooled);  // layernorm_backward accumulates into d_in
+    be.layernorm_backward(a.d_pooled, g(table_.norm_w, {D}), g(table_.norm_b, {D}), a.d_lnf, a.pooled, a.lnf_mean,
+                          a.lnf_rstd, w(table_.norm_w, {D}));
+    release(G - 1);
+    ready_from(table_.norm_w);
+  }
   be.pool_backward(a.d_x, a.d_pooled, c.pooling);
 
   // Blocks, last to first. d_x holds the residual stream's gradient: it is at
@@ -320,7 +380,9 @@ void ViTModel::backward(GradReadyListener* listener) {
   // Under activation checkpointing the working set holds the last block's
   // activations (forward just wrote them); every other block is recomputed.
   for (int l = c.depth - 1; l >= 0; --l) {
-    if (shape_.activation_checkpointing && l < c.depth - 1) forward_block(a, l, true);
+    const TensorView weights = acquire(l + 1, Pass::backward);
+    const GroupWeights w{ps, weights, groups_[static_cast<std::size_t>(l + 1)].begin};
+    if (shape_.activation_checkpointing && l < c.depth - 1) forward_block(a, l, true, weights);
     const BlockActivations& b = a.blocks[static_cast<std::size_t>(l)];
     const BlockParamIndex& p = table_.blocks[static_cast<std::size_t>(l)];
     be.linear_backward(a.d_fc1.reshaped({R, F}), g(p.fc2_w, {D, F}), g(p.fc2_b, {D}), a.d_x.reshaped({R, D}),
@@ -338,15 +400,18 @@ void ViTModel::backward(GradReadyListener* listener) {
                        a.d_qkv.reshaped({R, 3 * D}), b.ln1.reshaped({R, D}), w(p.qkv_w, {3 * D, D}));
     be.layernorm_backward(a.d_x.reshaped({R, D}), g(p.norm1_w, {D}), g(p.norm1_b, {D}), a.d_ln.reshaped({R, D}),
                           b.x.reshaped({R, D}), b.ln1_mean.reshaped({R}), b.ln1_rstd.reshaped({R}), w(p.norm1_w, {D}));
+    release(l + 1);
     ready_from(p.norm1_w);
   }
 
   // Embedding: cls/pos gradients, then the patch Linear (its input gradient is
   // not needed: the images are data).
+  const GroupWeights w{ps, acquire(0, Pass::backward), groups_[0].begin};
   be.embed_tokens_backward(a.d_patch_emb, g(table_.cls_token, {D}), g(table_.pos_embed, {T, D}), a.d_x);
   be.linear_backward(TensorView{}, g(table_.patch_w, {D, c.patch_dim()}), g(table_.patch_b, {D}),
                      a.d_patch_emb.reshaped({B * c.num_patches(), D}),
                      a.patches.reshaped({B * c.num_patches(), c.patch_dim()}), w(table_.patch_w, {D, c.patch_dim()}));
+  release(0);
   if (listener) listener->grads_ready_from(0);
 }
 

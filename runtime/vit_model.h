@@ -31,11 +31,39 @@ class GradReadyListener {
  public:
   virtual ~GradReadyListener() = default;
   virtual void grads_ready_from(std::int64_t offset) = 0;
+  // Where backward writes (+=) parameter `param`'s gradient, (numel) f32; an
+  // empty view: the model's own gradient buffer. ZeRO-2/3 hand out a slot of
+  // their bucket-sized window (parallel/grad_window.h); backward asks just
+  // before it first writes the parameter in this pass.
+  virtual TensorView gradient_of(int param) {
+    (void)param;
+    return {};
+  }
+};
+
+// Where forward and backward read a weight group's compute weights when the
+// model does not hold them all (ZeRO-3, parallel/zero3_params.h). Groups are
+// ParamTable::weight_groups(); every pass acquires and releases them in a fixed
+// order (forward 0..G-1, backward G-1..0), the same on every rank, so a
+// provider may gather collectively and prefetch the next group.
+class ParamProvider {
+ public:
+  enum class Pass { forward, backward };
+  virtual ~ParamProvider() = default;
+  // (group count) elements in the compute dtype, valid until release(group).
+  virtual TensorView acquire(int group, Pass pass) = 0;
+  virtual void release(int group) = 0;
+  // The fp32 masters in table layout (n floats). Collective: every rank calls.
+  virtual void read_full(std::span<float> host) = 0;
+  virtual void write_full(std::span<const float> host) = 0;
 };
 
 struct MemoryPlan {
+  // This rank's bytes: the model's own arenas, plus what the data-parallel
+  // engine holds for it (ZeRO's shards and working buffers).
   std::size_t params = 0, grads = 0, compute_params = 0, activations = 0, optimizer = 0;
   bool activation_checkpointing = false;  // activations: block inputs + one block's working set
+  int zero_stage = 0, rank = 0, world = 1;  // whose bytes these are (set by the data-parallel engine)
   std::size_t total() const { return params + grads + compute_params + activations + optimizer; }
   std::string format() const;  // a small table in MiB
 };
@@ -92,6 +120,12 @@ struct ModelShape {
   // block's forward from its input just before going back through it. Same
   // ops on the same inputs: the gradients are the same bits.
   bool activation_checkpointing = false;
+  // false: no full-size gradient arena; every backward takes its gradient
+  // views from the listener (GradReadyListener::gradient_of), ZeRO-2/3.
+  bool resident_gradients = true;
+  // false: no full-size parameter arena; weights come from a ParamProvider
+  // (set_param_provider before any pass or read/write), ZeRO-3.
+  bool resident_params = true;
 };
 
 class ViTModel {
@@ -105,8 +139,11 @@ class ViTModel {
   int source_image_size() const { return shape_.source_image_size; }
   const MemoryPlan& memory_plan() const { return plan_; }
 
-  TensorView params() const { return params_; }  // (n) f32 master weights
-  TensorView grads() const { return grads_; }    // (n) f32
+  TensorView params() const { return params_; }  // (n) f32 master weights; empty when not resident
+  TensorView grads() const { return grads_; }    // (n) f32; empty when not resident
+  bool resident_params() const { return shape_.resident_params; }
+  bool resident_gradients() const { return shape_.resident_gradients; }
+  void set_param_provider(ParamProvider* provider) { provider_ = provider; }
   TensorView param(int index) const;             // one parameter of the table, timm shape flattened to rank ≤ 4
   TensorView grad(int index) const;
 
@@ -131,6 +168,11 @@ class ViTModel {
   void zero_grads();
 
   int batch() const { return batch_; }
+  // Acquires and releases every weight group as a forward would, computing
+  // nothing: a rank with no images in an evaluation batch keeps ZeRO-3's
+  // collective gathers paired with the other ranks'.
+  void forward_weights_only();
+
   // Copies the per-image losses / logits of the last forward to the host.
   std::vector<float> read_losses() const;  // (batch)
   std::vector<float> read_logits() const;  // (batch, K)
@@ -139,7 +181,10 @@ class ViTModel {
   Activations activations_for(int batch) const;  // views with the leading dim = batch
   // Block l's forward from a.blocks[l].x (stored) or, for l > 0 in the first
   // forward, from the previous block's mid + branch_out (x_l written on the way).
-  void forward_block(const Activations& a, int l, bool from_stored_input);
+  void forward_block(const Activations& a, int l, bool from_stored_input, TensorView weights);
+  // Group g's compute weights: a slice of the resident copy, or the provider's.
+  TensorView acquire(int group, ParamProvider::Pass pass);
+  void release(int group);
   void layout_activations(ArenaCarver& carver, int batch, Activations& a) const;
 
   ViTConfig config_;
@@ -150,6 +195,8 @@ class ViTModel {
   MemoryPlan plan_;
   Arena params_arena_, grads_arena_, compute_arena_, activations_arena_;
   TensorView params_, grads_, compute_params_;
+  std::vector<ParamTable::Range> groups_;
+  ParamProvider* provider_ = nullptr;
   int batch_ = 0;
 };
 

@@ -40,7 +40,9 @@ constexpr const char* kOneBit =
     "a parameter of 1-bit Adam, 0/1 Adam or 1-bit LAMB, which are not implemented (optimizer.type is AdamW)";
 constexpr const char* kFp16Scaling = "loss scaling belongs to fp16, which is off";
 constexpr const char* kBf16Scaling = "bf16 needs no loss scaling";
-constexpr const char* kStage3 = "a ZeRO stage 3 key: stage 3 is not implemented (zero_optimization.stage 0 or 1)";
+constexpr const char* kStage3 =
+    "a ZeRO stage 3 key that is not implemented here (stage 3 takes stage3_prefetch_bucket_size, "
+    "stage3_param_persistence_threshold and stage3_max_live_parameters)";
 constexpr const char* kRangeTest =
     "an LRRangeTest parameter: LRRangeTest is not implemented (WarmupCosineLR, WarmupLR, WarmupDecayLR, OneCycle are)";
 constexpr const char* kNoProfileTree = "the profile is the whole step's count and rate, not a module tree";
@@ -128,13 +130,14 @@ const DeepSpeedRule kRules[] = {
     {"zero_optimization.ignore_unused_parameters", "every ViT parameter gets a gradient", nullptr, nullptr},
     {"zero_optimization.load_from_fp32_weights", "the masters are fp32 and are what checkpoints hold", nullptr,
      nullptr},
-    {"zero_optimization.stage3_max_live_parameters", nullptr, kStage3, nullptr},
+    // stage 3's own keys (stage3_prefetch_bucket_size, stage3_param_persistence_threshold,
+    // stage3_max_live_parameters) are settings (train_config.cpp); the rest:
     {"zero_optimization.stage3_max_reuse_distance", nullptr, kStage3, nullptr},
-    {"zero_optimization.stage3_prefetch_bucket_size", nullptr, kStage3, nullptr},
-    {"zero_optimization.stage3_param_persistence_threshold", nullptr, kStage3, nullptr},
     {"zero_optimization.stage3_gather_16bit_weights_on_model_save", nullptr, kStage3, nullptr},
     {"zero_optimization.stage3_gather_fp16_weights_on_model_save", nullptr, kStage3, nullptr},
-    {"zero_optimization.sub_group_size", nullptr, kStage3, nullptr},
+    {"zero_optimization.stage3_module_granularity_threshold", nullptr, kStage3, nullptr},
+    {"zero_optimization.stage3_use_all_reduce_for_fetch_params", nullptr, kStage3, nullptr},
+    {"zero_optimization.sub_group_size", "AdamW updates this rank's whole shard in one pass", nullptr, nullptr},
     {"zero_optimization.zero_hpz_partition_size", "1: no hierarchical partitioning",
      "ZeRO++ hierarchical partitioning is not implemented", not_one},
     {"zero_optimization.zero_quantized_weights", "ZeRO++ quantized weights are off",

@@ -25,7 +25,10 @@ EvalSums evaluate_split(ViTModel& model, Backend& backend, const data::Dataset& 
   if (pass.confusion) s.confusion.assign(static_cast<std::size_t>(K) * K, 0.0);
   while (data::BatchLease batch = loader.next()) {
     const int n = batch->size;
-    if (n == 0) continue;  // an empty tail batch of an uneven shard
+    if (n == 0) {  // an empty tail batch of an uneven shard
+      model.forward_weights_only();  // ZeRO-3: this rank still takes part in the gathers
+      continue;
+    }
     model.upload_batch(batch->image_data(), batch->target_data(), n);
     model.forward(1.0f);
     const std::vector<float> logits = model.read_logits();  // (n, K); waits for the device

@@ -56,6 +56,9 @@ class StepEngine {
   virtual float grad_norm() const = 0;
 
   virtual std::size_t optimizer_bytes() const = 0;  // moments held by this rank
+  // This rank's bytes the engine holds for the model, into the start-up plan's
+  // rows (ZeRO's shards and working buffers); the moments at least.
+  virtual void add_to_plan(MemoryPlan& plan) const { plan.optimizer = optimizer_bytes(); }
   // Full-length (n) moments in the flat parameter order. Collective under ZeRO-1.
   virtual void gather_optimizer_state(std::vector<float>& exp_avg, std::vector<float>& exp_avg_sq) = 0;
   virtual void load_optimizer_state(std::span<const float> exp_avg, std::span<const float> exp_avg_sq) = 0;

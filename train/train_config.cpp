@@ -100,10 +100,14 @@ const Setting kSettings[] = {
     // precision and parallelism
     {"bf16.enabled", "--bf16", "Precision and parallelism", "bf16 activations and weight copies, fp32 master weights (CUDA only)", &O::bf16},
     {"runtime.tf32", "--tf32", "Precision and parallelism", "allow TF32 tensor cores for fp32 GEMMs (CUDA only)", &O::tf32},
-    {"zero_optimization.stage", "--zero-stage", "Precision and parallelism", "0: plain data parallel; 1: optimizer state sharded across ranks", &O::zero_stage},
+    {"zero_optimization.stage", "--zero-stage", "Precision and parallelism", "0: plain data parallel; 1: optimizer state sharded across ranks; 2: gradients too (each rank keeps its gradient shard and a bucket-sized window); 3: parameters too (each block gathered before its forward and its backward)", &O::zero_stage},
     {"zero_optimization.reduce_bucket_size", "--reduce-bucket-size", "Precision and parallelism", "gradient bucket size in elements", &O::reduce_bucket_size},
     {"zero_optimization.overlap_comm", "--overlap-comm", "Precision and parallelism", "overlap gradient all-reduce with backward", &O::overlap_comm},
     {"zero_optimization.allgather_bucket_size", "--allgather-bucket-size", "Precision and parallelism", "ZeRO-1: elements per parameter all-gather (the gather after the update is split into pieces of at most this many)", &O::allgather_bucket_size},
+    {"zero_optimization.reduce_every_micro_step", "--reduce-every-micro-step", "Precision and parallelism", "ZeRO-2/3 with gradient accumulation: reduce-scatter every micro-step into the shard (DeepSpeed's way: no full gradient buffer, accumulation-steps times the traffic) instead of accumulating in the full buffer and reducing once (vitscale's key; default false)", &O::reduce_every_micro_step},
+    {"zero_optimization.stage3_prefetch_bucket_size", "--stage3-prefetch-bucket-size", "Precision and parallelism", "ZeRO-3: prefetch the next block's parameters while this one computes when it has at most this many elements (0: no prefetch)", &O::stage3_prefetch_bucket_size},
+    {"zero_optimization.stage3_param_persistence_threshold", "--stage3-param-persistence-threshold", "Precision and parallelism", "ZeRO-3: weight groups (embedding, block, head) of at most this many elements stay gathered, re-gathered once per step", &O::stage3_param_persistence_threshold},
+    {"zero_optimization.stage3_max_live_parameters", "--stage3-max-live-parameters", "Precision and parallelism", "ZeRO-3: the most parameter elements gathered at once (below two blocks: one gather buffer, no prefetch)", &O::stage3_max_live_parameters},
     // device
     {"runtime.device", "--device", "Device", "cpu, cuda or auto (cuda when built with CUDA and a GPU is present)", &O::device},
     {"runtime.threads", "--threads", "Device", "CPU backend threads (0: OpenMP's default)", &O::threads},

@@ -80,7 +80,9 @@ struct TrainOptions {
   std::optional<bool> bf16, tf32;
   std::optional<int> zero_stage;
   std::optional<std::int64_t> reduce_bucket_size, allgather_bucket_size;
-  std::optional<bool> overlap_comm;
+  std::optional<bool> overlap_comm, reduce_every_micro_step;
+  std::optional<std::int64_t> stage3_prefetch_bucket_size, stage3_param_persistence_threshold,
+      stage3_max_live_parameters;
   // --- device ---------------------------------------------------------------------
   std::optional<std::string> device;
   std::optional<int> threads;
@@ -157,6 +159,13 @@ struct TrainConfig {
   std::int64_t reduce_bucket_size = 25'000'000;      // elements, as DeepSpeed counts
   std::int64_t allgather_bucket_size = 500'000'000;  // elements per ZeRO-1 parameter all-gather (DeepSpeed's default)
   bool overlap_comm = true;
+  // ZeRO-2/3 with accumulation: reduce-scatter every micro-step (DeepSpeed's
+  // way, no full gradient buffer) instead of once from the full buffer.
+  bool reduce_every_micro_step = false;
+  // ZeRO-3 (parallel/zero3_params.h), DeepSpeed's defaults.
+  std::int64_t stage3_prefetch_bucket_size = 50'000'000;
+  std::int64_t stage3_param_persistence_threshold = 100'000;
+  std::int64_t stage3_max_live_parameters = 1'000'000'000;
   // device
   std::string device = "auto";            // cpu | cuda | auto
   int threads = 0;                        // CPU backend threads; 0: OpenMP's default
@@ -190,6 +199,11 @@ struct TrainConfig {
   // optimizer, schedule, seed): a checkpoint resumes only under the same ones.
   nlohmann::ordered_json identity_json() const;
   ViTConfig vit_config(int channels, int num_classes) const;
+  // ZeRO-2/3 without the model's full gradient buffer: when every micro-step
+  // reduces (one micro-step, or reduce_every_micro_step). See parallel/grad_window.h.
+  bool zero_gradient_window() const {
+    return zero_stage >= 2 && (gradient_accumulation_steps == 1 || reduce_every_micro_step);
+  }
 };
 
 // The model presets (--model) are runtime/vit_config.h's vit_presets().

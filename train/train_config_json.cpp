@@ -113,6 +113,10 @@ nlohmann::ordered_json TrainConfig::to_json() const {
   j["zero_optimization"]["reduce_bucket_size"] = reduce_bucket_size;
   j["zero_optimization"]["overlap_comm"] = overlap_comm;
   j["zero_optimization"]["allgather_bucket_size"] = allgather_bucket_size;
+  j["zero_optimization"]["reduce_every_micro_step"] = reduce_every_micro_step;
+  j["zero_optimization"]["stage3_prefetch_bucket_size"] = stage3_prefetch_bucket_size;
+  j["zero_optimization"]["stage3_param_persistence_threshold"] = stage3_param_persistence_threshold;
+  j["zero_optimization"]["stage3_max_live_parameters"] = stage3_max_live_parameters;
   j["runtime"] = {{"device", device}, {"threads", threads}, {"tf32", tf32}, {"cuda_graphs", cuda_graphs}};
   j["activation_checkpointing"] = {{"enabled", activation_checkpointing}};
   j["wall_clock_breakdown"] = wall_clock_breakdown;

@@ -241,10 +241,24 @@ void validate(const TrainOptions& o, const TrainConfig& c, Problems& p) {
   p.non_negative("optimizer.params.weight_decay", c.weight_decay);
   p.non_negative("gradient_clipping", c.gradient_clipping);
   validate_schedule(o, c, p);
-  if (c.zero_stage == 2 || c.zero_stage == 3)
-    p.refuse("zero_optimization.stage", "is " + str(c.zero_stage) + ": only stages 0 and 1 are implemented");
-  else
-    p.in_range("zero_optimization.stage", c.zero_stage, 0, 1);
+  p.in_range("zero_optimization.stage", c.zero_stage, 0, 3);
+  p.at_least("zero_optimization.stage3_prefetch_bucket_size", c.stage3_prefetch_bucket_size, 0);
+  p.at_least("zero_optimization.stage3_param_persistence_threshold", c.stage3_param_persistence_threshold, 0);
+  p.at_least("zero_optimization.stage3_max_live_parameters", c.stage3_max_live_parameters, 1);
+  if (c.reduce_every_micro_step && c.zero_stage < 2)
+    p.refuse("zero_optimization.reduce_every_micro_step",
+             "needs zero_optimization.stage 2 or 3 (stages 0 and 1 reduce once, from the full gradient buffer)");
+  if (c.zero_stage == 3 && c.cuda_graphs)
+    p.refuse("runtime.cuda_graphs", "does not work at zero_optimization.stage 3: every block's parameters are "
+                                    "all-gathered from the host inside forward and backward, which a replayed graph "
+                                    "cannot do");
+  if (c.zero_stage == 3 && c.bf16)
+    p.refuse("bf16.enabled", "is not implemented at zero_optimization.stage 3: ZeRO-3 gathers the fp32 masters and "
+                             "computes on them (a bf16 copy per gathered block is not built)");
+  if (c.zero_stage == 3 && !c.export_model.empty())
+    p.refuse("checkpoint.export_model", "is not implemented at zero_optimization.stage 3 (rank 0 alone writes the "
+                                        "model, and the weights are sharded): save a checkpoint and export it from a "
+                                        "stage 0-2 resume");
   p.at_least("zero_optimization.reduce_bucket_size", c.reduce_bucket_size, 1);
   p.at_least("zero_optimization.allgather_bucket_size", c.allgather_bucket_size, 1);
   p.one_of("runtime.device", c.device, {"cpu", "cuda", "auto"});
@@ -387,6 +401,15 @@ TrainConfig resolve(const TrainOptions& file, const TrainOptions& flags, int wor
     c.reduce_bucket_size = static_cast<std::int64_t>(c.dim) * c.dim;
   take(c.allgather_bucket_size, o.allgather_bucket_size);
   take(c.overlap_comm, o.overlap_comm);
+  take(c.reduce_every_micro_step, o.reduce_every_micro_step);
+  take(c.stage3_prefetch_bucket_size, o.stage3_prefetch_bucket_size);
+  take(c.stage3_param_persistence_threshold, o.stage3_param_persistence_threshold);
+  // Hugging Face's "auto": 0.9·hidden² to prefetch, 10·hidden to persist.
+  if (!o.stage3_prefetch_bucket_size && is_auto("zero_optimization.stage3_prefetch_bucket_size"))
+    c.stage3_prefetch_bucket_size = static_cast<std::int64_t>(0.9 * c.dim * c.dim);
+  if (!o.stage3_param_persistence_threshold && is_auto("zero_optimization.stage3_param_persistence_threshold"))
+    c.stage3_param_persistence_threshold = static_cast<std::int64_t>(10) * c.dim;
+  take(c.stage3_max_live_parameters, o.stage3_max_live_parameters);
   take(c.device, o.device);
   take(c.threads, o.threads);
   take(c.cuda_graphs, o.cuda_graphs);

@@ -155,8 +155,15 @@ void Trainer::build_model() {
     norm.mean[c] = train_set_.normalization.mean[c], norm.std[c] = train_set_.normalization.std[c];
   if (config_.eval_batch_size == 0) config_.eval_batch_size = config_.micro_batch_size;
   // One activation plan serves both: training micro-batches and evaluation batches.
-  const ModelShape shape{std::max(config_.micro_batch_size, config_.eval_batch_size), train_set_.height,
-                         config_.activation_checkpointing};
+  ModelShape shape{std::max(config_.micro_batch_size, config_.eval_batch_size), train_set_.height,
+                   config_.activation_checkpointing};
+  // ZeRO-2/3 keep shards of the gradients (and, at 3, the parameters) in the
+  // engine: the model then holds no full-size buffer of them.
+  shape.resident_gradients = !config_.zero_gradient_window();
+  shape.resident_params = config_.zero_stage < 3;
+  if (config_.zero_stage >= 2 && !io_.make_engine)
+    throw ConfigError("zero_optimization.stage " + std::to_string(config_.zero_stage) +
+                      " needs the data-parallel engine, which this vit_train was built without");
   model_ = std::make_unique<ViTModel>(vc, backend_, shape, norm);
   engine_ = io_.make_engine ? io_.make_engine(*model_, config_) : make_local_engine(*model_);
   if (engine_->world_size() != config_.world_size)
@@ -230,7 +237,7 @@ void Trainer::report_start() {
     << config_.eps << " wd " << config_.weight_decay << ", clip " << config_.gradient_clipping << ", label smoothing "
     << config_.label_smoothing << ", seed " << config_.seed << "\n";
   MemoryPlan plan = model_->memory_plan();
-  plan.optimizer = engine_->optimizer_bytes();
+  engine_->add_to_plan(plan);
   s << plan.format();
   for (const std::string& note : config_notes(config_)) s << note << "\n";
   if (resumed_)
@@ -280,11 +287,12 @@ Trainer::StepOutcome Trainer::train_step(bool logged) {
                              "whose graphs were captured for " +
                              std::to_string(config_.micro_batch_size));
     model_->upload_batch(batch->image_data(), batch->target_data(), batch->size);
-    // The copy from the lease's (pinned) memory may be asynchronous: wait for
-    // it before the slot goes back to the loader's workers. (With the
-    // breakdown on, the device was idle before it, so this times the copy.)
-    if (backend_.kind() != DeviceKind::cpu) backend_.synchronize();
-    batch.release();
+    // The copy from the lease's (pinned) memory may still be queued: the slot
+    // goes back to the loader with a fence that the worker refilling it waits
+    // on, so this thread runs on to queue the step. (With the breakdown on,
+    // the device was idle before the copy, so sync() times it.)
+    batch.release(backend_.host_reads_done());
+    sync();
     auto t1_uploaded = Clock::now();
     run_phase(StepGraphs::Phase::forward, [&] { model_->forward(grad_scale); });
     sync();
@@ -380,9 +388,13 @@ std::string Trainer::save_checkpoint() {
   if (config_.save_dir.empty() || last_checkpoint_step_ == state_.step) return last_checkpoint_;
   Checkpoint c;
   engine_->gather_optimizer_state(c.exp_avg, c.exp_avg_sq);  // collective: every rank
-  if (io_.rank == 0 && ckpt_dir_) {
+  if (!model_->resident_params()) {  // ZeRO-3: gathering the weights is collective too
     c.params.resize(static_cast<std::size_t>(model_->table().total_numel()));
     model_->read_params(c.params);
+  }
+  if (io_.rank == 0 && ckpt_dir_) {
+    c.params.resize(static_cast<std::size_t>(model_->table().total_numel()));
+    if (model_->resident_params()) model_->read_params(c.params);
     c.state = state_;
     c.state.train_s += session_train_s_;
     c.state.loop_s = loop_seconds();

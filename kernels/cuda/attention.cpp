@@ -36,13 +36,16 @@ void check_simt(const char* op, int T, int hd, std::size_t smem, const Attention
 
 }  // namespace
 
-void attention_init(const AttentionDevice& dev) { attn::simt_init(dev.max_smem_optin); }
+void attention_init(const AttentionDevice& dev) {
+  attn::simt_init(dev.max_smem_optin);
+  attn::flash_init(dev.max_smem_optin);
+}
 
 void attention_forward(cudaStream_t stream, DType dt, void* out, float* lse, const void* qkv, int B, int T, int H,
                        int hd, const AttentionDevice& dev) {
   if (static_cast<long long>(B) * T * H == 0) return;
   if (use_flash(dt, hd, {out, qkv})) {
-    attn::flash_forward(stream, out, lse, qkv, B, T, H, hd);
+    attn::flash_forward(stream, out, lse, qkv, B, T, H, hd, dev.max_smem_optin);
     return;
   }
   check_simt("attention", T, hd, attn::simt_forward_smem_bytes(T, hd), dev);
@@ -63,7 +66,7 @@ void attention_backward(cudaStream_t stream, DType dt, void* d_qkv, const void* 
   if (!flash) check_simt("attention_backward", T, hd, attn::simt_backward_smem_bytes(T, hd), dev);
   attn::row_dot(stream, dt, scratch, d_out, out, B, T, H, hd);
   if (flash)
-    attn::flash_backward(stream, d_qkv, d_out, qkv, lse, scratch, B, T, H, hd);
+    attn::flash_backward(stream, d_qkv, d_out, qkv, lse, scratch, B, T, H, hd, dev.max_smem_optin);
   else
     attn::simt_backward(stream, dt, d_qkv, d_out, qkv, lse, scratch, B, T, H, hd);
 }

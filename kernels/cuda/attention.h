@@ -7,9 +7,10 @@
 //
 // Two implementations, picked per call (attention.cpp):
 //   * flash (attention_flash.cu): bf16 with hd ∈ {32, 48, 64, 80, 96, 128} — tensor-core
-//     mma.sync m16n8k16, K/V streamed through shared memory in 64-key chunks
-//     with online softmax; one block covers all queries of an (image, head)
-//     when T ≤ 128, so at 65 tokens the whole sequence is one tile;
+//     mma.sync m16n8k16; one block covers all queries of an (image, head) when
+//     T ≤ 128, and K/V (Q/dO in the dK/dV kernel) are one shared-memory chunk
+//     of round_up(T, 16) rows there, streamed in chunks with online softmax
+//     beyond (attention_chunks.h);
 //   * fused SIMT (attention_fused.cu): f32 (exact fp32, the CPU reference's
 //     precision) and any other bf16 head size — the whole K and V of an
 //     (image, head) in shared memory, fp32 FMA.

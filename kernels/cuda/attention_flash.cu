@@ -6,10 +6,15 @@
 // kernel); a block holds up to 8 warps of the same (image, head) and is sized
 // so that the rows of one (image, head) split evenly: at T = 65 one block of 5
 // warps covers the whole sequence, so K and V are read once per head. The other
-// operand streams through shared memory in chunks (64 keys / queries; 80 keys
-// in the forward when 64 < T <= 80, so T = 65 is one chunk; fewer in the
-// backward at hd >= 80 to bound registers), zero-filled past T, with online
-// softmax in the forward: a short sequence is one or two chunks, a long one any number.
+// operand goes through shared memory in chunks (attention_chunks.h): for
+// T <= 128 one chunk of round_up(T, 16) rows (one load, one barrier pair),
+// zero-filled past T; longer sequences stream chunk after chunk. Each warp
+// walks a chunk in register tiles (RC columns of S at a time, fixed per head
+// size to bound registers), with online softmax across tiles and chunks in
+// the forward. Shared memory is dynamic, sized per launch from the chunk;
+// transposed tiles are stored tile-major so that in-tile strides stay
+// compile-time constants (a run-time stride cost 31 registers in the hd-128
+// forward, ptxas 13.0).
 // Grid: (image, head) on x (up to 2³¹ − 1: any eval batch), the row blocks of
 // one head on y (a handful).
 //
@@ -36,6 +41,7 @@
 #include <cstdint>
 #include <string>
 
+#include "kernels/cuda/attention_chunks.h"
 #include "kernels/cuda/attention_impl.h"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cuda_check.h"
@@ -75,12 +81,19 @@ __device__ __forceinline__ void load_a(std::uint32_t (&a)[4], const bf16* m, lon
 
 // Rows [row0, row0 + rows) of one head's slice (global, token stride ts) into
 // shared memory: row-major into `rm` (row stride rs) and/or transposed into
-// `tr` ((HD, ts_tr): tr[d][r]). Rows at or past T are zero. Consecutive threads
-// take consecutive rows of one 16-byte column group, so the transposed scalar
-// stores of a warp land in consecutive addresses.
-template <int HD>
-__device__ __forceinline__ void load_chunk(bf16* rm, int rs, bf16* tr, int ts_tr, const bf16* src, long long ts,
-                                           int row0, int rows, int T_) {
+// `tr`, tile-major: rows [j·TILE, (j+1)·TILE) go to the j-th (HD, TILE + 8)
+// block (tr[j][d][r mod TILE], transposed_tile_elems apart), so a kernel
+// reading one register tile indexes it with compile-time strides and only the
+// tile's base is a run-time offset. Rows at or past T are zero. Consecutive
+// threads take consecutive rows of one 16-byte column group, so the
+// transposed scalar stores of a warp land in consecutive addresses.
+template <int HD, int TILE>
+constexpr int transposed_tile_elems = HD * (TILE + 8);
+
+template <int HD, int TILE>
+__device__ __forceinline__ void load_chunk(bf16* rm, int rs, bf16* tr, const bf16* src, long long ts, int row0,
+                                           int rows, int T_) {
+  constexpr int kTrStride = TILE + 8;
   constexpr int kGroups = HD / 8;
   for (int idx = threadIdx.x; idx < rows * kGroups; idx += blockDim.x) {
     const int r = idx % rows, c8 = (idx / rows) * 8;
@@ -93,7 +106,8 @@ __device__ __forceinline__ void load_chunk(bf16* rm, int rs, bf16* tr, int ts_tr
     if (rm != nullptr) store_pack(rm + r * rs + c8, p);
     if (tr != nullptr) {
 #pragma unroll
-      for (int e = 0; e < 8; ++e) tr[(c8 + e) * ts_tr + r] = p.v[e];
+      for (int e = 0; e < 8; ++e)
+        tr[(r / TILE) * transposed_tile_elems<HD, TILE> + (c8 + e) * kTrStride + r % TILE] = p.v[e];
     }
   }
 }
@@ -109,16 +123,25 @@ __device__ __forceinline__ float quad_sum(float x) {
 
 // ---- forward --------------------------------------------------------------------
 
-// KC: keys per chunk, 64 or 80 (flash_forward_key_chunk); a multiple of 16.
-template <int HD, int KC>
+// The dynamic shared memory of every flash kernel (sized per launch from the
+// chunk: attention_chunks.h), carved into bf16 tiles.
+__device__ __forceinline__ bf16* flash_smem() {
+  extern __shared__ __align__(16) unsigned char flash_smem_bytes[];
+  return reinterpret_cast<bf16*>(flash_smem_bytes);
+}
+
+// RC: keys per register tile, 64 or 80 (flash_forward_tile); kc: keys per
+// shared-memory chunk (a multiple of 16; round_up(T, 16) for T <= 128).
+template <int HD, int RC>
 __global__ void __launch_bounds__(kMaxWarps * 32)
     flash_forward_kernel(bf16* __restrict__ out, float* __restrict__ lse, const bf16* __restrict__ qkv, int T_, int H,
-                         float scale_log2) {
-  static_assert(KC % 16 == 0, "key chunk: whole 16-key k steps");
-  constexpr int KS = HD + 8, VTS = KC + 8;
-  constexpr int NKT = KC / 8, NDT = HD / 8, KST = HD / 16;
-  __shared__ __align__(16) bf16 Ks[KC * KS];   // (KC, HD) keys, row-major
-  __shared__ __align__(16) bf16 Vt[HD * VTS];  // (HD, KC) values, transposed
+                         float scale_log2, int kc) {
+  static_assert(RC % 16 == 0, "key tile: whole 16-key k steps");
+  constexpr int KS = HD + 8;
+  constexpr int NKT = RC / 8, NDT = HD / 8, KST = HD / 16;
+  constexpr int VTS = RC + 8;
+  bf16* Ks = flash_smem();     // (kc, HD) keys, row-major
+  bf16* Vt = Ks + kc * KS;     // (kc / RC tiles, HD, RC + 8) values, transposed (load_chunk)
   const int bh = blockIdx.x, b = bh / H, h = bh % H;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
   const long long ts = 3LL * H * HD;
@@ -136,13 +159,18 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
   for (int d = 0; d < NDT; ++d) o[d][0] = o[d][1] = o[d][2] = o[d][3] = 0.f;
   float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;  // rows g and g+8, log2 domain
 
-  for (int kc0 = 0; kc0 < T_; kc0 += KC) {
+  for (int kc0 = 0; kc0 < T_; kc0 += kc) {
     __syncthreads();  // the previous chunk is consumed
-    load_chunk<HD>(Ks, KS, nullptr, 0, kb, ts, kc0, KC, T_);
-    load_chunk<HD>(nullptr, 0, Vt, VTS, vb, ts, kc0, KC, T_);
+    load_chunk<HD, RC>(Ks, KS, nullptr, kb, ts, kc0, kc, T_);
+    load_chunk<HD, RC>(nullptr, 0, Vt, vb, ts, kc0, kc, T_);
     __syncthreads();
     if (!active) continue;
-    const int kvalid = min(KC, T_ - kc0);
+    // The chunk's keys, a register tile at a time (rows past the chunk's
+    // valid keys are never read: every tile below stops at `kvalid`).
+    for (int tile0 = 0; tile0 < min(kc, T_ - kc0); tile0 += RC) {
+    const int kvalid = min(RC, T_ - kc0 - tile0);
+    const bf16* Kst = Ks + tile0 * KS;
+    const bf16* Vtt = Vt + (tile0 / RC) * transposed_tile_elems<HD, RC>;
 
     float s[NKT][4];
 #pragma unroll
@@ -151,7 +179,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
       if (nt * 8 < kvalid) {
 #pragma unroll
         for (int ks = 0; ks < KST; ++ks) {
-          const bf16* kp = Ks + (nt * 8 + g) * KS + ks * 16 + 2 * t;
+          const bf16* kp = Kst + (nt * 8 + g) * KS + ks * 16 + 2 * t;
           mma16816(s[nt], qf[ks], ld32(kp), ld32(kp + 8));
         }
       }
@@ -170,9 +198,9 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
           mx1 = fmaxf(mx1, v);
       }
     }
-    // Every chunk has at least one valid key, so the new maxima are finite.
+    // Every tile has at least one valid key, so the new maxima are finite.
     const float mn0 = fmaxf(m0, quad_max(mx0)), mn1 = fmaxf(m1, quad_max(mx1));
-    const float c0 = exp2f(m0 - mn0), c1 = exp2f(m1 - mn1);  // 0 on the first chunk
+    const float c0 = exp2f(m0 - mn0), c1 = exp2f(m1 - mn1);  // 0 on the first tile
     m0 = mn0;
     m1 = mn1;
     float ls0 = 0.f, ls1 = 0.f;
@@ -195,18 +223,19 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
       o[d][3] *= c1;
     }
 #pragma unroll
-    for (int kk = 0; kk < KC / 16; ++kk) {
+    for (int kk = 0; kk < RC / 16; ++kk) {
       if (kk * 16 < kvalid) {
         const std::uint32_t a[4] = {pack_bf16(s[2 * kk][0], s[2 * kk][1]), pack_bf16(s[2 * kk][2], s[2 * kk][3]),
                                     pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
                                     pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
 #pragma unroll
         for (int d = 0; d < NDT; ++d) {
-          const bf16* vp = Vt + (d * 8 + g) * VTS + kk * 16 + 2 * t;
+          const bf16* vp = Vtt + (d * 8 + g) * VTS + kk * 16 + 2 * t;
           mma16816(o[d], a, ld32(vp), ld32(vp + 8));
         }
       }
     }
+    }  // tiles of the chunk
   }
   if (!active) return;
   l0 = quad_sum(l0);
@@ -232,16 +261,19 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
 
 // ---- backward: dQ -----------------------------------------------------------------
 
-template <int HD, int KC>
+// RC: keys per register tile (flash_dq_tile); kc: keys per shared-memory chunk.
+template <int HD, int RC>
 __global__ void __launch_bounds__(kMaxWarps * 32)
     flash_backward_dq_kernel(bf16* __restrict__ d_qkv, const bf16* __restrict__ d_out, const bf16* __restrict__ qkv,
                              const float* __restrict__ lse, const float* __restrict__ dsum, int T_, int H,
-                             float scale_log2, float scale) {
-  constexpr int KS = HD + 8, KTS = KC + 8;
-  constexpr int NKT = KC / 8, NDT = HD / 8, KST = HD / 16;
-  __shared__ __align__(16) bf16 Ks[KC * KS];   // (KC, HD) keys
-  __shared__ __align__(16) bf16 Kt[HD * KTS];  // (HD, KC) keys, transposed
-  __shared__ __align__(16) bf16 Vs[KC * KS];   // (KC, HD) values
+                             float scale_log2, float scale, int kc) {
+  static_assert(RC % 16 == 0, "key tile: whole 16-key k steps");
+  constexpr int KS = HD + 8;
+  constexpr int NKT = RC / 8, NDT = HD / 8, KST = HD / 16;
+  constexpr int KTS = RC + 8;
+  bf16* Ks = flash_smem();      // (kc, HD) keys
+  bf16* Vs = Ks + kc * KS;      // (kc, HD) values
+  bf16* Kt = Vs + kc * KS;      // (kc / RC tiles, HD, RC + 8) keys, transposed
   const int bh = blockIdx.x, b = bh / H, h = bh % H;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
   const long long ts = 3LL * H * HD, ots = static_cast<long long>(H) * HD;
@@ -267,13 +299,17 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
 #pragma unroll
   for (int d = 0; d < NDT; ++d) dq[d][0] = dq[d][1] = dq[d][2] = dq[d][3] = 0.f;
 
-  for (int kc0 = 0; kc0 < T_; kc0 += KC) {
+  for (int kc0 = 0; kc0 < T_; kc0 += kc) {
     __syncthreads();
-    load_chunk<HD>(Ks, KS, Kt, KTS, kb, ts, kc0, KC, T_);
-    load_chunk<HD>(Vs, KS, nullptr, 0, vb, ts, kc0, KC, T_);
+    load_chunk<HD, RC>(Ks, KS, Kt, kb, ts, kc0, kc, T_);
+    load_chunk<HD, RC>(Vs, KS, nullptr, vb, ts, kc0, kc, T_);
     __syncthreads();
     if (!active) continue;
-    const int kvalid = min(KC, T_ - kc0);
+    for (int tile0 = 0; tile0 < min(kc, T_ - kc0); tile0 += RC) {  // register tiles of the chunk
+    const int kvalid = min(RC, T_ - kc0 - tile0);
+    const bf16* Kst = Ks + tile0 * KS;
+    const bf16* Vst = Vs + tile0 * KS;
+    const bf16* Ktt = Kt + (tile0 / RC) * transposed_tile_elems<HD, RC>;
     float s[NKT][4], dp[NKT][4];
 #pragma unroll
     for (int nt = 0; nt < NKT; ++nt) {
@@ -282,9 +318,9 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
       if (nt * 8 < kvalid) {
 #pragma unroll
         for (int ks = 0; ks < KST; ++ks) {
-          const bf16* kp = Ks + (nt * 8 + g) * KS + ks * 16 + 2 * t;
+          const bf16* kp = Kst + (nt * 8 + g) * KS + ks * 16 + 2 * t;
           mma16816(s[nt], qf[ks], ld32(kp), ld32(kp + 8));
-          const bf16* vp = Vs + (nt * 8 + g) * KS + ks * 16 + 2 * t;
+          const bf16* vp = Vst + (nt * 8 + g) * KS + ks * 16 + 2 * t;
           mma16816(dp[nt], df[ks], ld32(vp), ld32(vp + 8));
         }
       }
@@ -299,18 +335,19 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
       }
     }
 #pragma unroll
-    for (int kk = 0; kk < KC / 16; ++kk) {
+    for (int kk = 0; kk < RC / 16; ++kk) {
       if (kk * 16 < kvalid) {
         const std::uint32_t a[4] = {pack_bf16(s[2 * kk][0], s[2 * kk][1]), pack_bf16(s[2 * kk][2], s[2 * kk][3]),
                                     pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
                                     pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
 #pragma unroll
         for (int d = 0; d < NDT; ++d) {
-          const bf16* kp = Kt + (d * 8 + g) * KTS + kk * 16 + 2 * t;
+          const bf16* kp = Ktt + (d * 8 + g) * KTS + kk * 16 + 2 * t;
           mma16816(dq[d], a, ld32(kp), ld32(kp + 8));
         }
       }
     }
+    }  // tiles of the chunk
   }
   if (!active) return;
   bf16* dqb = d_qkv + static_cast<long long>(b) * T_ * ts + static_cast<long long>(h) * HD;  // the q part
@@ -326,19 +363,23 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
 
 // ---- backward: dK, dV -------------------------------------------------------------
 
-template <int HD, int QC>
+// RC: queries per register tile (flash_dkdv_tile); qc: queries per shared-memory chunk.
+template <int HD, int RC>
 __global__ void __launch_bounds__(kMaxWarps * 32)
     flash_backward_dkdv_kernel(bf16* __restrict__ d_qkv, const bf16* __restrict__ d_out, const bf16* __restrict__ qkv,
                                const float* __restrict__ lse, const float* __restrict__ dsum, int T_, int H,
-                               float scale_log2, float scale) {
-  constexpr int QS = HD + 8, QTS = QC + 8;
-  constexpr int NQT = QC / 8, NDT = HD / 8, KST = HD / 16;
-  __shared__ __align__(16) bf16 Qs[QC * QS];    // (QC, HD) queries
-  __shared__ __align__(16) bf16 Qt[HD * QTS];   // (HD, QC) queries, transposed
-  __shared__ __align__(16) bf16 dOs[QC * QS];   // (QC, HD) output gradients
-  __shared__ __align__(16) bf16 dOt[HD * QTS];  // (HD, QC) output gradients, transposed
-  __shared__ float lse_s[QC];                   // log2 domain; +inf past T (P = 0 there)
-  __shared__ float D_s[QC];
+                               float scale_log2, float scale, int qc) {
+  static_assert(RC % 16 == 0, "query tile: whole 16-query k steps");
+  constexpr int QS = HD + 8;
+  constexpr int NQT = RC / 8, NDT = HD / 8, KST = HD / 16;
+  constexpr int QTS = RC + 8;
+  const int tiles = (qc + RC - 1) / RC;
+  bf16* Qs = flash_smem();                                  // (qc, HD) queries
+  bf16* dOs = Qs + qc * QS;                                 // (qc, HD) output gradients
+  bf16* Qt = dOs + qc * QS;                                 // (tiles, HD, RC + 8) queries, transposed
+  bf16* dOt = Qt + tiles * transposed_tile_elems<HD, RC>;  // (tiles, HD, RC + 8) output gradients, transposed
+  float* lse_s = reinterpret_cast<float*>(dOt + tiles * transposed_tile_elems<HD, RC>);  // (qc) log2 domain; +inf past T
+  float* D_s = lse_s + qc;                                                              // (qc)
   const int bh = blockIdx.x, b = bh / H, h = bh % H;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
   const long long ts = 3LL * H * HD, ots = static_cast<long long>(H) * HD;
@@ -363,18 +404,25 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
     dv[d][0] = dv[d][1] = dv[d][2] = dv[d][3] = 0.f;
   }
 
-  for (int qc0 = 0; qc0 < T_; qc0 += QC) {
+  for (int qc0 = 0; qc0 < T_; qc0 += qc) {
     __syncthreads();
-    load_chunk<HD>(Qs, QS, Qt, QTS, qb, ts, qc0, QC, T_);
-    load_chunk<HD>(dOs, QS, dOt, QTS, dob, ots, qc0, QC, T_);
-    for (int i = threadIdx.x; i < QC; i += blockDim.x) {
+    load_chunk<HD, RC>(Qs, QS, Qt, qb, ts, qc0, qc, T_);
+    load_chunk<HD, RC>(dOs, QS, dOt, dob, ots, qc0, qc, T_);
+    for (int i = threadIdx.x; i < qc; i += blockDim.x) {
       const int q = qc0 + i;
       lse_s[i] = q < T_ ? lse[static_cast<long long>(bh) * T_ + q] * kLog2e : INFINITY;
       D_s[i] = q < T_ ? dsum[static_cast<long long>(bh) * T_ + q] : 0.f;
     }
     __syncthreads();
     if (!active) continue;
-    const int qvalid = min(QC, T_ - qc0);
+    for (int tile0 = 0; tile0 < min(qc, T_ - qc0); tile0 += RC) {  // register tiles of the chunk
+    const int qvalid = min(RC, T_ - qc0 - tile0);
+    const bf16* Qst = Qs + tile0 * QS;
+    const bf16* dOst = dOs + tile0 * QS;
+    const bf16* Qtt = Qt + (tile0 / RC) * transposed_tile_elems<HD, RC>;
+    const bf16* dOtt = dOt + (tile0 / RC) * transposed_tile_elems<HD, RC>;
+    const float* lse_t = lse_s + tile0;
+    const float* D_t = D_s + tile0;
     float s[NQT][4], dp[NQT][4];  // Sᵀ and dPᵀ: rows = this warp's keys, cols = queries
 #pragma unroll
     for (int nt = 0; nt < NQT; ++nt) {
@@ -383,25 +431,29 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
       if (nt * 8 < qvalid) {
 #pragma unroll
         for (int ks = 0; ks < KST; ++ks) {
-          const bf16* qp = Qs + (nt * 8 + g) * QS + ks * 16 + 2 * t;
+          const bf16* qp = Qst + (nt * 8 + g) * QS + ks * 16 + 2 * t;
           mma16816(s[nt], kf[ks], ld32(qp), ld32(qp + 8));
-          const bf16* op = dOs + (nt * 8 + g) * QS + ks * 16 + 2 * t;
+          const bf16* op = dOst + (nt * 8 + g) * QS + ks * 16 + 2 * t;
           mma16816(dp[nt], vf[ks], ld32(op), ld32(op + 8));
         }
       }
     }
 #pragma unroll
     for (int nt = 0; nt < NQT; ++nt) {
+      // Tiles past the valid queries are never multiplied (below), and their
+      // columns may lie past the chunk's lse/D: skip them.
+      if (nt * 8 < qvalid) {
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int col = nt * 8 + 2 * t + (e & 1);
-        const float p = exp2f(s[nt][e] * scale_log2 - lse_s[col]);  // 0 for queries past T
-        s[nt][e] = p;
-        dp[nt][e] = p * (dp[nt][e] - D_s[col]);  // dSᵀ
+        for (int e = 0; e < 4; ++e) {
+          const int col = nt * 8 + 2 * t + (e & 1);
+          const float p = exp2f(s[nt][e] * scale_log2 - lse_t[col]);  // 0 for queries past T
+          s[nt][e] = p;
+          dp[nt][e] = p * (dp[nt][e] - D_t[col]);  // dSᵀ
+        }
       }
     }
 #pragma unroll
-    for (int kk = 0; kk < QC / 16; ++kk) {
+    for (int kk = 0; kk < RC / 16; ++kk) {
       if (kk * 16 < qvalid) {
         const std::uint32_t ap[4] = {pack_bf16(s[2 * kk][0], s[2 * kk][1]), pack_bf16(s[2 * kk][2], s[2 * kk][3]),
                                      pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
@@ -411,13 +463,14 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
                                      pack_bf16(dp[2 * kk + 1][2], dp[2 * kk + 1][3])};
 #pragma unroll
         for (int d = 0; d < NDT; ++d) {
-          const bf16* op = dOt + (d * 8 + g) * QTS + kk * 16 + 2 * t;
+          const bf16* op = dOtt + (d * 8 + g) * QTS + kk * 16 + 2 * t;
           mma16816(dv[d], ap, ld32(op), ld32(op + 8));
-          const bf16* qp = Qt + (d * 8 + g) * QTS + kk * 16 + 2 * t;
+          const bf16* qp = Qtt + (d * 8 + g) * QTS + kk * 16 + 2 * t;
           mma16816(dk[d], as, ld32(qp), ld32(qp + 8));
         }
       }
     }
+    }  // tiles of the chunk
   }
   if (!active) return;
   const int ka = k0 + g, kb2 = k0 + g + 8;
@@ -448,69 +501,101 @@ std::string where(const char* op, int B, int T_, int H, int hd) {
   return std::string(op) + " (tensor-core path, " + dims({{"B", B}, {"T", T_}, {"H", H}, {"hd", hd}}) + " bf16)";
 }
 
+// Forward at head size HD: the chunk from T (attention_chunks.h), the
+// register tile it implies (64, or 80 for a chunk of exactly 80 keys).
 template <int HD>
-void forward_hd(cudaStream_t stream, void* out, float* lse, const void* qkv, int B, int T_, int H) {
+void forward_hd(cudaStream_t stream, void* out, float* lse, const void* qkv, int B, int T_, int H,
+                const FlashChunks& c) {
   int blocks = 0, warps = 0;
   split_rows(T_, blocks, warps);
   const float scale_log2 = kLog2e / sqrtf(static_cast<float>(HD));
   const dim3 grid(static_cast<unsigned>(B * H), static_cast<unsigned>(blocks));  // (image, head) on x
-  if constexpr (HD != 80) {  // flash_forward_key_chunk never picks 80 keys at hd 80
-    if (flash_forward_key_chunk(T_, HD) == 80) {
-      flash_forward_kernel<HD, 80><<<grid, warps * 32, 0, stream>>>(static_cast<bf16*>(out), lse,
-                                                                    static_cast<const bf16*>(qkv), T_, H, scale_log2);
+  const std::size_t smem = flash_forward_smem_bytes(HD, c.forward_keys, c.forward_tile);
+  auto* o = static_cast<bf16*>(out);
+  const auto* in = static_cast<const bf16*>(qkv);
+  if constexpr (HD != 80) {  // flash_forward_tile never picks 80 keys at hd 80
+    if (c.forward_tile == 80) {
+      flash_forward_kernel<HD, 80><<<grid, warps * 32, smem, stream>>>(o, lse, in, T_, H, scale_log2, c.forward_keys);
       VS_LAUNCH_CHECK(where("attention", B, T_, H, HD));
       return;
     }
   }
-  flash_forward_kernel<HD, 64>
-      <<<grid, warps * 32, 0, stream>>>(static_cast<bf16*>(out), lse, static_cast<const bf16*>(qkv), T_, H, scale_log2);
+  flash_forward_kernel<HD, 64><<<grid, warps * 32, smem, stream>>>(o, lse, in, T_, H, scale_log2, c.forward_keys);
   VS_LAUNCH_CHECK(where("attention", B, T_, H, HD));
 }
 
-template <int HD, int KC, int QC>
+// Backward at head size HD: dQ over key chunks, dK/dV over query chunks, each
+// with its compile-time register tile (flash_dq_tile, flash_dkdv_tile).
+template <int HD>
 void backward_hd(cudaStream_t stream, void* d_qkv, const void* d_out, const void* qkv, const float* lse,
-                 const float* dsum, int B, int T_, int H) {
+                 const float* dsum, int B, int T_, int H, const FlashChunks& c) {
+  constexpr int kDqTile = flash_dq_tile(HD), kDkdvTile = flash_dkdv_tile(HD);
   int blocks = 0, warps = 0;
   split_rows(T_, blocks, warps);
   const float scale = 1.f / sqrtf(static_cast<float>(HD));
   const float scale_log2 = kLog2e * scale;
-  flash_backward_dq_kernel<HD, KC><<<dim3(B * H, blocks), warps * 32, 0, stream>>>(
+  const dim3 grid(static_cast<unsigned>(B * H), static_cast<unsigned>(blocks));
+  flash_backward_dq_kernel<HD, kDqTile><<<grid, warps * 32, flash_dq_smem_bytes(HD, c.dq_keys, kDqTile), stream>>>(
       static_cast<bf16*>(d_qkv), static_cast<const bf16*>(d_out), static_cast<const bf16*>(qkv), lse, dsum, T_, H,
-      scale_log2, scale);
+      scale_log2, scale, c.dq_keys);
   VS_LAUNCH_CHECK(where("attention_backward dQ", B, T_, H, HD));
-  flash_backward_dkdv_kernel<HD, QC><<<dim3(B * H, blocks), warps * 32, 0, stream>>>(
+  flash_backward_dkdv_kernel<HD, kDkdvTile><<<grid, warps * 32, flash_dkdv_smem_bytes(HD, c.dkdv_queries, kDkdvTile), stream>>>(
       static_cast<bf16*>(d_qkv), static_cast<const bf16*>(d_out), static_cast<const bf16*>(qkv), lse, dsum, T_, H,
-      scale_log2, scale);
+      scale_log2, scale, c.dkdv_queries);
   VS_LAUNCH_CHECK(where("attention_backward dK/dV", B, T_, H, HD));
+}
+
+// Lets every instantiation take up to the card's opt-in shared memory (a
+// one-chunk cut passes 48 KiB from hd 96 at T = 112, say); the chunk choice
+// never asks for more than that limit.
+template <int HD>
+void raise_smem_limits(int max_smem_optin) {
+  const std::string what = "flash attention init (hd " + std::to_string(HD) + ", max dynamic shared memory " +
+                           std::to_string(max_smem_optin) + " bytes)";
+  constexpr auto attr = cudaFuncAttributeMaxDynamicSharedMemorySize;
+  if constexpr (HD != 80) VS_CUDA_CHECK(cudaFuncSetAttribute(flash_forward_kernel<HD, 80>, attr, max_smem_optin), what);
+  VS_CUDA_CHECK(cudaFuncSetAttribute(flash_forward_kernel<HD, 64>, attr, max_smem_optin), what);
+  VS_CUDA_CHECK(cudaFuncSetAttribute(flash_backward_dq_kernel<HD, flash_dq_tile(HD)>, attr, max_smem_optin), what);
+  VS_CUDA_CHECK(cudaFuncSetAttribute(flash_backward_dkdv_kernel<HD, flash_dkdv_tile(HD)>, attr, max_smem_optin), what);
 }
 
 }  // namespace
 
 bool flash_supports_head_dim(int hd) { return hd == 32 || hd == 48 || hd == 64 || hd == 80 || hd == 96 || hd == 128; }
 
-void flash_forward(cudaStream_t stream, void* out, float* lse, const void* qkv, int B, int T_, int H, int hd) {
+void flash_init(int max_smem_optin) {
+  raise_smem_limits<32>(max_smem_optin);
+  raise_smem_limits<48>(max_smem_optin);
+  raise_smem_limits<64>(max_smem_optin);
+  raise_smem_limits<80>(max_smem_optin);
+  raise_smem_limits<96>(max_smem_optin);
+  raise_smem_limits<128>(max_smem_optin);
+}
+
+void flash_forward(cudaStream_t stream, void* out, float* lse, const void* qkv, int B, int T_, int H, int hd,
+                   int max_smem_optin) {
+  const FlashChunks c = flash_chunks(T_, hd, static_cast<std::size_t>(max_smem_optin));
   switch (hd) {
-    case 32: forward_hd<32>(stream, out, lse, qkv, B, T_, H); break;
-    case 48: forward_hd<48>(stream, out, lse, qkv, B, T_, H); break;
-    case 64: forward_hd<64>(stream, out, lse, qkv, B, T_, H); break;
-    case 80: forward_hd<80>(stream, out, lse, qkv, B, T_, H); break;
-    case 96: forward_hd<96>(stream, out, lse, qkv, B, T_, H); break;
-    case 128: forward_hd<128>(stream, out, lse, qkv, B, T_, H); break;
+    case 32: forward_hd<32>(stream, out, lse, qkv, B, T_, H, c); break;
+    case 48: forward_hd<48>(stream, out, lse, qkv, B, T_, H, c); break;
+    case 64: forward_hd<64>(stream, out, lse, qkv, B, T_, H, c); break;
+    case 80: forward_hd<80>(stream, out, lse, qkv, B, T_, H, c); break;
+    case 96: forward_hd<96>(stream, out, lse, qkv, B, T_, H, c); break;
+    case 128: forward_hd<128>(stream, out, lse, qkv, B, T_, H, c); break;
     default: throw std::invalid_argument("attention: tensor-core path has no head dim " + std::to_string(hd));
   }
 }
 
 void flash_backward(cudaStream_t stream, void* d_qkv, const void* d_out, const void* qkv, const float* lse,
-                    const float* dsum, int B, int T_, int H, int hd) {
-  // Chunk sizes bound the accumulator registers: (dQ key chunk, dK/dV query chunk);
-  // 48 takes 64's, 80 and 96 take 128's (fewer registers than at 128).
+                    const float* dsum, int B, int T_, int H, int hd, int max_smem_optin) {
+  const FlashChunks c = flash_chunks(T_, hd, static_cast<std::size_t>(max_smem_optin));
   switch (hd) {
-    case 32: backward_hd<32, 64, 64>(stream, d_qkv, d_out, qkv, lse, dsum, B, T_, H); break;
-    case 48: backward_hd<48, 64, 32>(stream, d_qkv, d_out, qkv, lse, dsum, B, T_, H); break;
-    case 64: backward_hd<64, 64, 32>(stream, d_qkv, d_out, qkv, lse, dsum, B, T_, H); break;
-    case 80: backward_hd<80, 32, 16>(stream, d_qkv, d_out, qkv, lse, dsum, B, T_, H); break;
-    case 96: backward_hd<96, 32, 16>(stream, d_qkv, d_out, qkv, lse, dsum, B, T_, H); break;
-    case 128: backward_hd<128, 32, 16>(stream, d_qkv, d_out, qkv, lse, dsum, B, T_, H); break;
+    case 32: backward_hd<32>(stream, d_qkv, d_out, qkv, lse, dsum, B, T_, H, c); break;
+    case 48: backward_hd<48>(stream, d_qkv, d_out, qkv, lse, dsum, B, T_, H, c); break;
+    case 64: backward_hd<64>(stream, d_qkv, d_out, qkv, lse, dsum, B, T_, H, c); break;
+    case 80: backward_hd<80>(stream, d_qkv, d_out, qkv, lse, dsum, B, T_, H, c); break;
+    case 96: backward_hd<96>(stream, d_qkv, d_out, qkv, lse, dsum, B, T_, H, c); break;
+    case 128: backward_hd<128>(stream, d_qkv, d_out, qkv, lse, dsum, B, T_, H, c); break;
     default: throw std::invalid_argument("attention_backward: tensor-core path has no head dim " + std::to_string(hd));
   }
 }

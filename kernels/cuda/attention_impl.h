@@ -13,16 +13,14 @@ namespace vitscale::cuda::attn {
 
 // Tensor-core flash path (attention_flash.cu): bf16, hd ∈ {32, 48, 64, 80, 96, 128}.
 bool flash_supports_head_dim(int hd);
-// Keys per shared-memory chunk of the forward for T tokens at head size hd: 80
-// when 64 < T <= 80 (ViT at 32x32, patch 4: T = 65 in one chunk instead of
-// 64 + 1), else 64. Not at hd 80, where ptxas 13.0 spills the 80-key kernel
-// (28 bytes; every other 80-key instance has no spill, 127-199 registers). One
-// chunk of round_up(T, 16) for every T <= 128 would need dynamic shared memory
-// (at hd 128 a 96-key chunk passes the 48 KiB static limit): not done.
-constexpr int flash_forward_key_chunk(int T, int hd) { return T > 64 && T <= 80 && hd != 80 ? 80 : 64; }
-void flash_forward(cudaStream_t stream, void* out, float* lse, const void* qkv, int B, int T, int H, int hd);
+// How the sequence is cut into shared-memory chunks and register tiles: attention_chunks.h.
+// flash_init raises every flash kernel's dynamic shared-memory limit to the card's
+// opt-in limit (once per device); the launches take that limit to pick the chunks.
+void flash_init(int max_smem_optin);
+void flash_forward(cudaStream_t stream, void* out, float* lse, const void* qkv, int B, int T, int H, int hd,
+                   int max_smem_optin);
 void flash_backward(cudaStream_t stream, void* d_qkv, const void* d_out, const void* qkv, const float* lse,
-                    const float* dsum, int B, int T, int H, int hd);
+                    const float* dsum, int B, int T, int H, int hd, int max_smem_optin);
 
 // fp32-arithmetic SIMT path (attention_fused.cu): f32 or bf16 storage, hd ≤ 128.
 constexpr int kSimtMaxHeadDim = 128;

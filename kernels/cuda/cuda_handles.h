@@ -1,4 +1,4 @@
-// cuda_handles.h — RAII owners for CUDA streams, events and graphs.
+// cuda_handles.h — RAII owners for CUDA streams, events, event pools and graphs.
 //
 // Move-only; the destructor releases the handle and never throws (errors at
 // teardown are ignored: the context may already be gone at process exit).
@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/handle_pool.h"
 
 namespace vitscale::cuda {
 
@@ -64,6 +65,27 @@ class Event {
  private:
   cudaEvent_t e_ = nullptr;
 };
+
+// Pooled events of one kind (handle_pool.h): ordering events
+// (cudaEventDisableTiming: record and wait are cheaper, and nothing reads a
+// time from them) or timing events, made once and reused, never per
+// collective or per batch. A leased event may be re-recorded only after every
+// wait on its previous record has been enqueued (cudaStreamWaitEvent binds
+// the record current at the call) and every host query of it is done.
+template <unsigned kFlags>
+struct EventTraits {
+  using Handle = cudaEvent_t;
+  static cudaEvent_t create() {
+    cudaEvent_t e = nullptr;
+    VS_CUDA_CHECK(cudaEventCreateWithFlags(&e, kFlags), "create event (flags " + std::to_string(kFlags) + ")");
+    return e;
+  }
+  static void destroy(cudaEvent_t e) noexcept { cudaEventDestroy(e); }
+};
+using OrderingEventTraits = EventTraits<cudaEventDisableTiming>;
+using TimingEventTraits = EventTraits<cudaEventDefault>;
+using OrderingEventPool = HandlePool<OrderingEventTraits>;
+using TimingEventPool = HandlePool<TimingEventTraits>;
 
 // A captured graph and its executable instance.
 class Graph {

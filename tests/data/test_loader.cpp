@@ -4,7 +4,9 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
+#include <mutex>
 #include <set>
 #include <thread>
 
@@ -240,4 +242,108 @@ TEST_CASE("loader refuses configurations that cannot work", "[loader]") {
   Loader ok(d, config);
   Batch b = ok.allocate_batch();
   CHECK_THROWS_AS(ok.make_batch(0, ok.steps_per_epoch(), b), std::out_of_range);
+}
+
+// A fence standing in for the device's copy from a slot: it completes when
+// the test says so, and records the order of events.
+namespace {
+
+struct FakeCopy {
+  std::mutex m;
+  std::condition_variable cv;
+  bool finished = false;
+  std::atomic<int> waits{0};
+  void finish() {
+    {
+      std::lock_guard lock(m);
+      finished = true;
+    }
+    cv.notify_all();
+  }
+  vitscale::HostReadFence fence() {
+    return vitscale::HostReadFence([this] {
+      ++waits;
+      std::unique_lock lock(m);
+      cv.wait(lock, [this] { return finished; });
+    });
+  }
+};
+
+}  // namespace
+
+TEST_CASE("a slot released with a pending copy is refilled only after the copy completes", "[loader][fence]") {
+  const Dataset d = small_dataset();
+  for (int workers : {0, 1, 2}) {
+    INFO("workers " << workers);
+    LoaderConfig config = augmented_config();
+    config.num_workers = workers;
+    config.prefetch_batches = 2;
+    Loader loader(d, config);
+    Batch expected = loader.allocate_batch();
+    FakeCopy copy;
+    BatchLease first = loader.next();  // batch 0, slot 0
+    const std::uint8_t* slot0 = first->image_data();
+    first.release(copy.fence());      // returns at once: the consumer does not wait for the copy
+    BatchLease second = loader.next();  // batch 1, slot 1: needs no fence
+    CHECK(second->step == 1);
+    second.release();
+    std::atomic<bool> got_third{false};
+    std::thread consumer([&] {
+      BatchLease third = loader.next();  // batch 2 goes into slot 0: waits for the copy
+      CHECK(third->image_data() == slot0);
+      loader.make_batch(0, 2, expected);
+      CHECK(same_batch(*third, expected));
+      got_third = true;
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(60));
+    CHECK_FALSE(got_third.load());  // slot 0 is not refilled under the running copy
+    CHECK(copy.waits == 1);         // whoever fills slot 0 waits on the fence, once
+    copy.finish();
+    consumer.join();
+    CHECK(got_third.load());
+    CHECK(copy.waits == 1);
+  }
+}
+
+TEST_CASE("a fence left on a slot is waited before the ring's memory is freed", "[loader][fence]") {
+  const Dataset d = small_dataset();
+  LoaderConfig config = augmented_config();
+  config.num_workers = 0;  // nothing refills the slot: only the teardown waits
+  config.prefetch_batches = 2;
+  FakeCopy copy;
+  std::atomic<bool> destroyed{false};
+  std::thread finisher([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    CHECK_FALSE(destroyed.load());
+    copy.finish();
+  });
+  {
+    Loader loader(d, config);
+    BatchLease b = loader.next();
+    b.release(copy.fence());
+  }  // the slot's fence is waited here, before the batch memory goes
+  destroyed = true;
+  finisher.join();
+  CHECK(copy.waits == 1);
+}
+
+TEST_CASE("a fence's wait runs once and a default fence is complete", "[loader][fence]") {
+  vitscale::HostReadFence none;
+  CHECK_FALSE(none.pending());
+  none.wait();
+  int calls = 0;
+  {
+    vitscale::HostReadFence f([&] { ++calls; });
+    CHECK(f.pending());
+    vitscale::HostReadFence moved = std::move(f);
+    CHECK_FALSE(f.pending());
+    moved.wait();
+    moved.wait();
+    CHECK_FALSE(moved.pending());
+  }
+  CHECK(calls == 1);
+  {
+    vitscale::HostReadFence g([&] { ++calls; });
+  }  // destroyed pending: waited
+  CHECK(calls == 2);
 }

@@ -8,6 +8,9 @@
 
 #if VITSCALE_HAVE_NCCL && __has_include("runtime/cuda_backend.h")
 
+#include <chrono>
+#include <vector>
+
 #include "mpi/train_harness.h"
 #include "parallel/data_parallel.h"
 #include "parallel/nccl_communicator.h"
@@ -76,6 +79,36 @@ TEST_CASE("polling a pending NCCL collective leaves no error for the next launch
   CHECK(cudaGetLastError() == cudaSuccess);
   backend.fill_zero(va);  // a launch after the polls: its check must not see a stale status
   backend.synchronize();
+}
+
+// wait() orders the compute stream after the collective (cudaStreamWaitEvent)
+// and returns: the host must not block on a collective the device has not run.
+TEST_CASE("waiting on an NCCL collective orders the device and does not block the host", "[parallel][nccl]") {
+  if (!have_gpu()) VS_SKIP("no CUDA device: the NCCL test is compiled, not run");
+  CudaBackend backend(0, DType::f32, false);
+  auto comm = world_of_one(backend);
+  Buffer a = backend.allocate(64 * 4, "a");
+  const TensorView va(a.get(), DType::f32, {64});
+  std::vector<float> values(64);
+  for (int i = 0; i < 64; ++i) values[static_cast<std::size_t>(i)] = 0.5f * static_cast<float>(i) - 3.f;
+  backend.copy_to_device(a.get(), values.data(), 64 * 4);
+  {
+    testing::StreamGate gate(backend.compute_stream());  // nothing on the device can run yet
+    CommRequest r = comm->all_reduce(va);
+    const auto t0 = std::chrono::steady_clock::now();
+    r.wait();  // the collective cannot have run: this must return anyway
+    std::vector<CommRequest> more;
+    more.push_back(comm->all_reduce(va));
+    const double exposed = comm->wait_all(more);
+    CHECK(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() < 5.0);
+    CHECK(r.busy_seconds() == 0.0);  // its events are pending: reported later, not waited for
+    CHECK(exposed == 0.0);
+    CHECK(cudaGetLastError() == cudaSuccess);
+  }  // the gate opens; the compute stream runs, waiting on the collectives
+  std::vector<float> back(64);
+  backend.copy_to_host(back.data(), a.get(), 64 * 4);
+  CHECK(back == values);  // a sum over one rank
+  CHECK(cudaGetLastError() == cudaSuccess);
 }
 
 TEST_CASE("data-parallel training through NCCL at world size 1 equals plain training", "[parallel][nccl]") {

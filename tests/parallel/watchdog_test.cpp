@@ -54,3 +54,35 @@ TEST_CASE("a zero timeout disables the watchdog", "[parallel][watchdog]") {
   CHECK(aborts == 0);
   CHECK(dog.outstanding() == 0);
 }
+
+TEST_CASE("a collective with a completion probe ends when the probe says so, without end()",
+          "[parallel][watchdog]") {
+  std::atomic<int> aborts{0};
+  std::atomic<bool> complete{false};
+  CommWatchdog dog(0, 0.3, [&](const std::string&) { ++aborts; });
+  dog.begin("all_reduce", 4096, [&] { return complete.load(); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  CHECK(dog.outstanding() == 1);  // still in flight: the probe says not yet
+  complete = true;                // the device finished it; nobody on the host waited
+  for (int i = 0; i < 50 && dog.outstanding() > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  CHECK(dog.outstanding() == 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  CHECK(aborts == 0);
+}
+
+TEST_CASE("a probe that never says complete still triggers the abort", "[parallel][watchdog]") {
+  std::atomic<int> aborts{0};
+  std::mutex m;
+  std::string seen;
+  {
+    CommWatchdog dog(3, 0.1, [&](const std::string& msg) {
+      std::lock_guard lock(m);
+      seen = msg;
+      ++aborts;
+    });
+    dog.begin("all_gather", 64, [] { return false; });
+    for (int i = 0; i < 100 && aborts == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  CHECK(aborts == 1);
+  CHECK(seen == "rank 3: all_gather (64 bytes) did not complete within 0.1 s; aborting");
+}

@@ -141,8 +141,20 @@ TEST_CASE("impossible values are refused with the key, the flag and the reason",
              Catch::Contains("optimizer.params.lr (--lr) must be positive, got -1"));
   CHECK_THAT(refusal({{"optimizer", {{"params", {{"betas", {0.9, 1.0}}}}}}}),
              Catch::Contains("optimizer.params.betas[1] (--beta2) must be in [0, 1)"));
-  CHECK_THAT(refusal({{"zero_optimization", {{"stage", 3}}}}),
-             Catch::Contains("zero_optimization.stage (--zero-stage) is 3: only stages 0 and 1"));
+  CHECK_THAT(refusal({{"zero_optimization", {{"stage", 4}}}}),
+             Catch::Contains("zero_optimization.stage (--zero-stage) must be in [0, 3], got 4"));
+  CHECK_THAT(refusal({{"zero_optimization", {{"stage", -1}}}}),
+             Catch::Contains("zero_optimization.stage (--zero-stage) must be in [0, 3], got -1"));
+  CHECK_THAT(refusal({{"zero_optimization", {{"stage", 3}}}, {"runtime", {{"cuda_graphs", true}, {"device", "cuda"}}}}),
+             Catch::Contains("runtime.cuda_graphs (--cuda-graphs) does not work at zero_optimization.stage 3"));
+  CHECK_THAT(refusal({{"zero_optimization", {{"stage", 3}}}, {"bf16", {{"enabled", true}}}, {"runtime", {{"device", "cuda"}}}}),
+             Catch::Contains("bf16.enabled (--bf16) is not implemented at zero_optimization.stage 3"));
+  CHECK_THAT(refusal({{"zero_optimization", {{"stage", 1}, {"reduce_every_micro_step", true}}}}),
+             Catch::Contains("zero_optimization.reduce_every_micro_step (--reduce-every-micro-step) needs "
+                             "zero_optimization.stage 2 or 3"));
+  CHECK_THAT(refusal({{"zero_optimization", {{"stage", 3}, {"stage3_max_live_parameters", 0}}}}),
+             Catch::Contains("zero_optimization.stage3_max_live_parameters (--stage3-max-live-parameters) must be at "
+                             "least 1, got 0"));
   CHECK_THAT(refusal({{"bf16", {{"enabled", true}}}, {"runtime", {{"device", "cpu"}}}}),
              Catch::Contains("bf16.enabled (--bf16) needs the CUDA backend"));
   CHECK_THAT(refusal({{"model", {{"dim", 100}, {"heads", 3}}}}),
