@@ -17,10 +17,7 @@ constexpr std::size_t kBucketBytes = 25u << 20;  // PyTorch DDP's default; overl
 constexpr double kOptimizerBwEfficiency = 0.8;   // paper_preset.h's AdamW assumption
 
 ViTConfig timm_config(int patch, int dim, int depth, int heads, int mlp) {
-  ViTConfig c;
-  c.image_size = 224, c.channels = 3, c.patch_size = patch, c.dim = dim, c.depth = depth, c.heads = heads;
-  c.mlp_dim = mlp, c.num_classes = 1000;
-  return c;
+  return ViTPreset{"", "", 224, patch, dim, depth, heads, mlp}.config(3, 1000);  // RGB, ImageNet-1k head
 }
 
 double gib(std::size_t bytes) { return static_cast<double>(bytes) / kGiB; }
