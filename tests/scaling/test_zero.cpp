@@ -34,6 +34,13 @@ ZeroOptions zero(int stage, bool checkpointing = false) {
   return z;
 }
 
+// Every group gathered before every forward and every backward, nothing persistent: the textbook stage 3.
+ZeroOptions textbook(int stage) {
+  ZeroOptions z = zero(stage);
+  z.keep_resident = false;
+  return z;
+}
+
 StepOptions on(int world, std::size_t bucket_bytes = 4000000, bool overlap = true) {
   StepOptions o;
   o.world = world;
@@ -71,15 +78,35 @@ TEST_CASE("traffic per rank: stages 0-2 send 2(p-1)/p of the parameter bytes, st
       for (int accum : {1, 2}) {
         StepOptions o = on(world, 1u << 20);
         o.accumulation = accum;
-        const ZeroStepResult r = simulate_zero_step(p, simple_net(), o, zero(stage));
+        const ZeroStepResult r = simulate_zero_step(p, simple_net(), o, textbook(stage));
         CAPTURE(world, stage, accum);
-        // Stage 3 gathers and reduce-scatters every micro-step; the others reduce once.
-        const double expect = stage == 3 ? 3.0 * unit * accum : 2.0 * unit;
+        // Stage 3 gathers twice every micro-step; every stage reduces once (local accumulation).
+        const double expect = stage == 3 ? (2.0 * accum + 1.0) * unit : 2.0 * unit;
         CHECK(r.sent_bytes == Approx(expect));
         CHECK(r.gathered_bytes == Approx(stage == 0 ? 0.0 : stage == 3 ? 2.0 * unit * accum : unit));
+        // DeepSpeed's stage 2/3 reduce on every micro-step.
+        ZeroOptions every = textbook(stage);
+        every.reduce_every_micro_step = true;
+        const double reduced = (stage >= 2 ? accum : 1) * (stage == 0 ? 2.0 : 1.0) * unit;
+        CHECK(simulate_zero_step(p, simple_net(), o, every).sent_bytes - r.gathered_bytes == Approx(reduced));
       }
     }
   }
+  // As parallel/zero3_params.h does it: the head (norm + head, the last group of
+  // forward) stays for backward; small groups persist, gathered once after the step.
+  const ParamTable table(small_vit());
+  const double head =
+      static_cast<double>(table.total_numel() - table.params()[static_cast<std::size_t>(table.norm_w)].offset) * 4;
+  const double embed =
+      static_cast<double>(table.params()[static_cast<std::size_t>(table.blocks[0].norm1_w)].offset) * 4;
+  const ZeroStepResult kept = simulate_zero_step(p, simple_net(), on(4, 1u << 20), zero(3));
+  CHECK(kept.sent_bytes == Approx(3.0 * 0.75 * S - 0.75 * head));
+  ZeroOptions persist = zero(3);
+  persist.persistence_elements = 20000;  // the embedding (13.5 k) and the head (0.8 k), not a block (33.5 k)
+  const ZeroStepResult pr = simulate_zero_step(p, simple_net(), on(4, 1u << 20), persist);
+  // Blocks twice, but the last one once (still in its buffer when backward starts); the small groups once.
+  const double block = static_cast<double>(table.weight_groups()[1].count) * 4;
+  CHECK(pr.gathered_bytes == Approx(0.75 * (2.0 * (S - head - embed) - block + head + embed)));
   const ZeroStepResult one = simulate_zero_step(p, simple_net(), on(1), zero(3));
   CHECK(one.sent_bytes == 0.0);
   CHECK(one.exposed_s == 0.0);
@@ -100,12 +127,16 @@ TEST_CASE("stage 1 and 2, no overlap: reduce-scatter, AdamW on half, all-gather,
 TEST_CASE("stage 3: the first gather is exposed, prefetch hides the rest, the last reduce-scatter waits", "[zero]") {
   // Forward 25 ms per part, backward 50 ms; a part's gather and a bucket's reduce-scatter: 2 ms.
   const StepProfile p = four_params(0.1, 0.05, 0.02);
-  const ZeroStepResult r = simulate_zero_step(p, simple_net(), on(2), zero(3));
+  const ZeroStepResult r = simulate_zero_step(p, simple_net(), on(2), textbook(3));
   const double piece = 0.5 * 4e6 / 1e9;
   CHECK(r.collectives == 4 + 4 + 4);
   CHECK(r.exposed_s == Approx(2 * piece));
   CHECK(r.step_s == Approx(piece + 0.1 + 0.2 + piece + 0.01));
   CHECK(r.overlap_ratio() == Approx(1.0 - 2.0 / 12.0));
+  // The last group of forward is the first of backward: still in its buffer, not gathered again.
+  const ZeroStepResult kept = simulate_zero_step(p, simple_net(), on(2), zero(3));
+  CHECK(kept.collectives == 4 + 3 + 4);
+  CHECK(kept.step_s == Approx(r.step_s));
   // A gather slower than a part's forward (1 MB/s: 2 s each): compute waits on every part.
   NetworkModel slow = simple_net();
   slow.intra.bandwidth_GBps = 1e-3;
@@ -159,41 +190,47 @@ TEST_CASE("activation bytes are the model's own arena, with and without checkpoi
 TEST_CASE("memory per rank by stage: the ZeRO paper's 16, 4+12/p, 2+14/p and 16/p bytes per parameter",
           "[zero][memory]") {
   const ViTConfig c = small_vit();
-  const auto psi = static_cast<std::size_t>(ParamTable(c).total_numel());
+  const ParamTable table(c);
+  const auto psi = static_cast<double>(table.total_numel());
+  const double block = static_cast<double>(table.weight_groups()[1].count);
   const int p = 4;
   ZeroMemoryOptions o;
   o.world = p;
   o.bytes = MemoryBytes::mixed();
   o.bucket_bytes = 1024;
-  auto states = [](const ZeroMemory& m) { return m.params + m.grads + m.optimizer; };
+  // Model states, and all a rank holds but activations (the shard destination, window, gathered blocks).
+  auto states = [](const ZeroMemory& m) { return static_cast<double>(m.params + m.grads + m.optimizer); };
+  auto held = [&](const ZeroMemory& m) { return states(m) + static_cast<double>(m.working); };
   o.stage = 0;
   const ZeroMemory m0 = zero_memory(c, o);
   CHECK(states(m0) == 16 * psi);
   CHECK(m0.working == 0);
   o.stage = 1;
   const ZeroMemory m1 = zero_memory(c, o);
-  CHECK(states(m1) == Approx(4.0 * psi + 12.0 * psi / p).margin(p));  // shards round up
-  CHECK(m1.working == Approx(2.0 * psi / p).margin(p));
+  CHECK(states(m1) == Approx(4 * psi + 12 * psi / p).margin(p));  // shards round up
+  CHECK(held(m1) == Approx(4 * psi + 14 * psi / p).margin(p));    // + the gradient shard
   o.stage = 2;
   const ZeroMemory m2 = zero_memory(c, o);
-  CHECK(states(m2) == Approx(2.0 * psi + 14.0 * psi / p).margin(2 * p));
-  CHECK(m2.working == 2048);
+  CHECK(held(m2) == Approx(2 * psi + 14 * psi / p + 2048).margin(2 * p));  // + a window of two buckets
   o.stage = 3;
   const ZeroMemory m3 = zero_memory(c, o);
-  CHECK(states(m3) == Approx(16.0 * psi / p).margin(3 * p));
-  CHECK(m3.working > 2048);  // the two gathered blocks
+  CHECK(held(m3) == Approx(16 * psi / p + 2048 + 2 * 2 * block).margin(3 * p));  // + two gathered blocks
+  o.persistence_elements = 20000;  // the embedding and the head stay gathered
+  const double small = psi - static_cast<double>(c.depth) * block;
+  CHECK(held(zero_memory(c, o)) == Approx(held(m3) + 2 * small).margin(3 * p));
+  o.persistence_elements = 0;
   CHECK(m0.activations == m3.activations);
   o.checkpointing = true;
   CHECK(zero_memory(c, o).activations < m3.activations);
-  // One rank: every stage holds what stage 0 holds.
-  o.world = 1;
   o.checkpointing = false;
-  o.stage = 0;
-  const std::size_t alone = zero_memory(c, o).total();
-  for (int stage = 1; stage <= 3; ++stage) {
-    o.stage = stage;
-    CHECK(zero_memory(c, o).total() == alone);
-  }
+  // With accumulation (summed locally) or without overlap, stages 2-3 keep the full gradient buffer.
+  o.accumulation = 4;
+  CHECK(zero_memory(c, o).grads == 2 * table.total_numel());
+  o.reduce_every_micro_step = true;
+  CHECK(zero_memory(c, o).grads == 2048);
+  o.accumulation = 1;
+  o.overlap = false;
+  CHECK(zero_memory(c, o).grads == 2 * table.total_numel());
   // vitscale's fp32 runs: the same 16 bytes, no master copy.
   o.bytes = MemoryBytes::fp32();
   o.stage = 0;

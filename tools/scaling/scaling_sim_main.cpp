@@ -39,8 +39,9 @@ struct Args {
                                overlap = "on", mpi_progress;
   std::vector<int> worlds{1};
   int micro_batch = 0, global_batch = 0, accumulation = 1, ranks_per_node = 0, cpu_cores = 0, zero_stage = -1;
-  bool checkpointing = false;
-  std::vector<int> memory_of;  // image, channels, patch, dim, depth, heads, mlp, classes
+  bool checkpointing = false, reduce_every_micro_step = false;
+  long long persistence = 100000;  // stage3_param_persistence_threshold (vit_train's default)
+  std::vector<int> memory_of;      // image, channels, patch, dim, depth, heads, mlp, classes
   double bucket_mb = 25, first_bucket_mb = 0, jitter_cv = 0;
   long long images = 0;
   bool sweep = false;
@@ -151,6 +152,8 @@ int run_zero_points(const Args& a, const vs::StepProfile& prof, const vs::Networ
   vs::ZeroOptions zo;
   zo.stage = stage;
   zo.checkpointing = a.checkpointing;
+  zo.persistence_elements = a.persistence;
+  zo.reduce_every_micro_step = a.reduce_every_micro_step;
   nlohmann::json out = {{"profile", prof.source}, {"network", vs::to_json(net)}, {"mode", "zero"}};
   out["points"] = nlohmann::json::array();
   std::printf("profile: %s\nnetwork: %s\nZeRO stage %d, activation checkpointing %s\n\n", prof.source.c_str(),
@@ -190,9 +193,11 @@ int run_zero_points(const Args& a, const vs::StepProfile& prof, const vs::Networ
                              {"gathered_bytes", r.gathered_bytes},
                              {"collectives", r.collectives}});
     if (!a.memory_of.empty()) {
-      // fp32 throughout, as vitscale's CPU runs.
-      const vs::ZeroMemory m = vs::zero_memory(cfg, vs::ZeroMemoryOptions{stage, a.checkpointing, w, rc.micro_batch,
-                                                                          vs::MemoryBytes::fp32(), rc.bucket_bytes});
+      vs::ZeroMemoryOptions mo;  // fp32 throughout, as vitscale's CPU runs
+      mo.stage = stage, mo.checkpointing = a.checkpointing, mo.world = w, mo.micro_batch = rc.micro_batch;
+      mo.bucket_bytes = rc.bucket_bytes, mo.accumulation = rc.accumulation, mo.overlap = rc.overlap;
+      mo.reduce_every_micro_step = a.reduce_every_micro_step, mo.persistence_elements = a.persistence;
+      const vs::ZeroMemory m = vs::zero_memory(cfg, mo);
       out["points"].back()["memory_bytes"] = {{"parameters", m.params},   {"gradients", m.grads},
                                               {"optimizer", m.optimizer}, {"activations", m.activations},
                                               {"working", m.working},     {"total", m.total()}};
@@ -315,6 +320,10 @@ int main(int argc, char** argv) {
                  "with --zero-stage: also the per-rank memory (fp32) of this ViT: image,channels,patch,dim,depth,"
                  "heads,mlp,classes (cls pooling)")
       ->delimiter(',');
+  app.add_option("--stage3-param-persistence-threshold", a.persistence,
+                 "with --zero-stage 3: groups of at most this many elements stay gathered (default 100000)");
+  app.add_flag("--reduce-every-micro-step", a.reduce_every_micro_step,
+               "with --zero-stage 2/3 and accumulation: reduce-scatter every micro-step");
   app.add_flag("--activation-checkpointing", a.checkpointing, "recompute every block but the last inside backward");
   app.add_flag("--sweep-buckets", a.sweep, "sweep reduce_bucket_size at the largest world and recommend one");
   app.add_option("--json", a.json_out, "write predictions as JSON to this file ('-': stdout)");

@@ -17,13 +17,33 @@ constexpr std::size_t kBucketBytes = 25u << 20;  // PyTorch DDP's default; overl
 constexpr double kOptimizerBwEfficiency = 0.8;   // paper_preset.h's AdamW assumption
 
 ViTConfig timm_config(int patch, int dim, int depth, int heads, int mlp) {
-  ViTConfig c;
-  c.image_size = 224, c.channels = 3, c.patch_size = patch, c.dim = dim, c.depth = depth, c.heads = heads;
-  c.mlp_dim = mlp, c.num_classes = 1000;
-  return c;
+  return ViTPreset{"", "", 224, patch, dim, depth, heads, mlp}.config(3, 1000);  // RGB, ImageNet-1k head
 }
 
 double gib(std::size_t bytes) { return static_cast<double>(bytes) / kGiB; }
+
+constexpr std::int64_t kPersistence = 100000;  // stage3_param_persistence_threshold: vit_train's default
+
+ZeroOptions ladder_zero(int stage, bool checkpointing, int param_bytes) {
+  ZeroOptions z;
+  z.stage = stage;
+  z.checkpointing = checkpointing;
+  z.param_bytes = param_bytes;
+  z.persistence_elements = kPersistence;
+  return z;
+}
+
+ZeroMemoryOptions ladder_memory(int stage, bool checkpointing, int world, int micro, const MemoryBytes& bytes) {
+  ZeroMemoryOptions m;
+  m.stage = stage;
+  m.checkpointing = checkpointing;
+  m.world = world;
+  m.micro_batch = micro;
+  m.bytes = bytes;
+  m.bucket_bytes = kBucketBytes;
+  m.persistence_elements = kPersistence;
+  return m;
+}
 
 StepOptions ladder_options(int world) {
   StepOptions o;
@@ -119,8 +139,8 @@ ZeroLadder predict_zero_ladder(const std::vector<int>& worlds, int step_micro, c
         for (bool ckpt : {false, true}) {
           l.step_points.push_back(
               LadderPoint{g->name, w, step_micro, stage, ckpt,
-                          simulate_zero_step(prof, net, ladder_options(w), ZeroOptions{stage, ckpt, g->bytes.param}),
-                          zero_memory(b16, ZeroMemoryOptions{stage, ckpt, w, step_micro, g->bytes, kBucketBytes})});
+                          simulate_zero_step(prof, net, ladder_options(w), ladder_zero(stage, ckpt, g->bytes.param)),
+                          zero_memory(b16, ladder_memory(stage, ckpt, w, step_micro, g->bytes))});
         }
   }
   for (const GpuSpec& g : l.gpus)
@@ -130,20 +150,21 @@ ZeroLadder predict_zero_ladder(const std::vector<int>& worlds, int step_micro, c
           for (bool ckpt : {false, true}) {
             FitPoint f{g.name, w, micro, stage, ckpt, "", {}, g.memory_GiB * g.usable};
             for (const auto& v : vits) {
-              const double t =
-                  gib(zero_memory(v.cfg, ZeroMemoryOptions{stage, ckpt, w, micro, g.bytes, kBucketBytes}).total());
+              const double t = gib(zero_memory(v.cfg, ladder_memory(stage, ckpt, w, micro, g.bytes)).total());
               f.totals_GiB.push_back(t);
               if (t <= f.usable_GiB) f.largest = v.name;
             }
             l.fit_points.push_back(f);
           }
   char s[600];
-  std::snprintf(s, sizeof s,
-                "simulate_zero_step (tools/scaling/zero_timeline.h) and zero_memory (zero_memory.h); overlap_comm on, "
-                "reduce_bucket_size 25 MiB, stage 3 prefetching one part ahead; step-time micro-batch %d per GPU; "
-                "models at 224x224 with 1,000 classes (timm's heads); NCCL algorithm: the cheapest of ring, tree and "
-                "hierarchical for each collective (reduce-scatter and all-gather: half an all-reduce)",
-                step_micro);
+  std::snprintf(
+      s, sizeof s,
+      "simulate_zero_step (tools/scaling/zero_timeline.h) and zero_memory (zero_memory.h); overlap_comm on, "
+      "reduce_bucket_size 25 MiB, stage 3 as parallel/zero3_params.h (prefetch one group ahead, groups of at most "
+      "100,000 elements persistent, the head kept from forward to backward); step-time micro-batch %d per GPU; "
+      "models at 224x224 with 1,000 classes (timm's heads); NCCL algorithm: the cheapest of ring, tree and "
+      "hierarchical for each collective (reduce-scatter and all-gather: half an all-reduce)",
+      step_micro);
   l.settings = s;
   return l;
 }

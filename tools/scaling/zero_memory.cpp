@@ -63,6 +63,7 @@ ZeroMemory zero_memory(const ViTConfig& cfg, const ZeroMemoryOptions& o) {
   if (o.stage < 0 || o.stage > 3)
     throw std::invalid_argument("memory: zero_optimization.stage " + std::to_string(o.stage) + " is not 0-3");
   if (o.world < 1) throw std::invalid_argument("memory: world size must be >= 1");
+  if (o.accumulation < 1) throw std::invalid_argument("memory: gradient accumulation steps must be >= 1");
   const ParamTable table(cfg);
   const auto psi = static_cast<std::size_t>(table.total_numel());
   const std::size_t W = static_cast<std::size_t>(o.world);
@@ -72,22 +73,29 @@ ZeroMemory zero_memory(const ViTConfig& cfg, const ZeroMemoryOptions& o) {
   m.params = psi * b.param;
   m.grads = psi * b.grad;
   m.optimizer = psi * (b.master + b.optimizer);
-  if (o.stage >= 1) m.optimizer = shard(m.optimizer);
-  if (o.stage == 1 && W > 1) m.working = shard(psi * b.grad);
-  const std::size_t buckets = std::min(2 * o.bucket_bytes, psi * b.grad);
+  if (o.stage >= 1) {
+    m.optimizer = shard(m.optimizer);
+    m.working = shard(psi * b.grad);  // the reduce-scatter's destination (at one rank: all of it)
+  }
   if (o.stage >= 2) {
-    m.grads = shard(m.grads);
-    if (W > 1) m.working = buckets;  // one rank reduces and gathers nothing
+    // The full gradient buffer gives way to a window of bucket slots, unless
+    // accumulation sums locally in it or overlap is off (every bucket waits).
+    const bool full = (o.accumulation > 1 && !o.reduce_every_micro_step) || !o.overlap;
+    m.grads = full ? psi * b.grad : std::min(2 * o.bucket_bytes, psi * b.grad);
   }
   if (o.stage == 3) {
     m.params = shard(m.params);
-    // The largest part gathered is a block (the embedding and the head are smaller in
-    // every ViT of interest); the L blocks are the same size and lie between norm1 of
-    // block 0 and the final norm.
-    const auto& ps = table.params();
-    const auto at = [&](int index) { return static_cast<std::size_t>(ps[static_cast<std::size_t>(index)].offset); };
-    const std::size_t part = cfg.depth > 0 ? (at(table.norm_w) - at(table.blocks[0].norm1_w)) / cfg.depth : psi;
-    if (W > 1) m.working += 2 * part * b.param;
+    // Two buffers of the largest group gathered (the one computing, the one
+    // prefetched), and the persistent small groups kept gathered.
+    std::size_t largest = 0, persistent = 0;
+    for (const auto& g : table.weight_groups()) {
+      const auto n = static_cast<std::size_t>(g.count);
+      if (g.count <= o.persistence_elements)
+        persistent += n;
+      else
+        largest = std::max(largest, n);
+    }
+    m.params += (2 * largest + persistent) * b.param;
   }
   m.activations = activation_bytes(cfg, o.micro_batch, o.checkpointing, b.activation);
   return m;

@@ -10,13 +10,16 @@
 //   stage 2      Ψ·P          Ψ·G/p       Ψ·(M+K)/p
 //   stage 3      Ψ·P/p        Ψ·G/p       Ψ·(M+K)/p
 // (mixed precision, P = G = 2, M = 4: 16Ψ, 4Ψ + 12Ψ/p, 2Ψ + 14Ψ/p, 16Ψ/p:
-// the ZeRO paper's figures). Working buffers beyond those rows:
-//   stage 1  the reduce-scatter's destination, Ψ·G/p (parallel/zero1.h);
-//   stage 2  two gradient buckets, the one backward fills and the one in flight;
-//   stage 3  the same two buckets, and two parts' gathered parameters at full
-//            size (the one computing and the one prefetched; the largest part
-//            twice, a bound).
-// One rank (p = 1) needs none of them: every stage holds what stage 0 holds.
+// the ZeRO paper's figures), with the buffers parallel/data_parallel.h keeps:
+//   stages 1-3  the reduce-scatter's destination, the gradient shard Ψ·G/p
+//               (the "gradients" Ψ·G/p above; at one rank all of it),
+//               reported as `working`, and at stage 1 the full buffer Ψ·G;
+//   stages 2-3  instead of the full gradient buffer a window of bucket slots
+//               (parallel/grad_window.h; counted as two buckets), or the full
+//               buffer when accumulation sums locally or overlap is off;
+//   stage 3     two buffers of the largest weight group (the one computing,
+//               the one prefetched) and the persistent small groups
+//               (stage3_param_persistence_threshold), in "parameters".
 // Activations: runtime/vit_model.cpp's arena, element for element (each view
 // aligned to 256 bytes as runtime/arena.h does): every block's saved tensors,
 // or with checkpointing each block's input plus one shared working set.
@@ -46,7 +49,11 @@ struct ZeroMemoryOptions {
   int world = 1;
   int micro_batch = 64;
   MemoryBytes bytes;
-  std::size_t bucket_bytes = 25u << 20;  // reduce_bucket_size in bytes (stages 2-3: working buffers)
+  std::size_t bucket_bytes = 25u << 20;   // reduce_bucket_size in bytes (stages 2-3: the gradient window)
+  int accumulation = 1;                   // gradient_accumulation_steps
+  bool reduce_every_micro_step = false;   // stages 2-3 (no full gradient buffer with accumulation)
+  bool overlap = true;                    // overlap_comm (off: stages 2-3 keep the full gradient buffer)
+  std::int64_t persistence_elements = 0;  // stage 3: stage3_param_persistence_threshold
 };
 
 struct ZeroMemory {

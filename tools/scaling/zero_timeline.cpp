@@ -23,10 +23,12 @@ struct Op {
 struct Task {
   double seconds = 0;
   double recompute = 0;              // of `seconds`, checkpointing's extra forward
-  int gather_part = -1;              // stage 3: the backward segment whose parameters it needs gathered
+  int group = -1;                    // stage 3: the weight group whose parameters it computes with
+  int phase = 0;                     // stage 3: which forward or backward pass it belongs to
+  int gather_part = -1;              // stage 3: the group it must have gathered first (-1: none or resident)
   std::vector<std::size_t> reduces;  // buckets whose reduction it issues as it ends
   bool wait_all = false;             // waits for every op issued before it (optimizer, end of step)
-  bool gather_all_after = false;     // stages 1-2: issues the parameter all-gather as it ends
+  double gather_after_bytes = 0;     // the all-gather it issues as it ends (stages 1-2: all; 3: persistent)
   int needs = -1;                    // op that must be done before it starts
   std::size_t issued_by_start = 0, issued_by_end = 0;
 };
@@ -70,6 +72,18 @@ ZeroStepResult simulate_zero_step(const StepProfile& p, const NetworkModel& net,
   auto extent = [&](std::size_t i) {  // elements of segment i's parameters
     return (i == 0 ? p.total_elements : segs[i - 1].ready_from) - segs[i].ready_from;
   };
+  // Weight groups (ParamTable::weight_groups): the embedding, each block, and
+  // the final norm with the head; a group is named by its first segment going back.
+  auto group_of = [&](std::size_t i) -> std::size_t {
+    return segs[i].label == "norm" && i > 0 && segs[i - 1].label == "head" ? i - 1 : i;
+  };
+  std::vector<std::int64_t> group_elements(ns, 0);
+  for (std::size_t i = 0; i < ns; ++i) group_elements[group_of(i)] += extent(i);
+  auto persistent = [&](std::size_t g) { return group_elements[g] <= z.persistence_elements; };
+  double persistent_bytes = 0;
+  for (std::size_t i = 0; i < ns; ++i)
+    if (group_of(i) == i && persistent(i)) persistent_bytes += static_cast<double>(group_elements[i]) * pbytes;
+  const bool gathers = z.stage == 3 && comm;
   std::size_t last_block = ns;  // the segment of block L-1: first block seen going back
   for (std::size_t i = 0; i < ns && last_block == ns; ++i)
     if (is_block(segs[i].label)) last_block = i;
@@ -81,11 +95,11 @@ ZeroStepResult simulate_zero_step(const StepProfile& p, const NetworkModel& net,
   // The tasks of the step, in order.
   std::vector<Task> tasks;
   for (int m = 0; m < o.accumulation; ++m) {
-    const bool reduce_now = comm && (z.stage == 3 || m == o.accumulation - 1);
+    const bool reduce_now = comm && (m == o.accumulation - 1 || (z.stage >= 2 && z.reduce_every_micro_step));
     tasks.push_back(task_of(p.input_s * scale));
     for (std::size_t f = ns; f-- > 0;) {
       Task t = task_of(forward_of(f) * scale);
-      if (z.stage == 3 && comm) t.gather_part = static_cast<int>(f);
+      if (gathers && !persistent(group_of(f))) t.group = static_cast<int>(group_of(f)), t.phase = 2 * m;
       tasks.push_back(t);
     }
     std::size_t next_bucket = 0;
@@ -95,7 +109,7 @@ ZeroStepResult simulate_zero_step(const StepProfile& p, const NetworkModel& net,
         t.recompute = forward_of(i) * scale;
         t.seconds += t.recompute;
       }
-      if (z.stage == 3 && comm) t.gather_part = static_cast<int>(i);
+      if (gathers && !persistent(group_of(i))) t.group = static_cast<int>(group_of(i)), t.phase = 2 * m + 1;
       const bool last = i + 1 == ns;
       if (reduce_now && (o.overlap || last))
         while (next_bucket < buckets.size() && (last || segs[i].ready_from <= buckets[next_bucket].begin))
@@ -105,20 +119,31 @@ ZeroStepResult simulate_zero_step(const StepProfile& p, const NetworkModel& net,
   }
   Task opt = task_of((p.optimizer_s / (z.stage >= 1 ? W : 1) + p.step_overhead_s) * o.compute_slowdown);
   opt.wait_all = true;
-  opt.gather_all_after = comm && (z.stage == 1 || z.stage == 2);
+  if (comm && (z.stage == 1 || z.stage == 2)) opt.gather_after_bytes = static_cast<double>(p.total_elements) * pbytes;
+  if (gathers) opt.gather_after_bytes = persistent_bytes;  // persistent groups: re-gathered once per step
   tasks.push_back(opt);
-  if (opt.gather_all_after) {
+  if (opt.gather_after_bytes > 0) {
     Task end = task_of(0.0);
     end.wait_all = true;
     tasks.push_back(end);
   }
 
-  // The ops, numbered in issue order; stage 3 prefetches the next part's gather as a part starts.
+  // Which tasks gather: the first of each run of one group; with keep_resident a
+  // group still in its buffer (the head from forward to backward, the embedding
+  // from one micro-step's backward to the next forward) is not gathered again.
+  int held = -1, held_phase = -1;
+  for (Task& t : tasks) {
+    if (t.group < 0) continue;
+    if (t.group != held || (!z.keep_resident && t.phase != held_phase)) t.gather_part = t.group;
+    held = t.group, held_phase = t.phase;
+  }
+
+  // The ops, numbered in issue order; stage 3 prefetches the next group's gather as a group starts.
   std::vector<Op> ops;
   std::vector<int> gather_op(tasks.size(), -1);
   auto issue_gather = [&](std::size_t k) {
     if (tasks[k].gather_part < 0 || gather_op[k] >= 0) return;
-    const double b = static_cast<double>(extent(static_cast<std::size_t>(tasks[k].gather_part))) * pbytes;
+    const double b = static_cast<double>(group_elements[static_cast<std::size_t>(tasks[k].gather_part)]) * pbytes;
     gather_op[k] = static_cast<int>(ops.size());
     ops.push_back(Op{net.half_allreduce_s(b, W), net.overlapped(b, W), half_sent_bytes(b, W), true});
   };
@@ -139,8 +164,8 @@ ZeroStepResult simulate_zero_step(const StepProfile& p, const NetworkModel& net,
       else
         ops.push_back(Op{net.half_allreduce_s(bytes, W), net.overlapped(bytes, W), half_sent_bytes(bytes, W)});
     }
-    if (t.gather_all_after) {
-      const double b = static_cast<double>(p.total_elements) * pbytes;
+    if (t.gather_after_bytes > 0) {
+      const double b = t.gather_after_bytes;
       ops.push_back(Op{net.half_allreduce_s(b, W), net.overlapped(b, W), half_sent_bytes(b, W), true});
     }
     t.issued_by_end = ops.size();

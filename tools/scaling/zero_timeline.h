@@ -10,12 +10,15 @@
 //   stage 2  all-gather of the updated parameters before the step ends:
 //            the same traffic and timeline; they differ in memory only
 //            (zero_memory.h)                                           volume 2
-//   stage 3  parameters sharded: each part's (embedding, block l, final norm,
-//            head) all-gather just before its forward and again before its
-//            backward, the next part's gather issued as this part starts
-//            (prefetch one ahead, overlapped with its compute); gradients
-//            reduce-scattered per bucket; AdamW on the shard; no gather after
-//            the step (the next forward gathers)                       volume 3
+//   stage 3  parameters sharded: each weight group's (embedding, block l,
+//            final norm + head) all-gather just before its forward and again
+//            before its backward, the next group's gather issued as this one
+//            starts (prefetch one ahead, overlapped with its compute);
+//            gradients reduce-scattered per bucket; AdamW on the shard; no
+//            gather after the step (the next forward gathers)         volume 3
+//            (ZeroOptions: small groups persistent, a group still in its
+//            buffer not gathered again, as parallel/zero3_params.h does:
+//            a little less)
 // Checkpointing adds, inside backward, the forward of every block but the
 // last (runtime/vit_model.cpp keeps the last block's working set from the
 // forward): one extra forward of L−1 blocks.
@@ -30,11 +33,13 @@
 // together each runs at NetworkModel::overlapped's rates (CPU ranks share a
 // core). Exposed communication = the time the compute stream waits for the
 // channel: a gather not yet done, the reductions before the optimizer, the
-// parameter all-gather after it. Gradient accumulation: stages 0-2 reduce on
-// the last micro-step only (local accumulation in a full gradient buffer);
-// stage 3 gathers and reduce-scatters on every micro-step (it has no full
-// gradient buffer to accumulate into).
+// parameter all-gather after it. Gradient accumulation: every stage reduces on
+// the last micro-step only (local accumulation in the full gradient buffer, as
+// parallel/data_parallel.h does) unless reduce_every_micro_step (stages 2-3);
+// stage 3 gathers on every micro-step.
 #pragma once
+
+#include <cstdint>
 
 #include "tools/scaling/network_model.h"
 #include "tools/scaling/profile.h"
@@ -46,6 +51,17 @@ struct ZeroOptions {
   int stage = 0;               // zero_optimization.stage, 0-3
   bool checkpointing = false;  // activation_checkpointing.enabled
   int param_bytes = 0;         // bytes per parameter element gathered at stages 1-3 (0: the profile's grad_bytes)
+  // Stage 3, as parallel/zero3_params.h does it: groups of at most this many
+  // elements stay gathered, re-gathered once after each optimizer step
+  // (stage3_param_persistence_threshold; vit_train's default is 100,000).
+  std::int64_t persistence_elements = 0;
+  // Stage 3: a group still in its buffer is not gathered again (the head from
+  // forward to backward; the embedding from a backward to the next forward).
+  // false: every group before every forward and every backward (3x the traffic).
+  bool keep_resident = true;
+  // Stages 2-3 with accumulation: reduce-scatter every micro-step
+  // (DeepSpeed's way) instead of accumulating locally and reducing on the last.
+  bool reduce_every_micro_step = false;
 };
 
 struct ZeroStepResult {
