@@ -112,6 +112,15 @@ if(TARGET vit_train)
     set_tests_properties(parallel_mpi:resume_across_zero_stages_${combo_name} PROPERTIES TIMEOUT 120 PROCESSORS 2
       ENVIRONMENT "${mpi_env}")
   endforeach()
+  # A memory plan beyond what the machine has (here: told 1 MiB): refused on
+  # every rank before step 1, with the plan's rows.
+  add_test(NAME parallel_mpi:vit_train_plan_beyond_memory_refused
+           COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} 2 ${mpirun_flags} $<TARGET_FILE:vit_train>
+                   ${vit_train_tiny} --micro-batch-size 8 --zero-stage 3)
+  set_tests_properties(parallel_mpi:vit_train_plan_beyond_memory_refused PROPERTIES TIMEOUT 120 PROCESSORS 2
+    ENVIRONMENT "${mpi_env};VITSCALE_MEMORY_AVAILABLE_MIB=0.1"
+    PASS_REGULAR_EXPRESSION "rank [01]: the memory plan does not fit: [0-9.]+ MiB \\(parameters [0-9.]+ MiB, gradients [0-9.]+ MiB, optimizer [0-9.]+ MiB, activations [0-9.]+ MiB\\), of which [0-9.]+ MiB is still to be touched, but 0.1 MiB is available"
+    FAIL_REGULAR_EXPRESSION "step +1/")
   # Ranks started with different batch settings (MPMD launch): refused at start-up.
   add_test(NAME parallel_mpi:vit_train_batch_mismatch_refused
            COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} 1 ${mpirun_flags} $<TARGET_FILE:vit_train>
