@@ -262,6 +262,16 @@ void Trainer::report_start() {
                                   {"parameters", model_->table().total_numel()},
                                   {"steps_per_epoch", steps_per_epoch_},
                                   {"total_steps", total_steps_},
+                                  // rank 0's bytes at the run's ZeRO stage and checkpointing
+                                  {"memory_plan",
+                                   {{"zero_stage", plan.zero_stage},
+                                    {"activation_checkpointing", plan.activation_checkpointing},
+                                    {"params", plan.params},
+                                    {"grads", plan.grads},
+                                    {"compute_params", plan.compute_params},
+                                    {"optimizer", plan.optimizer},
+                                    {"activations", plan.activations},
+                                    {"total", plan.total()}}},
                                   {"config", config_.to_json()}};
   log_.event(resumed_ ? "resume" : "start",
              resumed_ ? nlohmann::ordered_json{{"step", state_.step}, {"checkpoint", last_checkpoint_}} : start);
