@@ -137,6 +137,7 @@ class ViTModel {
   Backend& backend() { return backend_; }
   int micro_batch() const { return shape_.micro_batch; }
   int source_image_size() const { return shape_.source_image_size; }
+  const ImageNorm& image_norm() const { return norm_; }
   const MemoryPlan& memory_plan() const { return plan_; }
 
   TensorView params() const { return params_; }  // (n) f32 master weights; empty when not resident

@@ -255,10 +255,6 @@ void validate(const TrainOptions& o, const TrainConfig& c, Problems& p) {
   if (c.zero_stage == 3 && c.bf16)
     p.refuse("bf16.enabled", "is not implemented at zero_optimization.stage 3: ZeRO-3 gathers the fp32 masters and "
                              "computes on them (a bf16 copy per gathered block is not built)");
-  if (c.zero_stage == 3 && !c.export_model.empty())
-    p.refuse("checkpoint.export_model", "is not implemented at zero_optimization.stage 3 (rank 0 alone writes the "
-                                        "model, and the weights are sharded): save a checkpoint and export it from a "
-                                        "stage 0-2 resume");
   p.at_least("zero_optimization.reduce_bucket_size", c.reduce_bucket_size, 1);
   p.at_least("zero_optimization.allgather_bucket_size", c.allgather_bucket_size, 1);
   p.one_of("runtime.device", c.device, {"cpu", "cuda", "auto"});

@@ -549,14 +549,30 @@ TrainResult Trainer::run() {
     log_.eval({state_.epoch + 1, state_.step, e.images, e.accuracy, e.loss, e.seconds, at});
   }
   if (!config_.save_dir.empty()) save_checkpoint();
-  if (!config_.export_model.empty() && io_.rank == 0) {
-    const ExportedModel m = export_model(*model_, model_card(), config_.export_model);
-    log_.event("export", {{"weights", m.weights}, {"card", m.card}});
-    log_.note("model: " + m.weights + " (weights, timm names) and " + m.card + " (timm arguments, class names)");
-  }
+  if (!config_.export_model.empty()) export_trained_model();
   finish(TrainResult::Outcome::finished);
+
   log_.final({result.test_acc, result.test_loss, result.images_per_s, result.wall_s, result.step, state_.milestones});
   return result;
+}
+
+void Trainer::export_trained_model() {
+  // ZeRO-3: the weights are sharded; every rank takes part in gathering them,
+  // and rank 0 writes them through a resident copy of the model (one image's
+  // activations: it runs nothing).
+  std::unique_ptr<ViTModel> resident;
+  if (!model_->resident_params()) {
+    std::vector<float> full(static_cast<std::size_t>(model_->table().total_numel()));
+    model_->read_params(full);  // collective
+    if (io_.rank != 0) return;
+    resident = std::make_unique<ViTModel>(model_->config(), backend_, ModelShape{1, model_->source_image_size()},
+                                          model_->image_norm());
+    resident->write_params(full);
+  }
+  if (io_.rank != 0) return;
+  const ExportedModel m = export_model(resident ? *resident : *model_, model_card(), config_.export_model);
+  log_.event("export", {{"weights", m.weights}, {"card", m.card}});
+  log_.note("model: " + m.weights + " (weights, timm names) and " + m.card + " (timm arguments, class names)");
 }
 
 }  // namespace vitscale::train

@@ -104,6 +104,7 @@ class Trainer {
   // Runs one phase of the step: eagerly, or through graphs_ under --cuda-graphs.
   void run_phase(StepGraphs::Phase phase, const std::function<void()>& body, const AdamWHyper* hyper = nullptr);
   std::string save_checkpoint();
+  void export_trained_model();  // --export-model; collective at ZeRO-3
   void log_step(const StepOutcome& o, bool logged);
   void report_flops(double step_seconds);
   // Wall seconds of the training loops so far (this session's and the resumed ones'), evaluations included.

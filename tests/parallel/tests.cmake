@@ -112,6 +112,14 @@ if(TARGET vit_train)
     set_tests_properties(parallel_mpi:resume_across_zero_stages_${combo_name} PROPERTIES TIMEOUT 120 PROCESSORS 2
       ENVIRONMENT "${mpi_env}")
   endforeach()
+  # ZeRO-3 on 2 ranks exports (gathered on every rank, written by rank 0) the
+  # weights a stage-0 run of the same steps exports, byte for byte.
+  set(export_dir ${CMAKE_CURRENT_BINARY_DIR}/zero3_export)
+  string(JOIN " " vit_train_tiny_text ${vit_train_tiny})
+  add_test(NAME parallel_mpi:vit_train_np2_zero3_exports_stage0_weights
+           COMMAND bash -c "rm -rf '${export_dir}' && for z in 0 3; do ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} 2 ${mpirun_flag_text} $<TARGET_FILE:vit_train> ${vit_train_tiny_text} --micro-batch-size 8 --zero-stage $z --stage3-param-persistence-threshold 0 --export-model '${export_dir}/z'$z >/dev/null || exit 1; done && cmp '${export_dir}/z0/model.safetensors' '${export_dir}/z3/model.safetensors'")
+  set_tests_properties(parallel_mpi:vit_train_np2_zero3_exports_stage0_weights PROPERTIES TIMEOUT 120 PROCESSORS 2
+    ENVIRONMENT "${mpi_env}")
   # A memory plan beyond what the machine has (here: told 1 MiB): refused on
   # every rank before step 1, with the plan's rows.
   add_test(NAME parallel_mpi:vit_train_plan_beyond_memory_refused
