@@ -114,9 +114,9 @@ namespace {
 
 class NcclRequest final : public CommRequest::Impl {
  public:
-  NcclRequest(const std::atomic<ncclComm_t>& comm, CommWatchdog& watchdog, int rank,
-              CommOp kind, const char* op, std::size_t bytes, std::uint64_t ticket, std::shared_ptr<CommSpan> span,
-              cudaStream_t compute, DeferredTimes& late, bool host_wait)
+  NcclRequest(const std::atomic<ncclComm_t>& comm, CommWatchdog& watchdog, int rank, CommOp kind, const char* op,
+              std::size_t bytes, std::uint64_t ticket, std::shared_ptr<CommSpan> span, cudaStream_t compute,
+              DeferredTimes& late, bool host_wait)
       : comm_(comm),
         watchdog_(watchdog),
         rank_(rank),
@@ -216,9 +216,8 @@ CommRequest NcclCommunicator::State::launch(CommOp kind, const char* op, std::si
   check_cuda(cudaEventRecord(span->start.get(), stream), rank, op, bytes);
   // The probe runs on the watchdog's thread: this device made current there
   // first (else the runtime opens a context on device 0 for it, on every rank).
-  const std::uint64_t ticket = watchdog->begin(op, bytes, [span, dev = device] {
-    return cudaSetDevice(dev) == cudaSuccess && span->complete();
-  });
+  const std::uint64_t ticket = watchdog->begin(
+      op, bytes, [span, dev = device] { return cudaSetDevice(dev) == cudaSuccess && span->complete(); });
   try {
     check_nccl(issue(), comm.load(), rank, op, bytes);
     check_cuda(cudaEventRecord(span->done.get(), stream), rank, op, bytes);
@@ -227,8 +226,8 @@ CommRequest NcclCommunicator::State::launch(CommOp kind, const char* op, std::si
     throw;
   }
   last_done = span;
-  return CommRequest(std::make_unique<NcclRequest>(comm, *watchdog, rank, kind, op, bytes, ticket,
-                                                   std::move(span), compute, late, host_wait));
+  return CommRequest(std::make_unique<NcclRequest>(comm, *watchdog, rank, kind, op, bytes, ticket, std::move(span),
+                                                   compute, late, host_wait));
 }
 
 void* NcclCommunicator::State::scratch_of(std::size_t bytes) {

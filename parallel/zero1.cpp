@@ -81,7 +81,10 @@ std::string Zero1Optimizer::memory_report() const {
                 static_cast<long long>(shard_begin() + shard_count()), static_cast<long long>(layout_.total),
                 mib(full_state_bytes()), layout_.world, mib(shard_grad_bytes()), gather_pieces().size(),
                 static_cast<long long>(gather_bucket_));
-  return line;
+  std::string report = line;
+  // ZeRO-3 never gathers after the step: each group is gathered where it is used.
+  if (stage_ == 3) report.erase(report.find(", parameter all-gather"));
+  return report;
 }
 
 void Zero1Optimizer::gather_state(std::vector<float>& exp_avg, std::vector<float>& exp_avg_sq) {

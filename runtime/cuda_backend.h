@@ -45,8 +45,10 @@ class LtGemm;
 class Stream;
 class Graph;
 struct AdamWDeviceHyper;
-template <unsigned kFlags> struct EventTraits;
-template <class Traits> class HandlePool;
+template <unsigned kFlags>
+struct EventTraits;
+template <class Traits>
+class HandlePool;
 using OrderingEventPool = HandlePool<EventTraits<cudaEventDisableTiming>>;  // cuda_handles.h
 }  // namespace cuda
 

@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include <iostream>
+#include <string>
 
 #include "tests/test_skip.h"
 
@@ -49,13 +50,19 @@ void mark_skipped(const std::string& reason) {
 
 int main(int argc, char* argv[]) {
   // CTest passes each case's name as Catch2's first argument, so a name that
-  // starts with '-' is parsed as an option: "--help ..." prints the usage and
-  // exits 0 without running the case, any other one is an unknown token. Refuse
-  // such a name here, in every run of the executable, so it cannot pass unseen.
+  // starts with '-' is parsed as an option ("--help ..." prints the usage and
+  // exits 0 without running the case), one with '~' as an exclusion, and CMake splits a name at ';' (the
+  // CTest test becomes the text before it, a filter that matches no case and
+  // "passes"). Refuse such a name here, in every run of the executable, so it
+  // cannot pass unseen.
   for (const Catch::TestCase& test_case : Catch::getRegistryHub().getTestCaseRegistry().getAllTests()) {
-    if (!test_case.name.empty() && test_case.name.front() == '-') {
-      std::cerr << "test case name starts with '-', which CTest would pass to Catch2 as an option: \""
-                << test_case.name << "\" (" << test_case.lineInfo.file << ":" << test_case.lineInfo.line << ")\n";
+    const std::string& name = test_case.name;
+    const char* problem = !name.empty() && (name.front() == '-' || name.front() == '~') ? "starts with '-' or '~', which Catch2 parses as an option or an exclusion"
+                          : name.find(';') != std::string::npos ? "contains ';', where CMake splits it"
+                                                                 : nullptr;
+    if (problem != nullptr) {
+      std::cerr << "test case name " << problem << ": \"" << name << "\" (" << test_case.lineInfo.file << ":"
+                << test_case.lineInfo.line << ")\n";
       return 2;
     }
   }

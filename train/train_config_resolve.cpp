@@ -248,10 +248,10 @@ void validate(const TrainOptions& o, const TrainConfig& c, Problems& p) {
   if (c.reduce_every_micro_step && c.zero_stage < 2)
     p.refuse("zero_optimization.reduce_every_micro_step",
              "needs zero_optimization.stage 2 or 3 (stages 0 and 1 reduce once, from the full gradient buffer)");
-  if (c.zero_stage == 3 && c.cuda_graphs)
-    p.refuse("runtime.cuda_graphs", "does not work at zero_optimization.stage 3: every block's parameters are "
-                                    "all-gathered from the host inside forward and backward, which a replayed graph "
-                                    "cannot do");
+  if (c.zero_stage >= 2 && c.cuda_graphs)
+    p.refuse("runtime.cuda_graphs", "does not work at zero_optimization.stage " + str(c.zero_stage) +
+                                        ": the host hands out gradient-window slots (and, at stage 3, gathers every "
+                                        "block's parameters) inside backward, which a replayed graph cannot do");
   if (c.zero_stage == 3 && c.bf16)
     p.refuse("bf16.enabled", "is not implemented at zero_optimization.stage 3: ZeRO-3 gathers the fp32 masters and "
                              "computes on them (a bf16 copy per gathered block is not built)");

@@ -12,6 +12,7 @@
 #include "runtime/pretrained.h"
 #include "train/evaluation.h"
 #include "train/flops_profile.h"
+#include "train/memory_check.h"
 
 namespace vitscale::train {
 
@@ -164,11 +165,17 @@ void Trainer::build_model() {
   if (config_.zero_stage >= 2 && !io_.make_engine)
     throw ConfigError("zero_optimization.stage " + std::to_string(config_.zero_stage) +
                       " needs the data-parallel engine, which this vit_train was built without");
+  const std::size_t rss_before = resident_bytes();
   model_ = std::make_unique<ViTModel>(vc, backend_, shape, norm);
   engine_ = io_.make_engine ? io_.make_engine(*model_, config_) : make_local_engine(*model_);
   if (engine_->world_size() != config_.world_size)
     throw std::logic_error("the step engine has world size " + std::to_string(engine_->world_size()) +
                            " but the config was resolved for " + std::to_string(config_.world_size));
+  if (backend_.kind() == DeviceKind::cpu) {  // on a GPU the allocations themselves fail (cudaMalloc)
+    MemoryPlan plan = model_->memory_plan();
+    engine_->add_to_plan(plan);
+    check_memory_plan(plan, rss_before, io_.rank);
+  }
   // resolve() allows --cuda-graphs at world size 1 only.
   if (config_.cuda_graphs) graphs_ = std::make_unique<StepGraphs>(backend_);
 
@@ -255,6 +262,16 @@ void Trainer::report_start() {
                                   {"parameters", model_->table().total_numel()},
                                   {"steps_per_epoch", steps_per_epoch_},
                                   {"total_steps", total_steps_},
+                                  // rank 0's bytes at the run's ZeRO stage and checkpointing
+                                  {"memory_plan",
+                                   {{"zero_stage", plan.zero_stage},
+                                    {"activation_checkpointing", plan.activation_checkpointing},
+                                    {"params", plan.params},
+                                    {"grads", plan.grads},
+                                    {"compute_params", plan.compute_params},
+                                    {"optimizer", plan.optimizer},
+                                    {"activations", plan.activations},
+                                    {"total", plan.total()}}},
                                   {"config", config_.to_json()}};
   log_.event(resumed_ ? "resume" : "start",
              resumed_ ? nlohmann::ordered_json{{"step", state_.step}, {"checkpoint", last_checkpoint_}} : start);

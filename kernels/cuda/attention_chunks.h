@@ -23,6 +23,8 @@
 
 namespace vitscale::cuda::attn {
 
+// The head sizes the flash kernels are instantiated for (multiples of 16).
+inline constexpr int kFlashHeadDims[] = {32, 48, 64, 80, 96, 128};
 constexpr int kOneChunkMaxTokens = 128;  // T up to this: one chunk of round_up(T, 16)
 
 constexpr int round_up16(int n) { return (n + 15) / 16 * 16; }

@@ -39,7 +39,9 @@
 // Rows are padded by 8 bf16 (16 bytes): every fragment load of a warp hits 32
 // distinct banks, and 16-byte stores stay aligned.
 #include <cstdint>
+#include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "kernels/cuda/attention_chunks.h"
 #include "kernels/cuda/attention_impl.h"
@@ -88,7 +90,9 @@ __device__ __forceinline__ void load_a(std::uint32_t (&a)[4], const bf16* m, lon
 // threads take consecutive rows of one 16-byte column group, so the
 // transposed scalar stores of a warp land in consecutive addresses.
 template <int HD, int TILE>
-constexpr int transposed_tile_elems = HD * (TILE + 8);
+__device__ constexpr int transposed_tile_elems() {
+  return HD * (TILE + 8);
+}
 
 template <int HD, int TILE>
 __device__ __forceinline__ void load_chunk(bf16* rm, int rs, bf16* tr, const bf16* src, long long ts, int row0,
@@ -107,7 +111,7 @@ __device__ __forceinline__ void load_chunk(bf16* rm, int rs, bf16* tr, const bf1
     if (tr != nullptr) {
 #pragma unroll
       for (int e = 0; e < 8; ++e)
-        tr[(r / TILE) * transposed_tile_elems<HD, TILE> + (c8 + e) * kTrStride + r % TILE] = p.v[e];
+        tr[(r / TILE) * transposed_tile_elems<HD, TILE>() + (c8 + e) * kTrStride + r % TILE] = p.v[e];
     }
   }
 }
@@ -140,8 +144,8 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
   constexpr int KS = HD + 8;
   constexpr int NKT = RC / 8, NDT = HD / 8, KST = HD / 16;
   constexpr int VTS = RC + 8;
-  bf16* Ks = flash_smem();     // (kc, HD) keys, row-major
-  bf16* Vt = Ks + kc * KS;     // (kc / RC tiles, HD, RC + 8) values, transposed (load_chunk)
+  bf16* Ks = flash_smem();  // (kc, HD) keys, row-major
+  bf16* Vt = Ks + kc * KS;  // (kc / RC tiles, HD, RC + 8) values, transposed (load_chunk)
   const int bh = blockIdx.x, b = bh / H, h = bh % H;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
   const long long ts = 3LL * H * HD;
@@ -168,73 +172,73 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
     // The chunk's keys, a register tile at a time (rows past the chunk's
     // valid keys are never read: every tile below stops at `kvalid`).
     for (int tile0 = 0; tile0 < min(kc, T_ - kc0); tile0 += RC) {
-    const int kvalid = min(RC, T_ - kc0 - tile0);
-    const bf16* Kst = Ks + tile0 * KS;
-    const bf16* Vtt = Vt + (tile0 / RC) * transposed_tile_elems<HD, RC>;
+      const int kvalid = min(RC, T_ - kc0 - tile0);
+      const bf16* Kst = Ks + tile0 * KS;
+      const bf16* Vtt = Vt + (tile0 / RC) * transposed_tile_elems<HD, RC>();
 
-    float s[NKT][4];
+      float s[NKT][4];
 #pragma unroll
-    for (int nt = 0; nt < NKT; ++nt) {
-      s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
-      if (nt * 8 < kvalid) {
+      for (int nt = 0; nt < NKT; ++nt) {
+        s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
+        if (nt * 8 < kvalid) {
 #pragma unroll
-        for (int ks = 0; ks < KST; ++ks) {
-          const bf16* kp = Kst + (nt * 8 + g) * KS + ks * 16 + 2 * t;
-          mma16816(s[nt], qf[ks], ld32(kp), ld32(kp + 8));
+          for (int ks = 0; ks < KST; ++ks) {
+            const bf16* kp = Kst + (nt * 8 + g) * KS + ks * 16 + 2 * t;
+            mma16816(s[nt], qf[ks], ld32(kp), ld32(kp + 8));
+          }
         }
       }
-    }
-    float mx0 = -INFINITY, mx1 = -INFINITY;
+      float mx0 = -INFINITY, mx1 = -INFINITY;
 #pragma unroll
-    for (int nt = 0; nt < NKT; ++nt) {
+      for (int nt = 0; nt < NKT; ++nt) {
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int col = nt * 8 + 2 * t + (e & 1);
-        const float v = col < kvalid ? s[nt][e] * scale_log2 : -INFINITY;
-        s[nt][e] = v;
-        if (e < 2)
-          mx0 = fmaxf(mx0, v);
-        else
-          mx1 = fmaxf(mx1, v);
-      }
-    }
-    // Every tile has at least one valid key, so the new maxima are finite.
-    const float mn0 = fmaxf(m0, quad_max(mx0)), mn1 = fmaxf(m1, quad_max(mx1));
-    const float c0 = exp2f(m0 - mn0), c1 = exp2f(m1 - mn1);  // 0 on the first tile
-    m0 = mn0;
-    m1 = mn1;
-    float ls0 = 0.f, ls1 = 0.f;
-#pragma unroll
-    for (int nt = 0; nt < NKT; ++nt) {
-      s[nt][0] = exp2f(s[nt][0] - mn0);
-      s[nt][1] = exp2f(s[nt][1] - mn0);
-      s[nt][2] = exp2f(s[nt][2] - mn1);
-      s[nt][3] = exp2f(s[nt][3] - mn1);
-      ls0 += s[nt][0] + s[nt][1];
-      ls1 += s[nt][2] + s[nt][3];
-    }
-    l0 = l0 * c0 + ls0;  // per-thread partial sums; the quad adds them at the end
-    l1 = l1 * c1 + ls1;
-#pragma unroll
-    for (int d = 0; d < NDT; ++d) {
-      o[d][0] *= c0;
-      o[d][1] *= c0;
-      o[d][2] *= c1;
-      o[d][3] *= c1;
-    }
-#pragma unroll
-    for (int kk = 0; kk < RC / 16; ++kk) {
-      if (kk * 16 < kvalid) {
-        const std::uint32_t a[4] = {pack_bf16(s[2 * kk][0], s[2 * kk][1]), pack_bf16(s[2 * kk][2], s[2 * kk][3]),
-                                    pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
-                                    pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
-#pragma unroll
-        for (int d = 0; d < NDT; ++d) {
-          const bf16* vp = Vtt + (d * 8 + g) * VTS + kk * 16 + 2 * t;
-          mma16816(o[d], a, ld32(vp), ld32(vp + 8));
+        for (int e = 0; e < 4; ++e) {
+          const int col = nt * 8 + 2 * t + (e & 1);
+          const float v = col < kvalid ? s[nt][e] * scale_log2 : -INFINITY;
+          s[nt][e] = v;
+          if (e < 2)
+            mx0 = fmaxf(mx0, v);
+          else
+            mx1 = fmaxf(mx1, v);
         }
       }
-    }
+      // Every tile has at least one valid key, so the new maxima are finite.
+      const float mn0 = fmaxf(m0, quad_max(mx0)), mn1 = fmaxf(m1, quad_max(mx1));
+      const float c0 = exp2f(m0 - mn0), c1 = exp2f(m1 - mn1);  // 0 on the first tile
+      m0 = mn0;
+      m1 = mn1;
+      float ls0 = 0.f, ls1 = 0.f;
+#pragma unroll
+      for (int nt = 0; nt < NKT; ++nt) {
+        s[nt][0] = exp2f(s[nt][0] - mn0);
+        s[nt][1] = exp2f(s[nt][1] - mn0);
+        s[nt][2] = exp2f(s[nt][2] - mn1);
+        s[nt][3] = exp2f(s[nt][3] - mn1);
+        ls0 += s[nt][0] + s[nt][1];
+        ls1 += s[nt][2] + s[nt][3];
+      }
+      l0 = l0 * c0 + ls0;  // per-thread partial sums; the quad adds them at the end
+      l1 = l1 * c1 + ls1;
+#pragma unroll
+      for (int d = 0; d < NDT; ++d) {
+        o[d][0] *= c0;
+        o[d][1] *= c0;
+        o[d][2] *= c1;
+        o[d][3] *= c1;
+      }
+#pragma unroll
+      for (int kk = 0; kk < RC / 16; ++kk) {
+        if (kk * 16 < kvalid) {
+          const std::uint32_t a[4] = {pack_bf16(s[2 * kk][0], s[2 * kk][1]), pack_bf16(s[2 * kk][2], s[2 * kk][3]),
+                                      pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                                      pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+#pragma unroll
+          for (int d = 0; d < NDT; ++d) {
+            const bf16* vp = Vtt + (d * 8 + g) * VTS + kk * 16 + 2 * t;
+            mma16816(o[d], a, ld32(vp), ld32(vp + 8));
+          }
+        }
+      }
     }  // tiles of the chunk
   }
   if (!active) return;
@@ -271,9 +275,9 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
   constexpr int KS = HD + 8;
   constexpr int NKT = RC / 8, NDT = HD / 8, KST = HD / 16;
   constexpr int KTS = RC + 8;
-  bf16* Ks = flash_smem();      // (kc, HD) keys
-  bf16* Vs = Ks + kc * KS;      // (kc, HD) values
-  bf16* Kt = Vs + kc * KS;      // (kc / RC tiles, HD, RC + 8) keys, transposed
+  bf16* Ks = flash_smem();  // (kc, HD) keys
+  bf16* Vs = Ks + kc * KS;  // (kc, HD) values
+  bf16* Kt = Vs + kc * KS;  // (kc / RC tiles, HD, RC + 8) keys, transposed
   const int bh = blockIdx.x, b = bh / H, h = bh % H;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
   const long long ts = 3LL * H * HD, ots = static_cast<long long>(H) * HD;
@@ -306,47 +310,47 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
     __syncthreads();
     if (!active) continue;
     for (int tile0 = 0; tile0 < min(kc, T_ - kc0); tile0 += RC) {  // register tiles of the chunk
-    const int kvalid = min(RC, T_ - kc0 - tile0);
-    const bf16* Kst = Ks + tile0 * KS;
-    const bf16* Vst = Vs + tile0 * KS;
-    const bf16* Ktt = Kt + (tile0 / RC) * transposed_tile_elems<HD, RC>;
-    float s[NKT][4], dp[NKT][4];
+      const int kvalid = min(RC, T_ - kc0 - tile0);
+      const bf16* Kst = Ks + tile0 * KS;
+      const bf16* Vst = Vs + tile0 * KS;
+      const bf16* Ktt = Kt + (tile0 / RC) * transposed_tile_elems<HD, RC>();
+      float s[NKT][4], dp[NKT][4];
 #pragma unroll
-    for (int nt = 0; nt < NKT; ++nt) {
-      s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
-      dp[nt][0] = dp[nt][1] = dp[nt][2] = dp[nt][3] = 0.f;
-      if (nt * 8 < kvalid) {
+      for (int nt = 0; nt < NKT; ++nt) {
+        s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
+        dp[nt][0] = dp[nt][1] = dp[nt][2] = dp[nt][3] = 0.f;
+        if (nt * 8 < kvalid) {
 #pragma unroll
-        for (int ks = 0; ks < KST; ++ks) {
-          const bf16* kp = Kst + (nt * 8 + g) * KS + ks * 16 + 2 * t;
-          mma16816(s[nt], qf[ks], ld32(kp), ld32(kp + 8));
-          const bf16* vp = Vst + (nt * 8 + g) * KS + ks * 16 + 2 * t;
-          mma16816(dp[nt], df[ks], ld32(vp), ld32(vp + 8));
+          for (int ks = 0; ks < KST; ++ks) {
+            const bf16* kp = Kst + (nt * 8 + g) * KS + ks * 16 + 2 * t;
+            mma16816(s[nt], qf[ks], ld32(kp), ld32(kp + 8));
+            const bf16* vp = Vst + (nt * 8 + g) * KS + ks * 16 + 2 * t;
+            mma16816(dp[nt], df[ks], ld32(vp), ld32(vp + 8));
+          }
         }
       }
-    }
 #pragma unroll
-    for (int nt = 0; nt < NKT; ++nt) {
+      for (int nt = 0; nt < NKT; ++nt) {
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int col = nt * 8 + 2 * t + (e & 1);
-        const float p = col < kvalid ? exp2f(s[nt][e] * scale_log2 - (e < 2 ? la : lb)) : 0.f;
-        s[nt][e] = p * (dp[nt][e] - (e < 2 ? Da : Db));  // dS
-      }
-    }
-#pragma unroll
-    for (int kk = 0; kk < RC / 16; ++kk) {
-      if (kk * 16 < kvalid) {
-        const std::uint32_t a[4] = {pack_bf16(s[2 * kk][0], s[2 * kk][1]), pack_bf16(s[2 * kk][2], s[2 * kk][3]),
-                                    pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
-                                    pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
-#pragma unroll
-        for (int d = 0; d < NDT; ++d) {
-          const bf16* kp = Ktt + (d * 8 + g) * KTS + kk * 16 + 2 * t;
-          mma16816(dq[d], a, ld32(kp), ld32(kp + 8));
+        for (int e = 0; e < 4; ++e) {
+          const int col = nt * 8 + 2 * t + (e & 1);
+          const float p = col < kvalid ? exp2f(s[nt][e] * scale_log2 - (e < 2 ? la : lb)) : 0.f;
+          s[nt][e] = p * (dp[nt][e] - (e < 2 ? Da : Db));  // dS
         }
       }
-    }
+#pragma unroll
+      for (int kk = 0; kk < RC / 16; ++kk) {
+        if (kk * 16 < kvalid) {
+          const std::uint32_t a[4] = {pack_bf16(s[2 * kk][0], s[2 * kk][1]), pack_bf16(s[2 * kk][2], s[2 * kk][3]),
+                                      pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                                      pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+#pragma unroll
+          for (int d = 0; d < NDT; ++d) {
+            const bf16* kp = Ktt + (d * 8 + g) * KTS + kk * 16 + 2 * t;
+            mma16816(dq[d], a, ld32(kp), ld32(kp + 8));
+          }
+        }
+      }
     }  // tiles of the chunk
   }
   if (!active) return;
@@ -354,10 +358,8 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
 #pragma unroll
   for (int d = 0; d < NDT; ++d) {
     const int col = d * 8 + 2 * t;
-    if (ra < T_)
-      *reinterpret_cast<std::uint32_t*>(dqb + ra * ts + col) = pack_bf16(dq[d][0] * scale, dq[d][1] * scale);
-    if (rb < T_)
-      *reinterpret_cast<std::uint32_t*>(dqb + rb * ts + col) = pack_bf16(dq[d][2] * scale, dq[d][3] * scale);
+    if (ra < T_) *reinterpret_cast<std::uint32_t*>(dqb + ra * ts + col) = pack_bf16(dq[d][0] * scale, dq[d][1] * scale);
+    if (rb < T_) *reinterpret_cast<std::uint32_t*>(dqb + rb * ts + col) = pack_bf16(dq[d][2] * scale, dq[d][3] * scale);
   }
 }
 
@@ -374,12 +376,13 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
   constexpr int NQT = RC / 8, NDT = HD / 8, KST = HD / 16;
   constexpr int QTS = RC + 8;
   const int tiles = (qc + RC - 1) / RC;
-  bf16* Qs = flash_smem();                                  // (qc, HD) queries
-  bf16* dOs = Qs + qc * QS;                                 // (qc, HD) output gradients
-  bf16* Qt = dOs + qc * QS;                                 // (tiles, HD, RC + 8) queries, transposed
-  bf16* dOt = Qt + tiles * transposed_tile_elems<HD, RC>;  // (tiles, HD, RC + 8) output gradients, transposed
-  float* lse_s = reinterpret_cast<float*>(dOt + tiles * transposed_tile_elems<HD, RC>);  // (qc) log2 domain; +inf past T
-  float* D_s = lse_s + qc;                                                              // (qc)
+  bf16* Qs = flash_smem();                                   // (qc, HD) queries
+  bf16* dOs = Qs + qc * QS;                                  // (qc, HD) output gradients
+  bf16* Qt = dOs + qc * QS;                                  // (tiles, HD, RC + 8) queries, transposed
+  bf16* dOt = Qt + tiles * transposed_tile_elems<HD, RC>();  // (tiles, HD, RC + 8) output gradients, transposed
+  float* lse_s =
+      reinterpret_cast<float*>(dOt + tiles * transposed_tile_elems<HD, RC>());  // (qc) log2 domain; +inf past T
+  float* D_s = lse_s + qc;                                                      // (qc)
   const int bh = blockIdx.x, b = bh / H, h = bh % H;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
   const long long ts = 3LL * H * HD, ots = static_cast<long long>(H) * HD;
@@ -416,65 +419,66 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
     __syncthreads();
     if (!active) continue;
     for (int tile0 = 0; tile0 < min(qc, T_ - qc0); tile0 += RC) {  // register tiles of the chunk
-    const int qvalid = min(RC, T_ - qc0 - tile0);
-    const bf16* Qst = Qs + tile0 * QS;
-    const bf16* dOst = dOs + tile0 * QS;
-    const bf16* Qtt = Qt + (tile0 / RC) * transposed_tile_elems<HD, RC>;
-    const bf16* dOtt = dOt + (tile0 / RC) * transposed_tile_elems<HD, RC>;
-    const float* lse_t = lse_s + tile0;
-    const float* D_t = D_s + tile0;
-    float s[NQT][4], dp[NQT][4];  // Sᵀ and dPᵀ: rows = this warp's keys, cols = queries
+      const int qvalid = min(RC, T_ - qc0 - tile0);
+      const bf16* Qst = Qs + tile0 * QS;
+      const bf16* dOst = dOs + tile0 * QS;
+      const bf16* Qtt = Qt + (tile0 / RC) * transposed_tile_elems<HD, RC>();
+      const bf16* dOtt = dOt + (tile0 / RC) * transposed_tile_elems<HD, RC>();
+      const float* lse_t = lse_s + tile0;
+      const float* D_t = D_s + tile0;
+      float s[NQT][4], dp[NQT][4];  // Sᵀ and dPᵀ: rows = this warp's keys, cols = queries
 #pragma unroll
-    for (int nt = 0; nt < NQT; ++nt) {
-      s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
-      dp[nt][0] = dp[nt][1] = dp[nt][2] = dp[nt][3] = 0.f;
-      if (nt * 8 < qvalid) {
+      for (int nt = 0; nt < NQT; ++nt) {
+        s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
+        dp[nt][0] = dp[nt][1] = dp[nt][2] = dp[nt][3] = 0.f;
+        if (nt * 8 < qvalid) {
 #pragma unroll
-        for (int ks = 0; ks < KST; ++ks) {
-          const bf16* qp = Qst + (nt * 8 + g) * QS + ks * 16 + 2 * t;
-          mma16816(s[nt], kf[ks], ld32(qp), ld32(qp + 8));
-          const bf16* op = dOst + (nt * 8 + g) * QS + ks * 16 + 2 * t;
-          mma16816(dp[nt], vf[ks], ld32(op), ld32(op + 8));
+          for (int ks = 0; ks < KST; ++ks) {
+            const bf16* qp = Qst + (nt * 8 + g) * QS + ks * 16 + 2 * t;
+            mma16816(s[nt], kf[ks], ld32(qp), ld32(qp + 8));
+            const bf16* op = dOst + (nt * 8 + g) * QS + ks * 16 + 2 * t;
+            mma16816(dp[nt], vf[ks], ld32(op), ld32(op + 8));
+          }
         }
       }
-    }
 #pragma unroll
-    for (int nt = 0; nt < NQT; ++nt) {
-      // Tiles past the valid queries are never multiplied (below), and their
-      // columns may lie past the chunk's lse/D: skip them.
-      if (nt * 8 < qvalid) {
+      for (int nt = 0; nt < NQT; ++nt) {
+        // Tiles past the valid queries are never multiplied (below), and their
+        // columns may lie past the chunk's lse/D: skip them.
+        if (nt * 8 < qvalid) {
 #pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int col = nt * 8 + 2 * t + (e & 1);
-          const float p = exp2f(s[nt][e] * scale_log2 - lse_t[col]);  // 0 for queries past T
-          s[nt][e] = p;
-          dp[nt][e] = p * (dp[nt][e] - D_t[col]);  // dSᵀ
+          for (int e = 0; e < 4; ++e) {
+            const int col = nt * 8 + 2 * t + (e & 1);
+            const float p = exp2f(s[nt][e] * scale_log2 - lse_t[col]);  // 0 for queries past T
+            s[nt][e] = p;
+            dp[nt][e] = p * (dp[nt][e] - D_t[col]);  // dSᵀ
+          }
         }
       }
-    }
 #pragma unroll
-    for (int kk = 0; kk < RC / 16; ++kk) {
-      if (kk * 16 < qvalid) {
-        const std::uint32_t ap[4] = {pack_bf16(s[2 * kk][0], s[2 * kk][1]), pack_bf16(s[2 * kk][2], s[2 * kk][3]),
-                                     pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
-                                     pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
-        const std::uint32_t as[4] = {pack_bf16(dp[2 * kk][0], dp[2 * kk][1]), pack_bf16(dp[2 * kk][2], dp[2 * kk][3]),
-                                     pack_bf16(dp[2 * kk + 1][0], dp[2 * kk + 1][1]),
-                                     pack_bf16(dp[2 * kk + 1][2], dp[2 * kk + 1][3])};
+      for (int kk = 0; kk < RC / 16; ++kk) {
+        if (kk * 16 < qvalid) {
+          const std::uint32_t ap[4] = {pack_bf16(s[2 * kk][0], s[2 * kk][1]), pack_bf16(s[2 * kk][2], s[2 * kk][3]),
+                                       pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                                       pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+          const std::uint32_t as[4] = {pack_bf16(dp[2 * kk][0], dp[2 * kk][1]), pack_bf16(dp[2 * kk][2], dp[2 * kk][3]),
+                                       pack_bf16(dp[2 * kk + 1][0], dp[2 * kk + 1][1]),
+                                       pack_bf16(dp[2 * kk + 1][2], dp[2 * kk + 1][3])};
 #pragma unroll
-        for (int d = 0; d < NDT; ++d) {
-          const bf16* op = dOtt + (d * 8 + g) * QTS + kk * 16 + 2 * t;
-          mma16816(dv[d], ap, ld32(op), ld32(op + 8));
-          const bf16* qp = Qtt + (d * 8 + g) * QTS + kk * 16 + 2 * t;
-          mma16816(dk[d], as, ld32(qp), ld32(qp + 8));
+          for (int d = 0; d < NDT; ++d) {
+            const bf16* op = dOtt + (d * 8 + g) * QTS + kk * 16 + 2 * t;
+            mma16816(dv[d], ap, ld32(op), ld32(op + 8));
+            const bf16* qp = Qtt + (d * 8 + g) * QTS + kk * 16 + 2 * t;
+            mma16816(dk[d], as, ld32(qp), ld32(qp + 8));
+          }
         }
       }
-    }
     }  // tiles of the chunk
   }
   if (!active) return;
   const int ka = k0 + g, kb2 = k0 + g + 8;
-  bf16* dkb = d_qkv + static_cast<long long>(b) * T_ * ts + static_cast<long long>(H) * HD + static_cast<long long>(h) * HD;
+  bf16* dkb =
+      d_qkv + static_cast<long long>(b) * T_ * ts + static_cast<long long>(H) * HD + static_cast<long long>(h) * HD;
   bf16* dvb = dkb + static_cast<long long>(H) * HD;
 #pragma unroll
   for (int d = 0; d < NDT; ++d) {
@@ -539,9 +543,10 @@ void backward_hd(cudaStream_t stream, void* d_qkv, const void* d_out, const void
       static_cast<bf16*>(d_qkv), static_cast<const bf16*>(d_out), static_cast<const bf16*>(qkv), lse, dsum, T_, H,
       scale_log2, scale, c.dq_keys);
   VS_LAUNCH_CHECK(where("attention_backward dQ", B, T_, H, HD));
-  flash_backward_dkdv_kernel<HD, kDkdvTile><<<grid, warps * 32, flash_dkdv_smem_bytes(HD, c.dkdv_queries, kDkdvTile), stream>>>(
-      static_cast<bf16*>(d_qkv), static_cast<const bf16*>(d_out), static_cast<const bf16*>(qkv), lse, dsum, T_, H,
-      scale_log2, scale, c.dkdv_queries);
+  flash_backward_dkdv_kernel<HD, kDkdvTile>
+      <<<grid, warps * 32, flash_dkdv_smem_bytes(HD, c.dkdv_queries, kDkdvTile), stream>>>(
+          static_cast<bf16*>(d_qkv), static_cast<const bf16*>(d_out), static_cast<const bf16*>(qkv), lse, dsum, T_, H,
+          scale_log2, scale, c.dkdv_queries);
   VS_LAUNCH_CHECK(where("attention_backward dK/dV", B, T_, H, HD));
 }
 
@@ -559,45 +564,52 @@ void raise_smem_limits(int max_smem_optin) {
   VS_CUDA_CHECK(cudaFuncSetAttribute(flash_backward_dkdv_kernel<HD, flash_dkdv_tile(HD)>, attr, max_smem_optin), what);
 }
 
+// Calls f(std::integral_constant<int, hd>{}) for a flash head size (the
+// instantiated ones); any other throws, naming `op`.
+template <class F>
+void with_head_dim(int hd, const char* op, F&& f) {
+  switch (hd) {
+    case 32:
+      return f(std::integral_constant<int, 32>{});
+    case 48:
+      return f(std::integral_constant<int, 48>{});
+    case 64:
+      return f(std::integral_constant<int, 64>{});
+    case 80:
+      return f(std::integral_constant<int, 80>{});
+    case 96:
+      return f(std::integral_constant<int, 96>{});
+    case 128:
+      return f(std::integral_constant<int, 128>{});
+    default:
+      throw std::invalid_argument(std::string(op) + ": tensor-core path has no head dim " + std::to_string(hd));
+  }
+}
+
 }  // namespace
 
-bool flash_supports_head_dim(int hd) { return hd == 32 || hd == 48 || hd == 64 || hd == 80 || hd == 96 || hd == 128; }
+bool flash_supports_head_dim(int hd) {
+  for (int d : kFlashHeadDims)
+    if (d == hd) return true;
+  return false;
+}
 
 void flash_init(int max_smem_optin) {
-  raise_smem_limits<32>(max_smem_optin);
-  raise_smem_limits<48>(max_smem_optin);
-  raise_smem_limits<64>(max_smem_optin);
-  raise_smem_limits<80>(max_smem_optin);
-  raise_smem_limits<96>(max_smem_optin);
-  raise_smem_limits<128>(max_smem_optin);
+  for (int hd : kFlashHeadDims)
+    with_head_dim(hd, "flash attention init", [&](auto h) { raise_smem_limits<decltype(h)::value>(max_smem_optin); });
 }
 
 void flash_forward(cudaStream_t stream, void* out, float* lse, const void* qkv, int B, int T_, int H, int hd,
                    int max_smem_optin) {
   const FlashChunks c = flash_chunks(T_, hd, static_cast<std::size_t>(max_smem_optin));
-  switch (hd) {
-    case 32: forward_hd<32>(stream, out, lse, qkv, B, T_, H, c); break;
-    case 48: forward_hd<48>(stream, out, lse, qkv, B, T_, H, c); break;
-    case 64: forward_hd<64>(stream, out, lse, qkv, B, T_, H, c); break;
-    case 80: forward_hd<80>(stream, out, lse, qkv, B, T_, H, c); break;
-    case 96: forward_hd<96>(stream, out, lse, qkv, B, T_, H, c); break;
-    case 128: forward_hd<128>(stream, out, lse, qkv, B, T_, H, c); break;
-    default: throw std::invalid_argument("attention: tensor-core path has no head dim " + std::to_string(hd));
-  }
+  with_head_dim(hd, "attention", [&](auto h) { forward_hd<decltype(h)::value>(stream, out, lse, qkv, B, T_, H, c); });
 }
 
 void flash_backward(cudaStream_t stream, void* d_qkv, const void* d_out, const void* qkv, const float* lse,
                     const float* dsum, int B, int T_, int H, int hd, int max_smem_optin) {
   const FlashChunks c = flash_chunks(T_, hd, static_cast<std::size_t>(max_smem_optin));
-  switch (hd) {
-    case 32: backward_hd<32>(stream, d_qkv, d_out, qkv, lse, dsum, B, T_, H, c); break;
-    case 48: backward_hd<48>(stream, d_qkv, d_out, qkv, lse, dsum, B, T_, H, c); break;
-    case 64: backward_hd<64>(stream, d_qkv, d_out, qkv, lse, dsum, B, T_, H, c); break;
-    case 80: backward_hd<80>(stream, d_qkv, d_out, qkv, lse, dsum, B, T_, H, c); break;
-    case 96: backward_hd<96>(stream, d_qkv, d_out, qkv, lse, dsum, B, T_, H, c); break;
-    case 128: backward_hd<128>(stream, d_qkv, d_out, qkv, lse, dsum, B, T_, H, c); break;
-    default: throw std::invalid_argument("attention_backward: tensor-core path has no head dim " + std::to_string(hd));
-  }
+  with_head_dim(hd, "attention_backward",
+                [&](auto h) { backward_hd<decltype(h)::value>(stream, d_qkv, d_out, qkv, lse, dsum, B, T_, H, c); });
 }
 
 }  // namespace vitscale::cuda::attn

@@ -142,7 +142,7 @@ TEST_CASE("embed_tokens prepends the class token, adds positions, and its backwa
   }
 }
 
-TEST_CASE("pool takes the class token or the token mean; pool_backward is its exact adjoint", "[cpu][pool]") {
+TEST_CASE("pool takes the class token or the token mean, pool_backward is its exact adjoint", "[cpu][pool]") {
   const auto seed = fresh_seed();
   CAPTURE(seed);
   Rng rng(seed);

@@ -104,7 +104,7 @@ TEST_CASE("GELU is the exact erf GELU to float precision", "[cpu][gelu]") {
   CHECK(std::isnan(cpu::gelu_value(std::nanf(""))));
 }
 
-TEST_CASE("linear_gelu = linear then GELU; gelu_backward matches finite differences", "[cpu][gelu]") {
+TEST_CASE("linear_gelu = linear then GELU, gelu_backward matches finite differences", "[cpu][gelu]") {
   const auto seed = fresh_seed();
   CAPTURE(seed);
   Rng rng(seed);

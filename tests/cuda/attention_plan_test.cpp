@@ -14,7 +14,6 @@ using namespace vitscale::cuda::attn;
 namespace {
 
 constexpr std::size_t kSm90Smem = 227 * 1024;  // H100/H200 opt-in limit per block
-constexpr int kHeadDims[] = {32, 48, 64, 80, 96, 128};
 
 }  // namespace
 
@@ -24,9 +23,8 @@ TEST_CASE("flash chunks: T <= 128 is one chunk of round_up(T, 16) in every kerne
     int T, chunk;
   };
   // round_up(T, 16) up to 128; past it each kernel streams its register tile.
-  const Expect one[] = {{1, 16},  {16, 16},  {50, 64},  {64, 64},   {65, 80},  {80, 80},
-                        {97, 112}, {112, 112}, {128, 128}};
-  for (int hd : kHeadDims) {
+  const Expect one[] = {{1, 16}, {16, 16}, {50, 64}, {64, 64}, {65, 80}, {80, 80}, {97, 112}, {112, 112}, {128, 128}};
+  for (int hd : kFlashHeadDims) {
     for (const Expect& e : one) {
       INFO("T=" << e.T << " hd=" << hd);
       const FlashChunks c = flash_chunks(e.T, hd, kSm90Smem);
@@ -51,7 +49,7 @@ TEST_CASE("flash chunks: T <= 128 is one chunk of round_up(T, 16) in every kerne
 
 TEST_CASE("flash tiles: the instantiated register tiles per head size", "[cuda][attention][plan]") {
   // Forward: 80 only for a chunk of exactly 80 keys (T = 65..80), never at hd 80 (ptxas spills it).
-  for (int hd : kHeadDims) {
+  for (int hd : kFlashHeadDims) {
     INFO("hd=" << hd);
     CHECK(flash_chunks(65, hd, kSm90Smem).forward_tile == (hd == 80 ? 64 : 80));
     CHECK(flash_chunks(97, hd, kSm90Smem).forward_tile == 64);
@@ -78,7 +76,7 @@ TEST_CASE("flash shared memory: sizes, the 48 KiB line, and the fall-back on a s
   // The largest one-chunk cut: dK/dV at hd 128, T = 128 (8 tiles of 16 queries).
   CHECK(flash_dkdv_smem_bytes(128, 128, 16) == 2 * 128 * 136 * 2 + 2 * 8 * 128 * 24 * 2 + 2 * 128 * 4);
   CHECK(flash_dkdv_smem_bytes(128, 128, 16) == 168960);
-  for (int hd : kHeadDims)
+  for (int hd : kFlashHeadDims)
     for (int T : {1, 16, 50, 64, 65, 80, 97, 112, 128, 129, 197, 257}) {
       INFO("T=" << T << " hd=" << hd);
       const FlashChunks c = flash_chunks(T, hd, kSm90Smem);
@@ -100,6 +98,6 @@ TEST_CASE("flash shared memory: sizes, the 48 KiB line, and the fall-back on a s
 
 TEST_CASE("flash path head sizes: every tensor-core multiple of 16 up to 128 that ViTs use",
           "[cuda][attention][plan]") {
-  for (int hd : kHeadDims) CHECK(flash_supports_head_dim(hd));
+  for (int hd : kFlashHeadDims) CHECK(flash_supports_head_dim(hd));
   for (int hd : {16, 40, 72, 100, 112, 160}) CHECK_FALSE(flash_supports_head_dim(hd));
 }

@@ -87,4 +87,3 @@ TEST_CASE("cuda attention at T = 65, 97, 112, 128, 129 matches the CPU reference
     check_backward(DType::bf16, c, seed);
   }
 }
-

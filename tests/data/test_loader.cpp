@@ -1,8 +1,7 @@
 // test_loader.cpp — the prefetching loader: same bytes as the synchronous path whatever the
 // thread count, bit-identical resume, exact evaluation sharding, clean shutdown.
-#include <catch2/catch.hpp>
-
 #include <atomic>
+#include <catch2/catch.hpp>
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
@@ -283,7 +282,7 @@ TEST_CASE("a slot released with a pending copy is refilled only after the copy c
     FakeCopy copy;
     BatchLease first = loader.next();  // batch 0, slot 0
     const std::uint8_t* slot0 = first->image_data();
-    first.release(copy.fence());      // returns at once: the consumer does not wait for the copy
+    first.release(copy.fence());        // returns at once: the consumer does not wait for the copy
     BatchLease second = loader.next();  // batch 1, slot 1: needs no fence
     CHECK(second->step == 1);
     second.release();

@@ -48,7 +48,7 @@ TEST_CASE("Open MPI's variables win over the others", "[parallel][bootstrap]") {
   CHECK(i.source == "Open MPI");
 }
 
-TEST_CASE("srun's step variables; a batch script's allocation is not a world", "[parallel][bootstrap]") {
+TEST_CASE("srun's step variables, a batch script's allocation is not a world", "[parallel][bootstrap]") {
   const LaunchInfo i = launch_info_from_env(env({{"SLURM_PROCID", "5"},
                                                  {"SLURM_STEP_NUM_TASKS", "8"},
                                                  {"SLURM_LOCALID", "1"},

@@ -1,11 +1,10 @@
 // deferred_times_test.cpp — times of collectives whose events complete after
 // they were asked for: reported by a later report of the same kind, each once.
-#include <catch2/catch.hpp>
+#include "parallel/deferred_times.h"
 
+#include <catch2/catch.hpp>
 #include <memory>
 #include <optional>
-
-#include "parallel/deferred_times.h"
 
 using vitscale::DeferredTimes;
 
@@ -42,7 +41,7 @@ TEST_CASE("deferred times: a pending one is reported once, by a later report of 
   CHECK(t.report(1, step2.reader()) == 0.75);  // step 1's, late, and step 2's own
   CHECK(t.pending(1) == 0);
   CHECK(t.report(1, Pending{true, 0.0}.reader()) == 0.0);  // nothing counted twice
-  CHECK(t.pending(2) == 1);                                 // kinds do not mix
+  CHECK(t.pending(2) == 1);                                // kinds do not mix
   CHECK(t.collect(2) == 4.0);
   CHECK(t.collect(2) == 0.0);
 }

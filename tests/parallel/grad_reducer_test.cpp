@@ -89,7 +89,7 @@ TEST_CASE("buckets launch in reverse order as soon as backward finishes them, ne
   }
 }
 
-TEST_CASE("non-final micro-steps communicate nothing; the final one reduces everything", "[parallel][reducer]") {
+TEST_CASE("non-final micro-steps communicate nothing, the final one reduces everything", "[parallel][reducer]") {
   Fixture f;
   GradReducer reducer(f.comm, f.table, f.grad_view, ReducerOptions{4096, 0, true});
   for (int micro = 0; micro < 3; ++micro) {

@@ -35,6 +35,16 @@ foreach(np 2 3)
   set_tests_properties(parallel_mpi:np${np} PROPERTIES TIMEOUT 300 PROCESSORS ${np} ENVIRONMENT "${mpi_env}")
 endforeach()
 
+# Each rank's memory plan against its measured peak RSS, one process per row
+# (hidden cases: tests/parallel/mpi/mpi_memory_test.cpp).
+foreach(row memory0 memory1 memory2 memory3 memory3ckpt)
+  add_test(NAME parallel_mpi:memory_plan_is_measured_peak_${row}_np2
+           COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} 2 ${mpirun_flags}
+                   $<TARGET_FILE:test_parallel_mpi> "[.${row}]" ${MPIEXEC_POSTFLAGS})
+  set_tests_properties(parallel_mpi:memory_plan_is_measured_peak_${row}_np2 PROPERTIES TIMEOUT 300 PROCESSORS 2
+    ENVIRONMENT "${mpi_env}")
+endforeach()
+
 # A collective that never completes: the watchdog (2 s) aborts every rank,
 # whether the collective sits in the comm thread, is polled by it, or in MPI_Wait.
 foreach(progress thread polling nonblocking)
@@ -88,6 +98,29 @@ if(TARGET vit_train)
                    $<TARGET_FILE:vit_train>)
   set_tests_properties(parallel_mpi:resume_at_another_world_size_and_stage PROPERTIES TIMEOUT 120 PROCESSORS 2
     ENVIRONMENT "${mpi_env}")
+  # Across the ZeRO ladder (NP STAGE MICRO ACCUM, saved then resumed): stage 3 on 2
+  # ranks -> stage 2 on 3; stage 0 in one process -> stage 3 on 3 ranks with
+  # accumulation 2 (in the full gradient buffer); stage 2 on 3 ranks -> stage 1
+  # on 2 with accumulation 3; and at the same stage, world size and split, bit
+  # for bit (stage 3 with accumulation 3, stage 2 on 2 ranks).
+  foreach(combo "2 3 12 1 3 2 8 1" "1 0 24 1 3 3 4 2" "3 2 8 1 2 1 4 3" "2 3 4 3 2 3 4 3" "2 2 12 1 2 2 12 1")
+    string(REPLACE " " "_" combo_name "${combo}")
+    separate_arguments(combo_args UNIX_COMMAND "${combo}")
+    add_test(NAME parallel_mpi:resume_across_zero_stages_${combo_name}
+             COMMAND bash ${mpi_dir}/resume_other_world_check.sh ${MPIEXEC_EXECUTABLE} "${mpirun_flag_text}"
+                     $<TARGET_FILE:vit_train> ${combo_args})
+    set_tests_properties(parallel_mpi:resume_across_zero_stages_${combo_name} PROPERTIES TIMEOUT 120 PROCESSORS 2
+      ENVIRONMENT "${mpi_env}")
+  endforeach()
+  # A memory plan beyond what the machine has (here: told 1 MiB): refused on
+  # every rank before step 1, with the plan's rows.
+  add_test(NAME parallel_mpi:vit_train_plan_beyond_memory_refused
+           COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} 2 ${mpirun_flags} $<TARGET_FILE:vit_train>
+                   ${vit_train_tiny} --micro-batch-size 8 --zero-stage 3)
+  set_tests_properties(parallel_mpi:vit_train_plan_beyond_memory_refused PROPERTIES TIMEOUT 120 PROCESSORS 2
+    ENVIRONMENT "${mpi_env};VITSCALE_MEMORY_AVAILABLE_MIB=0.1"
+    PASS_REGULAR_EXPRESSION "rank [01]: the memory plan does not fit: [0-9.]+ MiB \\(parameters [0-9.]+ MiB, gradients [0-9.]+ MiB, optimizer [0-9.]+ MiB, activations [0-9.]+ MiB\\), of which [0-9.]+ MiB is still to be touched, but 0.1 MiB is available"
+    FAIL_REGULAR_EXPRESSION "step +1/")
   # Ranks started with different batch settings (MPMD launch): refused at start-up.
   add_test(NAME parallel_mpi:vit_train_batch_mismatch_refused
            COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} 1 ${mpirun_flags} $<TARGET_FILE:vit_train>

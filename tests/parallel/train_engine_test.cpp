@@ -13,7 +13,7 @@
 
 using namespace vitscale;
 
-TEST_CASE("DeepSpeed's reduce_bucket_size counts elements; the reducer counts bytes", "[parallel][engine]") {
+TEST_CASE("DeepSpeed's reduce_bucket_size counts elements, the reducer counts bytes", "[parallel][engine]") {
   train::TrainConfig c;
   c.reduce_bucket_size = 1000;
   c.overlap_comm = false;

@@ -55,8 +55,7 @@ TEST_CASE("a zero timeout disables the watchdog", "[parallel][watchdog]") {
   CHECK(dog.outstanding() == 0);
 }
 
-TEST_CASE("a collective with a completion probe ends when the probe says so, without end()",
-          "[parallel][watchdog]") {
+TEST_CASE("a collective with a completion probe ends when the probe says so, without end()", "[parallel][watchdog]") {
   std::atomic<int> aborts{0};
   std::atomic<bool> complete{false};
   CommWatchdog dog(0, 0.3, [&](const std::string&) { ++aborts; });

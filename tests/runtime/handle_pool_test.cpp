@@ -1,15 +1,14 @@
 // handle_pool_test.cpp — the event pool's bookkeeping (kernels/cuda/handle_pool.h)
 // with a counting fake handle: reuse instead of creation, every handle
 // destroyed once, leases that outlive the pool. Host-only (no GPU needed).
-#include <catch2/catch.hpp>
+#include "kernels/cuda/handle_pool.h"
 
 #include <atomic>
+#include <catch2/catch.hpp>
 #include <set>
 #include <stdexcept>
 #include <thread>
 #include <vector>
-
-#include "kernels/cuda/handle_pool.h"
 
 namespace {
 

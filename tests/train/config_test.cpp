@@ -147,6 +147,8 @@ TEST_CASE("impossible values are refused with the key, the flag and the reason",
              Catch::Contains("zero_optimization.stage (--zero-stage) must be in [0, 3], got -1"));
   CHECK_THAT(refusal({{"zero_optimization", {{"stage", 3}}}, {"runtime", {{"cuda_graphs", true}, {"device", "cuda"}}}}),
              Catch::Contains("runtime.cuda_graphs (--cuda-graphs) does not work at zero_optimization.stage 3"));
+  CHECK_THAT(refusal({{"zero_optimization", {{"stage", 2}}}, {"runtime", {{"cuda_graphs", true}, {"device", "cuda"}}}}),
+             Catch::Contains("runtime.cuda_graphs (--cuda-graphs) does not work at zero_optimization.stage 2"));
   CHECK_THAT(refusal({{"zero_optimization", {{"stage", 3}}}, {"bf16", {{"enabled", true}}}, {"runtime", {{"device", "cuda"}}}}),
              Catch::Contains("bf16.enabled (--bf16) is not implemented at zero_optimization.stage 3"));
   CHECK_THAT(refusal({{"zero_optimization", {{"stage", 1}, {"reduce_every_micro_step", true}}}}),

@@ -127,7 +127,7 @@ TEST_CASE("the CIFAR-10 example's full ds_config (bf16, fp16 off, ZeRO 0 keys) r
   CHECK(config_notes(c).size() == 1);
 }
 
-TEST_CASE("a typical ZeRO-1 config resolves; its no-effect keys are named in one line", "[config][deepspeed]") {
+TEST_CASE("a typical ZeRO-1 config resolves, its no-effect keys are named in one line", "[config][deepspeed]") {
   const TrainConfig c = from_json(zero1_config(), 4);
   CHECK(c.zero_stage == 1);
   CHECK(c.train_batch_size == 256);
@@ -272,7 +272,7 @@ TEST_CASE("reduce_scatter false is refused at stage 1 only", "[config][deepspeed
   CHECK_THROWS_WITH(resolve(file, cl->options), Catch::Contains("reduce_scatter false is not implemented"));
 }
 
-TEST_CASE("anything else is still an unknown key, with a suggestion; every problem of a file at once",
+TEST_CASE("anything else is still an unknown key, with a suggestion, every problem of a file at once",
           "[config][deepspeed]") {
   CHECK_THAT(refusal({{"zero_optimization", {{"contiguous_gradient", true}}}}),
              Catch::Contains("unknown key 'zero_optimization.contiguous_gradient'") &&
@@ -295,7 +295,7 @@ TEST_CASE("anything else is still an unknown key, with a suggestion; every probl
                                 "WarmupLR"));
 }
 
-TEST_CASE("scheduler params belong to their type; OneCycle needs cycle_min_lr", "[config][deepspeed]") {
+TEST_CASE("scheduler params belong to their type, OneCycle needs cycle_min_lr", "[config][deepspeed]") {
   CHECK_THAT(refusal({{"scheduler", {{"type", "OneCycle"}, {"params", {{"cycle_max_lr", 0.01}}}}}}),
              Catch::Contains("scheduler.params.cycle_min_lr (--cycle-min-lr) is required by scheduler.type OneCycle"));
   CHECK_THAT(refusal({{"scheduler", {{"type", "WarmupCosineLR"}, {"params", {{"warmup_max_lr", 0.01}}}}}}),

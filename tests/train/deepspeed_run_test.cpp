@@ -25,7 +25,7 @@ std::vector<std::string> read_lines(const std::string& path) {
 
 }  // namespace
 
-TEST_CASE("csv_monitor writes the JSONL's train and eval records as CSV; flops_profiler reports its step",
+TEST_CASE("csv_monitor writes the JSONL's train and eval records as CSV, flops_profiler reports its step",
           "[trainer][deepspeed]") {
   TempDir dir("ds_monitors");
   nlohmann::json j = tiny_synthetic_config();

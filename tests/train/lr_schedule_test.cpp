@@ -123,7 +123,7 @@ TEST_CASE("WarmupDecayLR: warmup, then a linear decay that reaches 0 at total_nu
   CHECK(log_decay.lr(21) == Approx((40.0 - 20.0) / (40.0 - 8.0)));
 }
 
-TEST_CASE("OneCycle: up in cycle_first_step_size, down in cycle_second_step_size, then decay; beta1 cycles inversely",
+TEST_CASE("OneCycle: up in cycle_first_step_size, down in cycle_second_step_size, then decay, beta1 cycles inversely",
           "[lr][deepspeed]") {
   const LrSchedule lr = resolved_schedule(nlohmann::json::parse(R"({"scheduler": {"type": "OneCycle", "params": {
     "cycle_min_lr": 0.1, "cycle_max_lr": 1.0, "cycle_first_step_size": 4, "cycle_second_step_size": 6,
@@ -147,7 +147,7 @@ TEST_CASE("OneCycle: up in cycle_first_step_size, down in cycle_second_step_size
   CHECK(lr.lr(10) == Approx(0.1));
 }
 
-TEST_CASE("OneCycle stairs hold the rate flat; no decay keeps cycle_min_lr; cycle_momentum false leaves the betas",
+TEST_CASE("OneCycle stairs hold the rate flat, no decay keeps cycle_min_lr, cycle_momentum false leaves the betas",
           "[lr][deepspeed]") {
   const LrSchedule stairs = resolved_schedule(nlohmann::json::parse(R"({"scheduler": {"type": "OneCycle", "params": {
     "cycle_min_lr": 0.0, "cycle_max_lr": 1.0, "cycle_first_step_size": 4, "cycle_first_stair_count": 2,

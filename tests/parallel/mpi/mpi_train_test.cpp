@@ -168,7 +168,7 @@ TEST_CASE("ZeRO-2 and ZeRO-3 training equals single-process training on the same
   }
 }
 
-TEST_CASE("ZeRO-2's gradient window is smaller than the gradients; ZeRO-3 gathers blocks before forward and backward",
+TEST_CASE("ZeRO-2's gradient window is smaller than the gradients, ZeRO-3 gathers blocks before forward and backward",
           "[mpi][train][zero23]") {
   MpiCommunicator comm(options(MpiProgress::comm_thread));
   CpuBackend backend(1);
