@@ -51,13 +51,14 @@ void mark_skipped(const std::string& reason) {
 int main(int argc, char* argv[]) {
   // CTest passes each case's name as Catch2's first argument, so a name that
   // starts with '-' is parsed as an option ("--help ..." prints the usage and
-  // exits 0 without running the case), one with '~' as an exclusion, and CMake splits a name at ';' (the
-  // CTest test becomes the text before it, a filter that matches no case and
-  // "passes"). Refuse such a name here, in every run of the executable, so it
-  // cannot pass unseen.
+  // exits 0 without running the case), one that starts with '~' as an
+  // exclusion; and CMake splits a name at ';' (the CTest test becomes the text
+  // before it, a filter that matches no case and "passes"). Refuse such a name
+  // here, in every run of the executable, so it cannot pass unseen.
   for (const Catch::TestCase& test_case : Catch::getRegistryHub().getTestCaseRegistry().getAllTests()) {
     const std::string& name = test_case.name;
-    const char* problem = !name.empty() && (name.front() == '-' || name.front() == '~') ? "starts with '-' or '~', which Catch2 parses as an option or an exclusion"
+    const bool option_like = !name.empty() && (name.front() == '-' || name.front() == '~');
+    const char* problem = option_like ? "starts with '-' or '~', which Catch2 parses as an option or an exclusion"
                           : name.find(';') != std::string::npos ? "contains ';', where CMake splits it"
                                                                  : nullptr;
     if (problem != nullptr) {

@@ -405,13 +405,13 @@ std::string Trainer::save_checkpoint() {
   if (config_.save_dir.empty() || last_checkpoint_step_ == state_.step) return last_checkpoint_;
   Checkpoint c;
   engine_->gather_optimizer_state(c.exp_avg, c.exp_avg_sq);  // collective: every rank
-  if (!model_->resident_params()) {  // ZeRO-3: gathering the weights is collective too
+  const bool writes = io_.rank == 0 && ckpt_dir_;
+  // ZeRO-3: gathering the weights is collective, so every rank reads them.
+  if (writes || !model_->resident_params()) {
     c.params.resize(static_cast<std::size_t>(model_->table().total_numel()));
     model_->read_params(c.params);
   }
-  if (io_.rank == 0 && ckpt_dir_) {
-    c.params.resize(static_cast<std::size_t>(model_->table().total_numel()));
-    if (model_->resident_params()) model_->read_params(c.params);
+  if (writes) {
     c.state = state_;
     c.state.train_s += session_train_s_;
     c.state.loop_s = loop_seconds();
@@ -551,7 +551,6 @@ TrainResult Trainer::run() {
   if (!config_.save_dir.empty()) save_checkpoint();
   if (!config_.export_model.empty()) export_trained_model();
   finish(TrainResult::Outcome::finished);
-
   log_.final({result.test_acc, result.test_loss, result.images_per_s, result.wall_s, result.step, state_.milestones});
   return result;
 }
