@@ -88,7 +88,7 @@ def markdown(rows, holdout, targets, machine):
            "| --- | --- | --- | --- | --- | --- | " + " | ".join("---" for _ in targets) + " |"]
     for r in rows:
         by_epoch = " ".join(f"{100 * a:.2f}" for a in r["epochs"])
-        tt = " | ".join("—" if r["time_to"][t] is None else f"{r['time_to'][t]:.0f}" for t in targets)
+        tt = " | ".join("—" if r["time_to"].get(t) is None else f"{r['time_to'][t]:.0f}" for t in targets)
         out.append(f"| {r['name']} | `{r['flags'] or '(defaults)'}` | {r['load']:.2f} | {by_epoch} | "
                    f"{100 * r['best']:.2f} | {r['train_wall_s']:.0f} | {tt} |")
     return "\n".join(out) + "\n"
@@ -96,16 +96,29 @@ def markdown(rows, holdout, targets, machine):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--vit-train", required=True, help="the vit_train binary")
-    ap.add_argument("--recipe", action="append", required=True, metavar="NAME=FLAGS",
+    ap.add_argument("--vit-train", help="the vit_train binary (or vit_torch_train: the same flags and records)")
+    ap.add_argument("--recipe", action="append", default=[], metavar="NAME=FLAGS",
                     help="a recipe: a name and the vit_train flags it adds to the defaults")
+    ap.add_argument("--rows", action="append", default=[], metavar="FILE.json",
+                    help="rows an earlier sweep wrote with --json, put in the table before the new ones "
+                         "(sweeps run one recipe each, side by side, are joined this way)")
     ap.add_argument("--holdout", type=int, default=5000)
     ap.add_argument("--target", type=float, action="append", help="accuracies to time (default 0.885 and 0.905)")
     ap.add_argument("--out", help="markdown file to write (default: print)")
     ap.add_argument("--json", help="also write the rows as JSON")
     args = ap.parse_args()
     targets = args.target or [0.885, 0.905]
+    if not args.recipe and not args.rows:
+        raise SystemExit("recipe_sweep: nothing to do: give --recipe (and --vit-train) or --rows")
+    if args.recipe and not args.vit_train:
+        raise SystemExit("recipe_sweep: --recipe needs --vit-train")
     rows = []
+    for path in args.rows:
+        with open(path) as f:
+            for row in json.load(f):
+                # JSON keys are strings: the targets' times come back keyed by their value.
+                row["time_to"] = {float(t): v for t, v in row["time_to"].items()}
+                rows.append(row)
     with tempfile.TemporaryDirectory(prefix="recipe_sweep_") as work:
         for spec in args.recipe:
             name, _, flags = spec.partition("=")

@@ -7,12 +7,12 @@
 #include <sstream>
 #include <stdexcept>
 
-#include "data/dataset_registry.h"
 #include "data/loader.h"
 #include "runtime/pretrained.h"
 #include "train/evaluation.h"
 #include "train/flops_profile.h"
 #include "train/memory_check.h"
+#include "train/run_plan.h"
 
 namespace vitscale::train {
 
@@ -32,18 +32,6 @@ std::string resume_path_for(const TrainConfig& c) {
     return latest_checkpoint(c.save_dir);
   }
   return resolve_resume_path(c.resume);
-}
-
-data::AugmentConfig augment_config(const TrainConfig& c) {
-  data::AugmentConfig a;
-  a.crop_padding = c.crop_padding;
-  a.horizontal_flip = c.hflip;
-  a.randaugment_ops = c.randaugment_ops;
-  a.randaugment_magnitude = c.randaugment_magnitude;
-  a.mixup_alpha = static_cast<float>(c.mixup_alpha);
-  a.cutmix_alpha = static_cast<float>(c.cutmix_alpha);
-  a.label_smoothing = static_cast<float>(c.label_smoothing);
-  return a;
 }
 
 }  // namespace
@@ -92,20 +80,10 @@ Trainer::Trainer(TrainConfig config, Backend& backend, TrainerIo io)
   }
   model_->zero_grads();
 
-  data::LoaderConfig lc;
-  lc.batch_size = config_.micro_batch_size;
-  lc.world_size = engine_->world_size();
-  lc.rank = engine_->rank();
-  lc.seed = config_.seed;
-  lc.mode = data::LoaderMode::train;
-  lc.shuffle = true;
-  lc.augment = augment_config(config_);
-  lc.num_workers = config_.loader_workers;
-  lc.prefetch_batches = config_.prefetch_batches;
-  lc.allocator = [this](std::size_t bytes) { return backend_.allocate_host(bytes); };
-  lc.start_epoch = state_.epoch;
-  lc.start_step = state_.epoch_step * config_.gradient_accumulation_steps;
-  lc.num_epochs = 0;  // endless: the trainer counts steps
+  const data::LoaderConfig lc =
+      train_loader_config(config_, engine_->world_size(), engine_->rank(), state_.epoch,
+                          state_.epoch_step * config_.gradient_accumulation_steps,
+                          [this](std::size_t bytes) { return backend_.allocate_host(bytes); });
   loader_ = std::make_unique<LoaderHolder>();
   loader_->loader = std::make_unique<data::Loader>(train_set_, lc);
   if (loader_->loader->steps_per_epoch() != loader_steps_per_epoch_)
@@ -117,43 +95,16 @@ Trainer::Trainer(TrainConfig config, Backend& backend, TrainerIo io)
 Trainer::~Trainer() = default;
 
 void Trainer::load_data() {
-  data::LoadOptions options = dataset_load_options(config_);
-  if (io_.rank == 0) options.image_folder.progress = [this](const std::string& line) { *io_.console << line << "\n"; };
-  train_set_ = data::load_dataset(config_.dataset, config_.data_dir, data::Split::train, options);
-  if (config_.dataset == "imagefolder")  // the model's channels, also for val and in the checkpoint's config
-    config_.image_channels = options.image_folder.channels = train_set_.channels;
-  if (config_.holdout > 0) {
-    // Choosing a recipe: evaluate on the train split's tail, never read the test split.
-    if (config_.holdout >= train_set_.count)
-      throw ConfigError("data.holdout (--holdout) " + std::to_string(config_.holdout) + " leaves no training images of the " +
-                        std::to_string(train_set_.count) + " in " + train_set_.name + "/train");
-    data::HoldoutSplit split = data::split_holdout(train_set_, config_.holdout);
-    train_set_ = std::move(split.train);
-    test_set_ = std::move(split.holdout);
-  } else {
-    test_set_ = data::load_dataset(config_.dataset, config_.data_dir, data::Split::test, options);
-  }
-  if (config_.train_subset > 0) {
-    if (config_.train_subset > train_set_.count)
-      throw ConfigError("data.train_subset (--train-subset) " + std::to_string(config_.train_subset) + " exceeds the " +
-                        std::to_string(train_set_.count) + " images of " + train_set_.name + "/train");
-    train_set_ = data::take_subset(train_set_, config_.train_subset, config_.seed);
-  }
-  if (train_set_.height != train_set_.width)
-    throw std::runtime_error(train_set_.describe() + ": images are not square");
-  if (config_.image_size == 0) config_.image_size = train_set_.height;  // the preset follows the dataset
-  if (config_.image_size % config_.patch_size != 0)
-    throw ConfigError("model.image_size " + std::to_string(config_.image_size) + " (" + train_set_.name +
-                      " images, or --image-size) is not divisible by model.patch_size (--patch-size) " +
-                      std::to_string(config_.patch_size));
+  std::function<void(const std::string&)> progress;
+  if (io_.rank == 0) progress = [this](const std::string& line) { *io_.console << line << "\n"; };
+  RunDatasets sets = load_run_datasets(config_, progress);
+  train_set_ = std::move(sets.train);
+  test_set_ = std::move(sets.eval);
 }
 
 void Trainer::build_model() {
   const ViTConfig vc = config_.vit_config(train_set_.channels, train_set_.num_classes);
-  ImageNorm norm;
-  norm.channels = train_set_.normalization.channels;
-  for (int c = 0; c < 3; ++c)
-    norm.mean[c] = train_set_.normalization.mean[c], norm.std[c] = train_set_.normalization.std[c];
+  const ImageNorm norm = image_norm_of(train_set_);
   if (config_.eval_batch_size == 0) config_.eval_batch_size = config_.micro_batch_size;
   // One activation plan serves both: training micro-batches and evaluation batches.
   ModelShape shape{std::max(config_.micro_batch_size, config_.eval_batch_size), train_set_.height,
@@ -179,17 +130,11 @@ void Trainer::build_model() {
   // resolve() allows --cuda-graphs at world size 1 only.
   if (config_.cuda_graphs) graphs_ = std::make_unique<StepGraphs>(backend_);
 
-  // Steps per epoch: whole micro-batches per rank, then whole accumulation windows.
-  const std::int64_t per_rank = train_set_.count / config_.world_size;
-  loader_steps_per_epoch_ = per_rank / config_.micro_batch_size;
-  steps_per_epoch_ = loader_steps_per_epoch_ / config_.gradient_accumulation_steps;
-  if (steps_per_epoch_ < 1)
-    throw ConfigError("train_batch_size " + std::to_string(config_.train_batch_size) + " is larger than the " +
-                      std::to_string(train_set_.count) + " training images of " + train_set_.name +
-                      ": not one step per epoch");
-  total_steps_ =
-      config_.max_steps > 0 ? config_.max_steps : static_cast<std::int64_t>(config_.epochs) * steps_per_epoch_;
-  epochs_ = static_cast<int>((total_steps_ + steps_per_epoch_ - 1) / steps_per_epoch_);
+  const RunLength length = run_length(config_, train_set_);
+  loader_steps_per_epoch_ = length.loader_steps_per_epoch;
+  steps_per_epoch_ = length.steps_per_epoch;
+  total_steps_ = length.total_steps;
+  epochs_ = length.epochs;
   if (config_.stop_at_step > total_steps_)
     throw ConfigError("training.stop_at_step (--stop-at-step) " + std::to_string(config_.stop_at_step) +
                       " is past the run's " + std::to_string(total_steps_) + " steps");
@@ -329,15 +274,7 @@ Trainer::StepOutcome Trainer::train_step(bool logged) {
   engine_->finish();
   sync();
   auto t5 = Clock::now();
-  AdamWHyper h;
-  h.lr = static_cast<float>(schedule_->lr(state_.step + 1));
-  const auto betas = schedule_->betas(state_.step + 1);  // OneCycle's cycled momentum, else the config's
-  h.beta1 = static_cast<float>(betas ? betas->first : config_.beta1);
-  h.beta2 = static_cast<float>(betas ? betas->second : config_.beta2);
-  h.eps = static_cast<float>(config_.eps);
-  h.weight_decay = static_cast<float>(config_.weight_decay);
-  h.step = static_cast<int>(state_.step + 1);
-  h.max_grad_norm = static_cast<float>(config_.gradient_clipping);
+  const AdamWHyper h = step_hyper(config_, *schedule_, state_.step + 1);
   double opt_comm = 0;
   run_phase(
       StepGraphs::Phase::optimizer,
@@ -383,9 +320,7 @@ EvalResult Trainer::evaluate() {
 ModelCard Trainer::model_card() const {
   ModelCard c;
   c.vit = model_->config();
-  const data::Normalization& n = train_set_.normalization;
-  c.norm.channels = n.channels;
-  for (int i = 0; i < 3; ++i) c.norm.mean[i] = n.mean[i], c.norm.std[i] = n.std[i];
+  c.norm = image_norm_of(train_set_);
   c.class_names = train_set_.class_names;
   if (c.class_names.size() != static_cast<std::size_t>(c.vit.num_classes)) {
     c.class_names.clear();

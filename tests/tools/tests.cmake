@@ -31,4 +31,7 @@ if(VITSCALE_SYSTEM_PYTHON)
   add_test(NAME tools:plot_curves COMMAND ${VITSCALE_SYSTEM_PYTHON} ${CMAKE_CURRENT_LIST_DIR}/test_plot_curves.py)
   set_tests_properties(tools:plot_curves PROPERTIES TIMEOUT 180 SKIP_RETURN_CODE 77
                        ENVIRONMENT PYTHONDONTWRITEBYTECODE=1)
+  # tools/recipe_sweep.py against a stand-in vit_train (standard library only).
+  add_test(NAME tools:recipe_sweep COMMAND ${VITSCALE_SYSTEM_PYTHON} ${CMAKE_CURRENT_LIST_DIR}/test_recipe_sweep.py)
+  set_tests_properties(tools:recipe_sweep PROPERTIES TIMEOUT 120 ENVIRONMENT PYTHONDONTWRITEBYTECODE=1)
 endif()
