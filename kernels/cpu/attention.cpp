@@ -22,66 +22,81 @@ using Float8 = float __attribute__((vector_size(32)));
 inline void load8(Float8& v, const float* p) { std::memcpy(&v, p, sizeof v); }
 inline void store8(float* p, const Float8& v) { std::memcpy(p, &v, sizeof v); }
 
-// Register tile: kRows query rows × kCols columns of accumulators (8 AVX
+// Register tile: kRows query rows × up to kCols columns of accumulators (8 AVX
 // registers). Every product in a head is one of two shapes built from it.
+// Columns come in 16-wide tiles and, when a width is an odd multiple of 8, one
+// 8-wide tile at the end: ViT heads are narrow (T = 17 and hd = 24 in the CPU
+// model), and padding them to 16 wasted up to half of the multiply-adds. The
+// tile width changes which lanes are computed together, never the order of a
+// sum, so every output is the same bits at either width.
 constexpr std::int64_t kRows = 4;
-constexpr std::int64_t kCols = 16;
+constexpr std::int64_t kLanes = 8;  // floats per Float8
+constexpr std::int64_t kCols = 2 * kLanes;
 
 constexpr std::int64_t round_up(std::int64_t n, std::int64_t m) { return (n + m - 1) / m * m; }
 
-// c (kRows, n) = a (kRows, K) · b (K, n); n a multiple of kCols. The K loop is
-// innermost so each tile of c stays in registers while a's values are
+// c (kRows, V·8) at column c0 = a (kRows, K) · b (K, …) there. The K loop is
+// innermost so the tile of c stays in registers while a's values are
 // broadcast and b's rows stream through.
-inline void rows_times_matrix(float* c, std::int64_t ldc, const float* a, std::int64_t lda, const float* b,
-                              std::int64_t ldb, std::int64_t K, std::int64_t n) {
-  for (std::int64_t c0 = 0; c0 < n; c0 += kCols) {
-    Float8 acc[kRows][2] = {};
-    for (std::int64_t k = 0; k < K; ++k) {
-      Float8 b0, b1;
-      load8(b0, b + k * ldb + c0);
-      load8(b1, b + k * ldb + c0 + 8);
-      for (std::int64_t r = 0; r < kRows; ++r) {
-        const float a_rk = a[r * lda + k];
-        acc[r][0] += a_rk * b0;
-        acc[r][1] += a_rk * b1;
-      }
-    }
+template <int V>
+inline void rows_times_tile(float* c, std::int64_t ldc, const float* a, std::int64_t lda, const float* b,
+                            std::int64_t ldb, std::int64_t K, std::int64_t c0) {
+  Float8 acc[kRows][V] = {};
+  for (std::int64_t k = 0; k < K; ++k) {
+    Float8 bk[V];
+    for (int v = 0; v < V; ++v) load8(bk[v], b + k * ldb + c0 + v * kLanes);
     for (std::int64_t r = 0; r < kRows; ++r) {
-      store8(c + r * ldc + c0, acc[r][0]);
-      store8(c + r * ldc + c0 + 8, acc[r][1]);
+      const float a_rk = a[r * lda + k];
+      for (int v = 0; v < V; ++v) acc[r][v] += a_rk * bk[v];
     }
   }
+  for (std::int64_t r = 0; r < kRows; ++r)
+    for (int v = 0; v < V; ++v) store8(c + r * ldc + c0 + v * kLanes, acc[r][v]);
 }
 
-// c (n, m) += aᵀ (n, kRows) · b (kRows, m); m a multiple of kCols.
+// c (kRows, n) = a (kRows, K) · b (K, n); n a multiple of 8.
+inline void rows_times_matrix(float* c, std::int64_t ldc, const float* a, std::int64_t lda, const float* b,
+                              std::int64_t ldb, std::int64_t K, std::int64_t n) {
+  std::int64_t c0 = 0;
+  for (; c0 + kCols <= n; c0 += kCols) rows_times_tile<2>(c, ldc, a, lda, b, ldb, K, c0);
+  if (c0 < n) rows_times_tile<1>(c, ldc, a, lda, b, ldb, K, c0);
+}
+
+// c_row (…, V·8) at column c0 += Σ_r a[r·lda] · b row r there (r < kRows).
+template <int V>
+inline void accumulate_tile(float* c_row, const float* a, std::int64_t lda, const float* b, std::int64_t ldb,
+                            std::int64_t c0) {
+  Float8 acc[V];
+  for (int v = 0; v < V; ++v) load8(acc[v], c_row + c0 + v * kLanes);
+  for (std::int64_t r = 0; r < kRows; ++r) {
+    const float a_r = a[r * lda];
+    for (int v = 0; v < V; ++v) {
+      Float8 br;
+      load8(br, b + r * ldb + c0 + v * kLanes);
+      acc[v] += a_r * br;
+    }
+  }
+  for (int v = 0; v < V; ++v) store8(c_row + c0 + v * kLanes, acc[v]);
+}
+
+// c (n, m) += aᵀ (n, kRows) · b (kRows, m); m a multiple of 8.
 inline void accumulate_transposed(float* c, std::int64_t ldc, const float* a, std::int64_t lda, const float* b,
                                   std::int64_t ldb, std::int64_t n, std::int64_t m) {
   for (std::int64_t i = 0; i < n; ++i) {
     float* c_row = c + i * ldc;
-    for (std::int64_t c0 = 0; c0 < m; c0 += kCols) {
-      Float8 acc0, acc1, b0, b1;
-      load8(acc0, c_row + c0);
-      load8(acc1, c_row + c0 + 8);
-      for (std::int64_t r = 0; r < kRows; ++r) {
-        const float a_ri = a[r * lda + i];
-        load8(b0, b + r * ldb + c0);
-        load8(b1, b + r * ldb + c0 + 8);
-        acc0 += a_ri * b0;
-        acc1 += a_ri * b1;
-      }
-      store8(c_row + c0, acc0);
-      store8(c_row + c0 + 8, acc1);
-    }
+    std::int64_t c0 = 0;
+    for (; c0 + kCols <= m; c0 += kCols) accumulate_tile<2>(c_row, a + i, lda, b, ldb, c0);
+    if (c0 < m) accumulate_tile<1>(c_row, a + i, lda, b, ldb, c0);
   }
 }
 
 // The padded sizes and per-thread buffers of one head. Padding (keys to a
-// multiple of kCols, head dim to a multiple of kCols, query rows to kRows) is
+// multiple of 8, head dim to a multiple of 8, query rows to kRows) is
 // zero-filled, so padded lanes compute zeros that are never written out.
 struct HeadLayout {
   std::int64_t T, hd, Tp, hdp;
   explicit HeadLayout(std::int64_t tokens, std::int64_t head_dim)
-      : T(tokens), hd(head_dim), Tp(round_up(tokens, kCols)), hdp(round_up(head_dim, kCols)) {}
+      : T(tokens), hd(head_dim), Tp(round_up(tokens, kLanes)), hdp(round_up(head_dim, kLanes)) {}
   // kt, vt (hd, Tp); kp, vp, dk, dv (Tp, hdp); p, ds (kRows, Tp); qs, dob, ob (kRows, hdp).
   std::size_t floats() const {
     return static_cast<std::size_t>(2 * hd * Tp + 4 * Tp * hdp + 2 * kRows * Tp + 3 * kRows * hdp);

@@ -52,7 +52,9 @@ TEST_CASE("attention forward matches softmax(QKᵀ/√hd)V in double", "[cpu][at
   Rng rng(seed);
   auto be = make_cpu_backend();
   for (auto [B, T, D, H] : {std::tuple{2, 50, 48, 1}, std::tuple{3, 65, 48, 3}, std::tuple{2, 50, 64, 4},
-                            std::tuple{2, 65, 96, 6}, std::tuple{1, 7, 8, 2}}) {
+                            std::tuple{2, 65, 96, 6}, std::tuple{1, 7, 8, 2},
+                            // The CPU model's heads (T 17, hd 24) and hd 40: 8-wide tail tiles.
+                            std::tuple{2, 17, 96, 4}, std::tuple{1, 9, 40, 1}}) {
     CAPTURE(B, T, D, H);
     // Scores of a few units: the softmax is neither uniform nor one-hot.
     auto qkv = rng.normals(static_cast<std::size_t>(B) * T * 3 * D, 1.5f);
@@ -70,7 +72,8 @@ TEST_CASE("attention backward matches finite differences and assigns d_qkv", "[c
   Rng rng(seed);
   auto be = make_cpu_backend();
   for (auto [B, T, D, H] :
-       {std::tuple{2, 50, 24, 1}, std::tuple{2, 65, 24, 3}, std::tuple{1, 50, 32, 4}, std::tuple{1, 65, 48, 6}}) {
+       {std::tuple{2, 50, 24, 1}, std::tuple{2, 65, 24, 3}, std::tuple{1, 50, 32, 4}, std::tuple{1, 65, 48, 6},
+        std::tuple{2, 17, 96, 4}, std::tuple{1, 9, 40, 1}}) {
     CAPTURE(B, T, D, H);
     auto qkv = rng.normals(static_cast<std::size_t>(B) * T * 3 * D);
     const auto weights = rng.normals(static_cast<std::size_t>(B) * T * D);
