@@ -1,5 +1,7 @@
 #include "parallel/zero3_params.h"
 
+#include "parallel/zero1.h"
+
 #include <algorithm>
 #include <cstdio>
 #include <stdexcept>
@@ -59,7 +61,7 @@ void Zero3Params::start_gather(int group, TensorView dst) {
   Slot* slot = nullptr;
   for (Slot& s : slots_)
     if (s.data.data == dst.data) slot = &s;
-  CommRequest r = comm_.all_gather(dst.slice_flat(0, g.count), layout_.split(g.begin, g.count));
+  CommRequest r = all_gather_range(comm_, layout_, dst.slice_flat(0, g.count), g.begin);
   if (slot) {
     slot->gather = std::move(r);
     slot->group = group;
