@@ -93,7 +93,14 @@ CommTiming DataParallel::finish() {
   timing_ = reducer_->finish();
   // The last step's overlapped parameter gathers, waited for during this step's forward.
   if (zero1_) timing_.gather_s += zero1_->take_overlapped_gather_seconds();
+  // ZeRO-3: the group gathers of this step's passes (busy, hidden or not).
+  if (zero3_) timing_.gather_s += zero3_->take_busy_seconds();
   return timing_;
+}
+
+double DataParallel::take_param_wait_seconds() {
+  if (zero3_) return zero3_->take_wait_seconds();
+  return zero1_ ? zero1_->take_overlapped_wait_seconds() : 0.0;
 }
 
 void DataParallel::optimizer_step(const AdamWHyper& hyper) {

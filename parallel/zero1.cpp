@@ -1,6 +1,7 @@
 #include "parallel/zero1.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <stdexcept>
 #include <utility>
@@ -60,10 +61,10 @@ void Zero1Optimizer::step(TensorView params, const AdamWHyper& hyper, CommTiming
 bool Zero1Optimizer::wait_group(int group) {
   std::vector<CommRequest>& pending = in_flight_.at(static_cast<std::size_t>(group));
   if (pending.empty()) return false;
-  for (CommRequest& r : pending) {
-    r.wait();
-    overlapped_busy_s_ += r.busy_seconds();
-  }
+  const auto t0 = std::chrono::steady_clock::now();
+  for (CommRequest& r : pending) r.wait();
+  overlapped_wait_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  for (CommRequest& r : pending) overlapped_busy_s_ += r.busy_seconds();
   pending.clear();
   return true;
 }

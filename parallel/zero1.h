@@ -71,8 +71,10 @@ class Zero1Optimizer {
   // true when some were still pending (the group's masters just arrived).
   bool wait_group(int group);
   int pending_gather_groups() const;  // groups whose gather is not waited for yet
-  // Busy seconds of the overlapped gathers waited for since the last call.
+  // Busy seconds of the overlapped gathers waited for since the last call, and
+  // the host's seconds blocked in wait_group (exposed; ~0 on NCCL).
   double take_overlapped_gather_seconds();
+  double take_overlapped_wait_seconds() { return std::exchange(overlapped_wait_s_, 0.0); }
   // Steps 2-3 only, on this rank's (shard_count) f32 masters (ZeRO-3's shard).
   void update_shard(TensorView master_shard, const AdamWHyper& hyper, CommTiming* timing = nullptr);
   // The stage the reports name (1, 2 or 3): the optimizer is the same.
@@ -102,7 +104,7 @@ class Zero1Optimizer {
   std::vector<ParamTable::Range> groups_;              // weight groups, forward order
   std::vector<int> piece_group_;                       // per gather piece: its group (overlap_gather)
   std::vector<std::vector<CommRequest>> in_flight_;    // per group: its pieces not waited for yet
-  double overlapped_busy_s_ = 0;
+  double overlapped_busy_s_ = 0, overlapped_wait_s_ = 0;
   AdamWOptimizer adamw_;
   Arena shard_grads_arena_;
   TensorView shard_grads_;

@@ -199,7 +199,10 @@ TEST_CASE("ZeRO-2's gradient window is smaller than the gradients, ZeRO-3 gather
   REQUIRE(dp.zero3() != nullptr);
   CHECK(dp.zero3()->buffers() == 2);
   const int before = dp.zero3()->gathers();
-  data_parallel_step(model, dp, s, 0);
+  const CommTiming t = data_parallel_step(model, dp, s, 0);
+  CHECK(t.gather_s > 0);                      // the passes' group gathers, counted at finish()
+  CHECK(dp.take_param_wait_seconds() >= 0);   // what the passes waited for them
+  CHECK(dp.take_param_wait_seconds() == 0);   // taken once
   dp.optimizer_step(test_hyper(1));
   // G groups: G gathers in forward, G - 2 in backward: the head and the last
   // block are still in the two buffers when backward starts.
