@@ -70,6 +70,26 @@ ModelShape shape_for(const Case& c, int micro_batch) {
   return m;
 }
 
+// This rank's place in the run (RunShape's defaults otherwise).
+RunShape shape_of(const Communicator& comm) {
+  RunShape s;
+  s.world = comm.world_size();
+  s.rank = comm.rank();
+  return s;
+}
+
+DataParallelOptions options_for(const Case& c) {
+  DataParallelOptions o;
+  o.reducer = ReducerOptions{c.bucket_bytes, 0, c.overlap};
+  o.zero_stage = c.zero_stage;
+  o.allgather_bucket_elements = c.gather_elements;
+  o.reduce_every_micro_step = c.every_micro_step;
+  o.zero3.persistence_threshold = c.persistence;
+  o.zero3.prefetch_bucket_elements = c.prefetch;
+  o.overlap_param_gather = c.overlap_gather;
+  return o;
+}
+
 // The full fp32 masters (collective under ZeRO-3).
 std::vector<float> full_params(ViTModel& model) {
   std::vector<float> out(static_cast<std::size_t>(model.table().total_numel()));
@@ -81,23 +101,13 @@ std::vector<float> full_params(ViTModel& model) {
 // after the first step's reduction and parameters after the last, which it returns.
 std::vector<float> check_equivalence(Communicator& comm, const Case& c) {
   CpuBackend backend(1);
-  RunShape s;
-  s.world = comm.world_size();
-  s.rank = comm.rank();
+  RunShape s = shape_of(comm);
   s.micro_batch = 4;
   s.accumulation = c.accumulation;
   s.steps = 3;
 
   ViTModel model(tiny_vit(), backend, shape_for(c, s.micro_batch), ImageNorm{});
-  DataParallelOptions o;
-  o.reducer = ReducerOptions{c.bucket_bytes, 0, c.overlap};
-  o.zero_stage = c.zero_stage;
-  o.allgather_bucket_elements = c.gather_elements;
-  o.reduce_every_micro_step = c.every_micro_step;
-  o.zero3.persistence_threshold = c.persistence;
-  o.zero3.prefetch_bucket_elements = c.prefetch;
-  o.overlap_param_gather = c.overlap_gather;
-  DataParallel dp(comm, model, o);
+  DataParallel dp(comm, model, options_for(c));
   model.init_parameters(kSeed);  // after DataParallel: ZeRO-3 takes this rank's shard
   Reference ref(backend, s, kSeed);
 
@@ -176,18 +186,12 @@ TEST_CASE("ZeRO-2's gradient window is smaller than the gradients, ZeRO-3 gather
           "[mpi][train][zero23]") {
   MpiCommunicator comm(options(MpiProgress::comm_thread));
   CpuBackend backend(1);
-  RunShape s;
-  s.world = comm.world_size();
-  s.rank = comm.rank();
-  const Case c{3, 1, true, 1};
+  const RunShape s = shape_of(comm);
+  const Case c{3, 1, true, 1};  // nothing persistent
   ViTConfig deep = tiny_vit();
   deep.depth = 6;  // blocks dominate: two blocks' buckets are under half of the model
   ViTModel model(deep, backend, shape_for(c, s.micro_batch), ImageNorm{});
-  DataParallelOptions o;
-  o.reducer = ReducerOptions{c.bucket_bytes, 0, true};
-  o.zero_stage = 3;
-  o.zero3.persistence_threshold = 0;
-  DataParallel dp(comm, model, o);
+  DataParallel dp(comm, model, options_for(c));
   model.init_parameters(kSeed);
   const std::int64_t n = model.table().total_numel();
   REQUIRE(dp.reducer().window() != nullptr);
@@ -218,9 +222,7 @@ TEST_CASE("ZeRO-2's gradient window is smaller than the gradients, ZeRO-3 gather
 TEST_CASE("ZeRO-1 state saved at one world size resumes at another", "[mpi][train][zero1]") {
   MpiCommunicator comm(options(MpiProgress::comm_thread));
   CpuBackend backend(1);
-  RunShape s;
-  s.world = comm.world_size();
-  s.rank = comm.rank();
+  RunShape s = shape_of(comm);
   s.micro_batch = 4;
   const int K = 2;
   DataParallelOptions o;
@@ -311,16 +313,10 @@ TEST_CASE("ZeRO-2's parameter all-gather is in flight after the step and waited 
           "[mpi][train][zero23]") {
   MpiCommunicator comm(options(MpiProgress::nonblocking));
   CpuBackend backend(1);
-  RunShape s;
-  s.world = comm.world_size();
-  s.rank = comm.rank();
+  const RunShape s = shape_of(comm);
   const Case c{2, 8 * 1024, true, 1, 777};
   ViTModel model(tiny_vit(), backend, shape_for(c, s.micro_batch), ImageNorm{});
-  DataParallelOptions o;
-  o.reducer = ReducerOptions{c.bucket_bytes, 0, true};
-  o.zero_stage = 2;
-  o.allgather_bucket_elements = c.gather_elements;
-  DataParallel dp(comm, model, o);
+  DataParallel dp(comm, model, options_for(c));
   model.init_parameters(kSeed);
   const auto groups = model.table().weight_groups();
   const int G = static_cast<int>(groups.size());
