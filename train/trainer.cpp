@@ -328,9 +328,10 @@ Trainer::StepOutcome Trainer::train_step(bool logged) {
     auto t3 = Clock::now();
     out.times.data += std::chrono::duration<double>(t1 - t0).count();
     out.times.upload += std::chrono::duration<double>(t1_uploaded - t1).count();
-    out.times.forward += std::chrono::duration<double>(t2 - t1_uploaded).count() - forward_wait;
+    // (The waits happen inside the phase; max() only guards the clock's rounding.)
+    out.times.forward += std::max(0.0, std::chrono::duration<double>(t2 - t1_uploaded).count() - forward_wait);
     const double backward_wait = engine_->take_param_wait_seconds();
-    out.times.backward += std::chrono::duration<double>(t3 - t2).count() - backward_wait;
+    out.times.backward += std::max(0.0, std::chrono::duration<double>(t3 - t2).count() - backward_wait);
     param_wait += forward_wait + backward_wait;
   }
   auto t4 = Clock::now();
