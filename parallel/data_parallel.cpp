@@ -38,16 +38,21 @@ DataParallel::DataParallel(Communicator& comm, ViTModel& model, const DataParall
               << " first_bucket=" << options.reducer.first_bucket_bytes << " zero_stage=" << options.zero_stage
               << " allgather_bucket_size=" << options.allgather_bucket_elements
               << " every_micro_step=" << options.reduce_every_micro_step
-              << " window=" << !model.resident_gradients() << " stage3=" << options.zero3.prefetch_bucket_elements
+              << " window=" << !model.resident_gradients() << " overlap_param_gather=" << options.overlap_param_gather
+              << " stage3=" << options.zero3.prefetch_bucket_elements
               << "/" << options.zero3.persistence_threshold << "/" << options.zero3.max_live_elements;
   check_same_across_ranks(comm, "model and data-parallel configuration", fingerprint.str());
 
+  const bool overlap_gather = options.zero_stage >= 1 && options.zero_stage <= 2 && options.reducer.overlap_comm &&
+                              options.overlap_param_gather;
   if (options.zero_stage == 1) {
-    zero1_ = std::make_unique<Zero1Optimizer>(comm, model.backend(), model.table(), options.allgather_bucket_elements);
+    zero1_ = std::make_unique<Zero1Optimizer>(comm, model.backend(), model.table(), options.allgather_bucket_elements,
+                                              overlap_gather);
     reducer_ = std::make_unique<GradReducer>(comm, model.table(), model.grads(), options.reducer, zero1_->layout(),
                                              zero1_->shard_grads());
   } else if (options.zero_stage >= 2) {
-    zero1_ = std::make_unique<Zero1Optimizer>(comm, model.backend(), model.table(), options.allgather_bucket_elements);
+    zero1_ = std::make_unique<Zero1Optimizer>(comm, model.backend(), model.table(), options.allgather_bucket_elements,
+                                              overlap_gather);
     zero1_->set_stage(options.zero_stage);
     if (options.zero_stage == 3) {
       zero3_ = std::make_unique<Zero3Params>(comm, model.backend(), model.table(), zero1_->layout(), options.zero3);
@@ -60,15 +65,42 @@ DataParallel::DataParallel(Communicator& comm, ViTModel& model, const DataParall
     adamw_ = std::make_unique<AdamWOptimizer>(model.backend(), model.table());
     reducer_ = std::make_unique<GradReducer>(comm, model.table(), model.grads(), options.reducer);
   }
+  if (overlap_gather) model.set_param_arrival(this);
 }
 
 DataParallel::~DataParallel() {
   if (zero3_) model_.set_param_provider(nullptr);
+  if (zero1_ && zero1_->overlaps_gather()) {
+    model_.set_param_arrival(nullptr);
+    try {
+      wait_all();  // the weights (and a bf16 compute copy) stay whole for whoever reads them next
+    } catch (const std::exception&) {
+      // A failed collective has already been reported where it was waited for
+      // first (or is being: this may be the unwinding); a destructor must not throw.
+    }
+  }
+}
+
+void DataParallel::wait_group(int group) {
+  if (zero1_->wait_group(group)) model_.sync_compute_group(group);
+}
+
+void DataParallel::wait_all() {
+  for (int g = 0; g < static_cast<int>(model_.table().weight_groups().size()); ++g) wait_group(g);
 }
 
 CommTiming DataParallel::finish() {
   timing_ = reducer_->finish();
+  // The last step's overlapped parameter gathers, waited for during this step's forward.
+  if (zero1_) timing_.gather_s += zero1_->take_overlapped_gather_seconds();
+  // ZeRO-3: the group gathers of this step's passes (busy, hidden or not).
+  if (zero3_) timing_.gather_s += zero3_->take_busy_seconds();
   return timing_;
+}
+
+double DataParallel::take_param_wait_seconds() {
+  if (zero3_) return zero3_->take_wait_seconds();
+  return zero1_ ? zero1_->take_overlapped_wait_seconds() : 0.0;
 }
 
 void DataParallel::optimizer_step(const AdamWHyper& hyper) {
@@ -78,7 +110,11 @@ void DataParallel::optimizer_step(const AdamWHyper& hyper) {
     return;
   }
   if (zero1_) {
+    // Overlapped: step() waits for what is still in flight, then issues this
+    // step's gathers; wait_group refreshes each group's compute copy.
+    if (zero1_->overlaps_gather()) wait_all();
     zero1_->step(model_.params(), hyper, &timing_);
+    if (zero1_->overlaps_gather()) return;
   } else {
     adamw_->step(model_.params(), model_.grads(), hyper);
   }

@@ -22,7 +22,10 @@
 //     model.upload_batch(...); model.forward(scale); model.backward(dp.listener());
 //   }
 //   CommTiming t = dp.finish();          // waits for the last buckets
-//   dp.optimizer_step(hyper);            // clip, AdamW, (ZeRO-1: all-gather); refreshes compute weights
+//   dp.optimizer_step(hyper);            // clip, AdamW, (ZeRO-1/2: all-gather); refreshes compute weights
+// (ZeRO-1/2 with overlap_comm: the all-gather is only issued there; the next
+// forward waits for each weight group as it reaches it, and the model's
+// read_params / write_params wait for all of it.)
 // With world size 1 and a LocalCommunicator this is exactly single-process
 // training; the same code runs at every world size.
 #pragma once
@@ -51,6 +54,11 @@ struct DataParallelOptions {
   // buckets into the shard (DeepSpeed's way: no full gradient buffer, k times
   // the traffic) instead of accumulating in the full buffer and reducing once.
   bool reduce_every_micro_step = false;
+  // ZeRO-1/2 with overlap_comm: the parameter all-gather after the step is
+  // left in flight, group by group, and waited for by the next forward
+  // (zero1.h). false keeps it blocking (CUDA graphs capture the optimizer
+  // phase whole, so vit_train turns this off under runtime.cuda_graphs).
+  bool overlap_param_gather = true;
   Zero3Options zero3;  // stage3_* keys
 };
 // The model is built for the stage (ModelShape): resident_params = stage < 3;
@@ -62,11 +70,11 @@ struct DataParallelOptions {
 // and k micro-batches of m one batch of k·m.
 float data_parallel_grad_scale(int micro_batch, int accumulation_steps, int world_size);
 
-class DataParallel {
+class DataParallel final : private ParamArrival {
  public:
   // Collective: refuses (on every rank) a model or options that differ across ranks.
   DataParallel(Communicator& comm, ViTModel& model, const DataParallelOptions& options);
-  ~DataParallel();
+  ~DataParallel() override;
 
   Communicator& comm() { return comm_; }
   int zero_stage() const { return stage_; }
@@ -80,6 +88,11 @@ class DataParallel {
   void optimizer_step(const AdamWHyper& hyper);
   float grad_norm() const;                                   // global, before clipping (host read)
   const CommTiming& last_timing() const { return timing_; }  // finish() + optimizer_step()
+  // Host seconds forward and backward spent, since the last call, waiting for
+  // parameter all-gathers (ZeRO-3's groups, ZeRO-1/2's overlapped gather):
+  // communication the compute did not hide. CPU engines; ~0 on NCCL, whose
+  // wait orders the compute stream instead of blocking the host.
+  double take_param_wait_seconds();
 
   std::size_t optimizer_bytes() const;  // moments held by this rank
   // This rank's bytes outside the model's arenas, added to its rows:
@@ -93,6 +106,10 @@ class DataParallel {
   void load_optimizer_state(std::span<const float> exp_avg, std::span<const float> exp_avg_sq);
 
  private:
+  // ParamArrival (ZeRO-1/2, overlapped gather): waits in zero1_, then refreshes the group's compute copy.
+  void wait_group(int group) override;
+  void wait_all() override;
+
   Communicator& comm_;
   ViTModel& model_;
   std::unique_ptr<AdamWOptimizer> adamw_;  // stage 0

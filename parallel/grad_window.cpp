@@ -52,9 +52,13 @@ std::optional<GradWindowPlan> replay(const BucketPlan& plan, const std::vector<s
   return w;
 }
 
-}  // namespace
+std::int64_t largest_bucket(const BucketPlan& plan) {
+  std::int64_t m = 0;
+  for (const Bucket& b : plan.buckets) m = std::max(m, b.count);
+  return m;
+}
 
-GradWindowPlan plan_grad_window(const BucketPlan& plan, const ParamTable& table, bool overlap) {
+GradWindowPlan plan_window(const BucketPlan& plan, const ParamTable& table, bool overlap) {
   if (!overlap || plan.buckets.empty()) return full_window(plan);
   const std::vector<std::int64_t> ready = table.backward_ready_offsets();
   // The least the ring must hold: every bucket one stretch of backward writes.
@@ -73,10 +77,19 @@ GradWindowPlan plan_grad_window(const BucketPlan& plan, const ParamTable& table,
   return full_window(plan);
 }
 
+}  // namespace
+
+GradWindowPlan plan_grad_window(const BucketPlan& plan, const ParamTable& table, bool overlap) {
+  GradWindowPlan w = plan_window(plan, table, overlap);
+  w.largest_bucket = largest_bucket(plan);
+  return w;
+}
+
 std::string GradWindowPlan::describe() const {
-  char line[160];
-  std::snprintf(line, sizeof line, "gradient window %lld elements (%.2f MiB)%s", static_cast<long long>(capacity),
-                static_cast<double>(capacity) * 4.0 / (1024.0 * 1024.0), full ? ", the full buffer" : "");
+  char line[200];
+  std::snprintf(line, sizeof line, "gradient window %lld elements (%.2f MiB, %.1f buckets of <= %lld elements)%s",
+                static_cast<long long>(capacity), static_cast<double>(capacity) * 4.0 / (1024.0 * 1024.0),
+                bucket_count(), static_cast<long long>(largest_bucket), full ? ", the full buffer" : "");
   return line;
 }
 

@@ -30,6 +30,13 @@ struct GradWindowPlan {
   // reduce-scatters must have completed before its slot is zeroed and written.
   std::vector<std::vector<int>> reuses;
   bool full = false;  // the window is the whole flat buffer (slot = bucket.begin)
+  std::int64_t largest_bucket = 0;  // elements of the plan's largest bucket
+  // The window's size in buckets (capacity / largest bucket): what the
+  // start-up log states and the scaling simulator's memory plan uses
+  // (tools/scaling/zero_memory.cpp calls plan_grad_window too).
+  double bucket_count() const {
+    return largest_bucket > 0 ? static_cast<double>(capacity) / static_cast<double>(largest_bucket) : 0.0;
+  }
   std::string describe() const;
 };
 

@@ -1,6 +1,9 @@
 #include "parallel/zero3_params.h"
 
+#include "parallel/zero1.h"
+
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <stdexcept>
 
@@ -59,13 +62,23 @@ void Zero3Params::start_gather(int group, TensorView dst) {
   Slot* slot = nullptr;
   for (Slot& s : slots_)
     if (s.data.data == dst.data) slot = &s;
-  CommRequest r = comm_.all_gather(dst.slice_flat(0, g.count), layout_.split(g.begin, g.count));
+  CommRequest r = all_gather_range(comm_, layout_, dst.slice_flat(0, g.count), g.begin);
   if (slot) {
     slot->gather = std::move(r);
     slot->group = group;
+    slot->counted = false;
   } else {
     r.wait();  // persistent groups: gathered outside any pass
+    persistent_busy_s_ += r.busy_seconds();
   }
+}
+
+void Zero3Params::settle(Slot& s, bool timed) {
+  const auto t0 = std::chrono::steady_clock::now();
+  s.gather.wait();
+  if (timed) wait_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (!s.counted) busy_s_ += s.gather.busy_seconds();
+  s.counted = true;
 }
 
 int Zero3Params::slot_holding(int group) const {
@@ -83,11 +96,11 @@ TensorView Zero3Params::acquire(int group, Pass pass) {
       if (!slots_[i].in_use) at = static_cast<int>(i);
     if (at < 0) throw std::logic_error("ZeRO-3: every gather buffer is in use (groups acquired out of order)");
     Slot& s = slots_[static_cast<std::size_t>(at)];
-    s.gather.wait();  // a stale prefetch still writing it
+    settle(s, true);  // a stale prefetch still writing it
     start_gather(group, s.data);
   }
   Slot& s = slots_[static_cast<std::size_t>(at)];
-  s.gather.wait();
+  settle(s, true);
   s.in_use = true;
   // Prefetch the group this pass visits next into the other buffer.
   const int next = pass == Pass::forward ? group + 1 : group - 1;
@@ -96,7 +109,7 @@ TensorView Zero3Params::acquire(int group, Pass pass) {
       groups_[static_cast<std::size_t>(next)].count <= options_.prefetch_bucket_elements && slot_holding(next) < 0) {
     Slot& other = slots_[static_cast<std::size_t>(1 - at)];
     if (!other.in_use) {
-      other.gather.wait();
+      settle(other, true);
       start_gather(next, other.data);
     }
   }
@@ -109,16 +122,16 @@ void Zero3Params::release(int group) {
 }
 
 double Zero3Params::refresh() {
-  double busy = 0;
+  // The slots' last gathers completed inside backward (waited for, and
+  // counted, there): nothing of theirs is exposed here.
   for (Slot& s : slots_) {
-    s.gather.wait();
-    busy += s.gather.busy_seconds();
+    settle(s, false);
     s.group = -1;
     s.in_use = false;
   }
   for (std::size_t g = 0; g < groups_.size(); ++g)
     if (!persistent_[g].empty()) start_gather(static_cast<int>(g), persistent_[g]);
-  return busy;
+  return std::exchange(persistent_busy_s_, 0.0);
 }
 
 void Zero3Params::write_full(std::span<const float> host) {
@@ -141,9 +154,9 @@ void Zero3Params::read_full(std::span<float> host) {
     TensorView buf = persistent_[g];
     if (buf.empty()) {
       Slot& s = slots_.front();
-      s.gather.wait();
+      settle(s, false);
       start_gather(static_cast<int>(g), s.data);
-      s.gather.wait();
+      settle(s, false);
       buf = s.data;
     }
     backend_.copy_to_host(host.data() + groups_[g].begin, buf.data,

@@ -28,6 +28,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "parallel/bucket_plan.h"
@@ -56,8 +57,14 @@ class Zero3Params final : public ParamProvider {
   void read_full(std::span<float> host) override;         // collective
   void write_full(std::span<const float> host) override;  // this rank's shard of it
   // After the masters changed (optimizer step): what the buffers hold is stale;
-  // the persistent groups are gathered again. Returns the gathers' busy seconds.
+  // the persistent groups are gathered again. Returns those gathers' busy
+  // seconds (they block: exposed).
   double refresh();
+  // Since the last call: the host's seconds blocked in acquire() waiting for a
+  // gather (exposed communication; ~0 on NCCL, whose wait orders the stream),
+  // and the busy seconds of the group gathers that completed.
+  double take_wait_seconds() { return std::exchange(wait_s_, 0.0); }
+  double take_busy_seconds() { return std::exchange(busy_s_, 0.0); }
 
   std::size_t master_bytes() const { return master_arena_.buffer.bytes(); }
   std::size_t working_bytes() const { return working_arena_.buffer.bytes(); }
@@ -71,7 +78,9 @@ class Zero3Params final : public ParamProvider {
     int group = -1;     // what it holds (or is gathering)
     bool in_use = false;
     CommRequest gather;
+    bool counted = true;  // its busy seconds are in busy_s_
   };
+  void settle(Slot& s, bool timed);  // waits for its gather; timed: into wait_s_
   void start_gather(int group, TensorView dst);
   int slot_holding(int group) const;
 
@@ -85,6 +94,7 @@ class Zero3Params final : public ParamProvider {
   TensorView master_;
   std::vector<Slot> slots_;
   int gathers_ = 0;
+  double wait_s_ = 0, busy_s_ = 0, persistent_busy_s_ = 0;
 };
 
 }  // namespace vitscale

@@ -220,12 +220,16 @@ void ViTModel::read_params(std::span<float> host) const {
     if (!provider_) throw std::logic_error("read_params: parameters are sharded and no provider is set");
     return provider_->read_full(host);
   }
+  if (arrival_) arrival_->wait_all();
   backend_.copy_to_host(host.data(), params_.data, params_.bytes());
 }
 
 TensorView ViTModel::acquire(int group, ParamProvider::Pass pass) {
   const ParamTable::Range& r = groups_[static_cast<std::size_t>(group)];
-  if (shape_.resident_params) return compute_params_.slice_flat(r.begin, r.count);
+  if (shape_.resident_params) {
+    if (arrival_) arrival_->wait_group(group);
+    return compute_params_.slice_flat(r.begin, r.count);
+  }
   if (!provider_) throw std::logic_error("ViTModel: parameters are sharded and no provider is set");
   return provider_->acquire(group, pass);
 }
@@ -249,6 +253,7 @@ void ViTModel::write_params(std::span<const float> host) {
     if (!provider_) throw std::logic_error("write_params: parameters are sharded and no provider is set");
     return provider_->write_full(host);
   }
+  if (arrival_) arrival_->wait_all();  // a gather still in flight would overwrite what is written here
   backend_.copy_to_device(params_.data, host.data(), params_.bytes());
   backend_.synchronize();
   sync_compute_params();
@@ -256,6 +261,12 @@ void ViTModel::write_params(std::span<const float> host) {
 
 void ViTModel::sync_compute_params() {
   if (compute_params_.data != params_.data) backend_.cast(compute_params_, params_);
+}
+
+void ViTModel::sync_compute_group(int group) {
+  if (compute_params_.data == params_.data) return;
+  const ParamTable::Range& r = groups_.at(static_cast<std::size_t>(group));
+  backend_.cast(compute_params_.slice_flat(r.begin, r.count), params_.slice_flat(r.begin, r.count));
 }
 
 void ViTModel::zero_grads() {

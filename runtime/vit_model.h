@@ -58,6 +58,20 @@ class ParamProvider {
   virtual void write_full(std::span<const float> host) = 0;
 };
 
+// Resident weights that are still arriving: ZeRO-1/2 with overlap_comm issue
+// the parameter all-gather group by group right after the optimizer step and
+// let it run on into the next step (parallel/zero1.h). A pass waits for a
+// group just before it first reads it (forward order: the embedding, blocks
+// 0..L-1, the head); reading or writing the weights whole waits for them all.
+// The implementation refreshes a group's compute copy once it has arrived
+// (ViTModel::sync_compute_group).
+class ParamArrival {
+ public:
+  virtual ~ParamArrival() = default;
+  virtual void wait_group(int group) = 0;
+  virtual void wait_all() = 0;
+};
+
 struct MemoryPlan {
   // This rank's bytes: the model's own arenas, plus what the data-parallel
   // engine holds for it (ZeRO's shards and working buffers).
@@ -140,11 +154,16 @@ class ViTModel {
   const ImageNorm& image_norm() const { return norm_; }
   const MemoryPlan& memory_plan() const { return plan_; }
 
-  TensorView params() const { return params_; }  // (n) f32 master weights; empty when not resident
+  // (n) f32 master weights; empty when not resident. With a ParamArrival set
+  // (ZeRO-1/2, overlap_comm) other ranks' parts may still be arriving: read
+  // them through read_params, which waits.
+  TensorView params() const { return params_; }
   TensorView grads() const { return grads_; }    // (n) f32; empty when not resident
   bool resident_params() const { return shape_.resident_params; }
   bool resident_gradients() const { return shape_.resident_gradients; }
   void set_param_provider(ParamProvider* provider) { provider_ = provider; }
+  // Resident weights only; null: they are always complete.
+  void set_param_arrival(ParamArrival* arrival) { arrival_ = arrival; }
   TensorView param(int index) const;             // one parameter of the table, timm shape flattened to rank ≤ 4
   TensorView grad(int index) const;
 
@@ -157,6 +176,8 @@ class ViTModel {
   void write_params(std::span<const float> host);
   // After the masters change (optimizer step, load), refresh the compute copy.
   void sync_compute_params();
+  // The same for one weight group (ParamTable::weight_groups) whose masters changed.
+  void sync_compute_group(int group);
 
   // images (batch, C, S, S) u8 and soft targets (batch, K) f32, host memory
   // (pinned on CUDA); 1 <= batch <= micro_batch.
@@ -198,6 +219,7 @@ class ViTModel {
   TensorView params_, grads_, compute_params_;
   std::vector<ParamTable::Range> groups_;
   ParamProvider* provider_ = nullptr;
+  ParamArrival* arrival_ = nullptr;
   int batch_ = 0;
 };
 

@@ -18,6 +18,7 @@ DataParallelOptions data_parallel_options(const train::TrainConfig& config) {
   o.zero_stage = config.zero_stage;
   o.allgather_bucket_elements = config.allgather_bucket_size;
   o.reduce_every_micro_step = config.reduce_every_micro_step;
+  o.overlap_param_gather = !config.cuda_graphs;  // a captured optimizer phase must hold its whole gather
   o.zero3.prefetch_bucket_elements = config.stage3_prefetch_bucket_size;
   o.zero3.persistence_threshold = config.stage3_param_persistence_threshold;
   o.zero3.max_live_elements = config.stage3_max_live_parameters;

@@ -38,6 +38,12 @@ TEST_CASE("the gradient window never reuses a slot backward is still writing", "
     const GradWindowPlan w = plan_grad_window(plan, table, true);
     INFO("bucket " << bucket_bytes << " B: " << plan.buckets.size() << " buckets, " << w.describe());
     REQUIRE(w.slot.size() == plan.buckets.size());
+    // The bucket count the start-up log states (and tools/scaling/zero_memory.cpp uses).
+    std::int64_t largest = 0;
+    for (const Bucket& b : plan.buckets) largest = std::max(largest, b.count);
+    CHECK(w.largest_bucket == largest);
+    CHECK(w.bucket_count() == Approx(static_cast<double>(w.capacity) / static_cast<double>(largest)));
+    CHECK(w.describe().find(" buckets of <= " + std::to_string(largest) + " elements") != std::string::npos);
     for (std::size_t i = 0; i < plan.buckets.size(); ++i) {
       CHECK(w.slot[i] >= 0);
       CHECK(w.slot[i] + plan.buckets[i].count <= w.capacity);

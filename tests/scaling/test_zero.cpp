@@ -3,6 +3,8 @@
 #include <catch2/catch.hpp>
 #include <string>
 
+#include "parallel/bucket_plan.h"
+#include "parallel/grad_window.h"
 #include "runtime/backend.h"
 #include "runtime/param_table.h"
 #include "runtime/vit_model.h"
@@ -92,21 +94,22 @@ TEST_CASE("traffic per rank: stages 0-2 send 2(p-1)/p of the parameter bytes, st
       }
     }
   }
-  // As parallel/zero3_params.h does it: the head (norm + head, the last group of
-  // forward) stays for backward; small groups persist, gathered once after the step.
+  // As parallel/zero3_params.h does it: the two buffers still hold the last two
+  // groups of forward (the last block and the head: norm + head) when backward
+  // starts; small groups persist, gathered once after the step.
   const ParamTable table(small_vit());
   const double head =
       static_cast<double>(table.total_numel() - table.params()[static_cast<std::size_t>(table.norm_w)].offset) * 4;
   const double embed =
       static_cast<double>(table.params()[static_cast<std::size_t>(table.blocks[0].norm1_w)].offset) * 4;
   const ZeroStepResult kept = simulate_zero_step(p, simple_net(), on(4, 1u << 20), zero(3));
-  CHECK(kept.sent_bytes == Approx(3.0 * 0.75 * S - 0.75 * head));
+  const double block = static_cast<double>(table.weight_groups()[1].count) * 4;
+  CHECK(kept.sent_bytes == Approx(3.0 * 0.75 * S - 0.75 * (head + block)));
   ZeroOptions persist = zero(3);
   persist.persistence_elements = 20000;  // the embedding (13.5 k) and the head (0.8 k), not a block (33.5 k)
   const ZeroStepResult pr = simulate_zero_step(p, simple_net(), on(4, 1u << 20), persist);
-  // Blocks twice, but the last one once (still in its buffer when backward starts); the small groups once.
-  const double block = static_cast<double>(table.weight_groups()[1].count) * 4;
-  CHECK(pr.gathered_bytes == Approx(0.75 * (2.0 * (S - head - embed) - block + head + embed)));
+  // Blocks twice, but the last two once (still in the buffers when backward starts); the small groups once.
+  CHECK(pr.gathered_bytes == Approx(0.75 * (2.0 * (S - head - embed) - 2 * block + head + embed)));
   const ZeroStepResult one = simulate_zero_step(p, simple_net(), on(1), zero(3));
   CHECK(one.sent_bytes == 0.0);
   CHECK(one.exposed_s == 0.0);
@@ -133,9 +136,9 @@ TEST_CASE("stage 3: the first gather is exposed, prefetch hides the rest, the la
   CHECK(r.exposed_s == Approx(2 * piece));
   CHECK(r.step_s == Approx(piece + 0.1 + 0.2 + piece + 0.01));
   CHECK(r.overlap_ratio() == Approx(1.0 - 2.0 / 12.0));
-  // The last group of forward is the first of backward: still in its buffer, not gathered again.
+  // The last two groups of forward are the first two of backward: still in the buffers, not gathered again.
   const ZeroStepResult kept = simulate_zero_step(p, simple_net(), on(2), zero(3));
-  CHECK(kept.collectives == 4 + 3 + 4);
+  CHECK(kept.collectives == 4 + 2 + 4);
   CHECK(kept.step_s == Approx(r.step_s));
   // A gather slower than a part's forward (1 MB/s: 2 s each): compute waits on every part.
   NetworkModel slow = simple_net();
@@ -144,6 +147,66 @@ TEST_CASE("stage 3: the first gather is exposed, prefetch hides the rest, the la
   const ZeroStepResult s = simulate_zero_step(p, slow, on(2), zero(3));
   CHECK(s.step_s > 8 * 2.0);
   CHECK(s.exposed_s > s.step_s - (0.3 + 0.01) - 1e-9);
+}
+
+TEST_CASE("stage 1 and 2 with overlap: each group's gather from the last step waits only the first forward part",
+          "[zero]") {
+  // Four groups of 4 MB: gathers of 2 ms, issued (FIFO) before the step's
+  // input; the forward parts take 25 ms, so only the first waits; the last
+  // reduce-scatter (2 ms) waits as in every stage.
+  const StepProfile p = four_params(0.1, 0.05, 0.02);
+  const double piece = 0.5 * 4e6 / 1e9;
+  for (int stage : {1, 2}) {
+    const ZeroStepResult r = simulate_zero_step(p, simple_net(), on(2), zero(stage));
+    CAPTURE(stage);
+    CHECK(r.collectives == 4 + 4);
+    CHECK(r.gathered_bytes == Approx(0.5 * 16e6));
+    CHECK(r.exposed_s == Approx(2 * piece));
+    CHECK(r.step_s == Approx(piece + 0.1 + 0.2 + piece + 0.01));
+  }
+}
+
+TEST_CASE("stage 3: nothing is prefetched across a persistent group, so the first block's gather waits", "[zero]") {
+  // A small persistent "embedding" p0 (1000 elements) before three 4 MB groups.
+  StepProfile p;
+  p.source = "test";
+  p.micro_batch = 1;
+  p.forward_s = 0.1;
+  p.optimizer_s = 0.02;
+  p.params = {{0, 1000}, {1000, 1000000}, {1001000, 1000000}, {2001000, 1000000}};
+  p.total_elements = 3001000;
+  for (int i = 3; i >= 0; --i) p.backward.push_back({"p" + std::to_string(i), 0.05, p.params[i].offset});
+  ZeroOptions z = zero(3);
+  z.persistence_elements = 1000;
+  const ZeroStepResult r = simulate_zero_step(p, simple_net(), on(2), z);
+  const double piece = 0.5 * 4e6 / 1e9, tiny = 0.5 * 4000 / 1e9;
+  // Forward: p0 computes (25 ms) without prefetching p1, whose gather then
+  // waits in full; p1 prefetches p2, p2 prefetches p3. Backward: p3 and p2 are
+  // still in the two buffers, p2 prefetches p1. Then the last reduce-scatter
+  // (p0's 4 kB bucket) and the persistent p0's re-gather after the optimizer.
+  CHECK(r.gathered_bytes == Approx(0.5 * (4 * 4e6 + 4000)));
+  CHECK(r.exposed_s == Approx(piece + 2 * tiny));
+  CHECK(r.step_s == Approx(piece + 0.1 + 0.2 + tiny + 0.01 + tiny));
+}
+
+TEST_CASE("MPI progress only inside MPI calls hides nothing: every collective is exposed", "[zero]") {
+  const StepProfile p = four_params(0.1, 0.05, 0.02);
+  for (int stage = 0; stage <= 3; ++stage) {
+    ZeroOptions z = zero(stage);
+    const ZeroStepResult engine = simulate_zero_step(p, simple_net(), on(2), z);
+    z.progress = CommProgress::host_calls;
+    const ZeroStepResult calls = simulate_zero_step(p, simple_net(), on(2), z);
+    CAPTURE(stage);
+    CHECK(calls.collectives == engine.collectives);
+    CHECK(calls.comm_s == Approx(engine.comm_s));  // the same work, at full speed either way (no contention here)
+    CHECK(calls.exposed_s == Approx(calls.comm_s));
+    CHECK(calls.step_s == Approx(calls.compute_s + calls.optimizer_s + calls.comm_s));
+    CHECK(calls.step_s > engine.step_s);
+  }
+  NetworkModel cpu = simple_net();
+  CHECK(comm_progress_of(cpu) == CommProgress::engine);  // vit_train's default: the communication thread
+  cpu.mpi_progress = "nonblocking";
+  CHECK(comm_progress_of(cpu) == CommProgress::host_calls);
 }
 
 TEST_CASE("checkpointing recomputes the forward of every block but the last", "[zero]") {
@@ -211,10 +274,16 @@ TEST_CASE("memory per rank by stage: the ZeRO paper's 16, 4+12/p, 2+14/p and 16/
   CHECK(held(m1) == Approx(4 * psi + 14 * psi / p).margin(p));    // + the gradient shard
   o.stage = 2;
   const ZeroMemory m2 = zero_memory(c, o);
-  CHECK(held(m2) == Approx(2 * psi + 14 * psi / p + 2048).margin(2 * p));  // + a window of two buckets
+  // + the gradient window: the trainer's own plan over 512-element buckets (1024 bytes of 2-byte gradients).
+  const GradWindowPlan w = plan_grad_window(plan_buckets(table, 512 * sizeof(float)), table, true);
+  REQUIRE(!w.full);
+  const double window = 2.0 * static_cast<double>(w.capacity);
+  CHECK(m2.window_buckets == w.bucket_count());
+  CHECK(m2.window_buckets > 2.0);  // not the two buckets the model counted before it asked the plan
+  CHECK(held(m2) == Approx(2 * psi + 14 * psi / p + window).margin(2 * p));
   o.stage = 3;
   const ZeroMemory m3 = zero_memory(c, o);
-  CHECK(held(m3) == Approx(16 * psi / p + 2048 + 2 * 2 * block).margin(3 * p));  // + two gathered blocks
+  CHECK(held(m3) == Approx(16 * psi / p + window + 2 * 2 * block).margin(3 * p));  // + two gathered blocks
   o.persistence_elements = 20000;  // the embedding and the head stay gathered
   const double small = psi - static_cast<double>(c.depth) * block;
   CHECK(held(zero_memory(c, o)) == Approx(held(m3) + 2 * small).margin(3 * p));
@@ -227,7 +296,7 @@ TEST_CASE("memory per rank by stage: the ZeRO paper's 16, 4+12/p, 2+14/p and 16/
   o.accumulation = 4;
   CHECK(zero_memory(c, o).grads == 2 * table.total_numel());
   o.reduce_every_micro_step = true;
-  CHECK(zero_memory(c, o).grads == 2048);
+  CHECK(zero_memory(c, o).grads == static_cast<std::size_t>(window));
   o.accumulation = 1;
   o.overlap = false;
   CHECK(zero_memory(c, o).grads == 2 * table.total_numel());

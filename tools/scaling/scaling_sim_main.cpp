@@ -154,6 +154,7 @@ int run_zero_points(const Args& a, const vs::StepProfile& prof, const vs::Networ
   zo.checkpointing = a.checkpointing;
   zo.persistence_elements = a.persistence;
   zo.reduce_every_micro_step = a.reduce_every_micro_step;
+  zo.progress = vs::comm_progress_of(net);  // nonblocking MPI: collectives move only while the host waits
   nlohmann::json out = {{"profile", prof.source}, {"network", vs::to_json(net)}, {"mode", "zero"}};
   out["points"] = nlohmann::json::array();
   std::printf("profile: %s\nnetwork: %s\nZeRO stage %d, activation checkpointing %s\n\n", prof.source.c_str(),
@@ -311,7 +312,8 @@ int main(int argc, char** argv) {
   app.add_option("--first-bucket-mb", a.first_bucket_mb, "first bucket's size in MiB (0: same)");
   app.add_option("--cpu-cores", a.cpu_cores, "CPU ranks: cores available (slows compute when ranks > cores)");
   app.add_option("--mpi-progress", a.mpi_progress,
-                 "CPU ranks: the MPI progress mode whose contended curve applies (thread, polling)")
+                 "CPU ranks: the MPI progress mode whose contended curve applies (thread, polling; nonblocking: "
+                 "--zero-stage replays collectives that move only while the host waits)")
       ->check(CLI::IsMember({"thread", "polling", "nonblocking"}));
   app.add_option("--jitter-cv", a.jitter_cv, "straggler model: per-rank compute coefficient of variation");
   app.add_option("--zero-stage", a.zero_stage, "replay ZeRO stage 0-3 (zero_timeline.h) instead of plain data parallel")

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "parallel/bucket_plan.h"
+#include "parallel/grad_window.h"
 #include "runtime/param_table.h"
 
 namespace vitscale::scaling {
@@ -80,8 +82,14 @@ ZeroMemory zero_memory(const ViTConfig& cfg, const ZeroMemoryOptions& o) {
   if (o.stage >= 2) {
     // The full gradient buffer gives way to a window of bucket slots, unless
     // accumulation sums locally in it or overlap is off (every bucket waits).
-    const bool full = (o.accumulation > 1 && !o.reduce_every_micro_step) || !o.overlap;
-    m.grads = full ? psi * b.grad : std::min(2 * o.bucket_bytes, psi * b.grad);
+    // The window is the trainer's own plan (parallel/grad_window.h) over its
+    // buckets: reduce_bucket_size counts elements (bucket_bytes / G here),
+    // which the trainer's plan_buckets takes as f32 bytes.
+    const bool accumulates = o.accumulation > 1 && !o.reduce_every_micro_step;
+    const std::size_t elements = std::max<std::size_t>(1, o.bucket_bytes / static_cast<std::size_t>(b.grad));
+    const GradWindowPlan w = plan_grad_window(plan_buckets(table, elements * sizeof(float)), table, o.overlap);
+    m.window_buckets = w.bucket_count();
+    m.grads = accumulates ? psi * b.grad : static_cast<std::size_t>(w.capacity) * b.grad;
   }
   if (o.stage == 3) {
     m.params = shard(m.params);

@@ -14,8 +14,10 @@
 //   stages 1-3  the reduce-scatter's destination, the gradient shard Ψ·G/p
 //               (the "gradients" Ψ·G/p above; at one rank all of it),
 //               reported as `working`, and at stage 1 the full buffer Ψ·G;
-//   stages 2-3  instead of the full gradient buffer a window of bucket slots
-//               (parallel/grad_window.h; counted as two buckets), or the full
+//   stages 2-3  instead of the full gradient buffer a window of bucket slots:
+//               the trainer's own plan (parallel/grad_window.h's
+//               plan_grad_window over plan_buckets: the same capacity, so the
+//               same bucket count as vit_train's start-up log), or the full
 //               buffer when accumulation sums locally or overlap is off;
 //   stage 3     two buffers of the largest weight group (the one computing,
 //               the one prefetched) and the persistent small groups
@@ -58,6 +60,7 @@ struct ZeroMemoryOptions {
 
 struct ZeroMemory {
   std::size_t params = 0, grads = 0, optimizer = 0, activations = 0, working = 0;
+  double window_buckets = 0;  // stages 2-3: the gradient window in buckets (GradWindowPlan::bucket_count)
   std::size_t total() const { return params + grads + optimizer + activations + working; }
 };
 

@@ -26,6 +26,9 @@ struct Task {
   int group = -1;                    // stage 3: the weight group whose parameters it computes with
   int phase = 0;                     // stage 3: which forward or backward pass it belongs to
   int gather_part = -1;              // stage 3: the group it must have gathered first (-1: none or resident)
+  int prefetch = -1;                 // stage 3: the task whose gather it issues as it starts (-1: none)
+  int carried_group = -1;            // stages 1-2 overlapped: the group whose carried-over gather it waits for
+  bool carries_gathers = false;      // stages 1-2 overlapped: issues the last step's gathers, group by group
   std::vector<std::size_t> reduces;  // buckets whose reduction it issues as it ends
   bool wait_all = false;             // waits for every op issued before it (optimizer, end of step)
   double gather_after_bytes = 0;     // the all-gather it issues as it ends (stages 1-2: all; 3: persistent)
@@ -46,6 +49,10 @@ bool is_block(const std::string& label) { return label.rfind("blocks.", 0) == 0;
 double ZeroStepResult::overlap_ratio() const {
   if (comm_s <= 0) return 0.0;
   return std::clamp(1.0 - exposed_s / comm_s, 0.0, 1.0);
+}
+
+CommProgress comm_progress_of(const NetworkModel& net) {
+  return net.mpi_progress == "nonblocking" ? CommProgress::host_calls : CommProgress::engine;
 }
 
 double allreduce_sent_bytes(double bytes, int p) { return p > 1 ? 2.0 * (p - 1) / p * bytes : 0.0; }
@@ -92,14 +99,26 @@ ZeroStepResult simulate_zero_step(const StepProfile& p, const NetworkModel& net,
       comm ? plan_buckets(p.params, p.total_elements, o.bucket_bytes, o.first_bucket_bytes, p.grad_bytes)
            : std::vector<SimBucket>{};
 
+  // Stages 1-2 with overlap_comm (parallel/zero1.h): the all-gather after the
+  // optimizer, one per weight group, runs on into the next step; each forward
+  // part waits for its group's. In the steady state replayed here, the step
+  // starts with the last step's gathers in flight (issued before its input).
+  const bool carried = comm && (z.stage == 1 || z.stage == 2) && o.overlap;
+
   // The tasks of the step, in order.
   std::vector<Task> tasks;
+  if (carried) {
+    Task t = task_of(0.0);
+    t.carries_gathers = true;
+    tasks.push_back(t);
+  }
   for (int m = 0; m < o.accumulation; ++m) {
     const bool reduce_now = comm && (m == o.accumulation - 1 || (z.stage >= 2 && z.reduce_every_micro_step));
     tasks.push_back(task_of(p.input_s * scale));
     for (std::size_t f = ns; f-- > 0;) {
       Task t = task_of(forward_of(f) * scale);
       if (gathers && !persistent(group_of(f))) t.group = static_cast<int>(group_of(f)), t.phase = 2 * m;
+      if (carried && m == 0) t.carried_group = static_cast<int>(group_of(f));
       tasks.push_back(t);
     }
     std::size_t next_bucket = 0;
@@ -119,7 +138,8 @@ ZeroStepResult simulate_zero_step(const StepProfile& p, const NetworkModel& net,
   }
   Task opt = task_of((p.optimizer_s / (z.stage >= 1 ? W : 1) + p.step_overhead_s) * o.compute_slowdown);
   opt.wait_all = true;
-  if (comm && (z.stage == 1 || z.stage == 2)) opt.gather_after_bytes = static_cast<double>(p.total_elements) * pbytes;
+  if (comm && (z.stage == 1 || z.stage == 2) && !carried)
+    opt.gather_after_bytes = static_cast<double>(p.total_elements) * pbytes;
   if (gathers) opt.gather_after_bytes = persistent_bytes;  // persistent groups: re-gathered once per step
   tasks.push_back(opt);
   if (opt.gather_after_bytes > 0) {
@@ -128,34 +148,61 @@ ZeroStepResult simulate_zero_step(const StepProfile& p, const NetworkModel& net,
     tasks.push_back(end);
   }
 
-  // Which tasks gather: the first of each run of one group; with keep_resident a
-  // group still in its buffer (the head from forward to backward, the embedding
-  // from one micro-step's backward to the next forward) is not gathered again.
-  int held = -1, held_phase = -1;
-  for (Task& t : tasks) {
-    if (t.group < 0) continue;
-    if (t.group != held || (!z.keep_resident && t.phase != held_phase)) t.gather_part = t.group;
-    held = t.group, held_phase = t.phase;
+  // Which tasks gather, and which gather each prefetches, as
+  // parallel/zero3_params.h's acquire() decides: a group in one of the two
+  // buffers is not gathered again; acquiring a gathered group issues the gather
+  // of the group the pass visits next, into the other buffer, unless that one
+  // is persistent (or is the input, the optimizer: nothing to prefetch across).
+  // So the first gathered group of a step's forward, and one right after a
+  // persistent group, is gathered on demand: its gather is exposed.
+  // keep_resident off: every run of a group gathers, each prefetched by the one before.
+  {
+    std::vector<std::size_t> runs;  // first task of each run of one gathered group
+    for (std::size_t k = 0; k < tasks.size(); ++k)
+      if (tasks[k].group >= 0 &&
+          (k == 0 || tasks[k - 1].group != tasks[k].group || tasks[k - 1].phase != tasks[k].phase))
+        runs.push_back(k);
+    auto run_end = [&](std::size_t k) {
+      while (k + 1 < tasks.size() && tasks[k + 1].group == tasks[k].group && tasks[k + 1].phase == tasks[k].phase) ++k;
+      return k + 1;
+    };
+    int slot[2] = {-1, -1};
+    std::vector<bool> prefetched(tasks.size(), false);
+    for (std::size_t k : runs) {
+      Task& t = tasks[k];
+      int at = slot[0] == t.group ? 0 : slot[1] == t.group ? 1 : -1;
+      if (prefetched[k] || !z.keep_resident || at < 0) t.gather_part = t.group;
+      if (at < 0) slot[at = 0] = t.group;  // on demand: the first free buffer (both are released between groups)
+      const std::size_t n = run_end(k);
+      if (n >= tasks.size() || tasks[n].group < 0) continue;
+      if (z.keep_resident && (slot[0] == tasks[n].group || slot[1] == tasks[n].group)) continue;
+      t.prefetch = static_cast<int>(n);
+      prefetched[n] = true;
+      slot[1 - at] = tasks[n].group;
+    }
   }
 
-  // The ops, numbered in issue order; stage 3 prefetches the next group's gather as a group starts.
+  // The ops, numbered in issue order.
   std::vector<Op> ops;
-  std::vector<int> gather_op(tasks.size(), -1);
+  std::vector<int> gather_op(tasks.size(), -1), carried_op(ns, -1);
+  auto issue = [&](double b) {
+    ops.push_back(Op{net.half_allreduce_s(b, W), net.overlapped(b, W), half_sent_bytes(b, W), true});
+    return static_cast<int>(ops.size()) - 1;
+  };
   auto issue_gather = [&](std::size_t k) {
     if (tasks[k].gather_part < 0 || gather_op[k] >= 0) return;
-    const double b = static_cast<double>(group_elements[static_cast<std::size_t>(tasks[k].gather_part)]) * pbytes;
-    gather_op[k] = static_cast<int>(ops.size());
-    ops.push_back(Op{net.half_allreduce_s(b, W), net.overlapped(b, W), half_sent_bytes(b, W), true});
+    gather_op[k] = issue(static_cast<double>(group_elements[static_cast<std::size_t>(tasks[k].gather_part)]) * pbytes);
   };
   for (std::size_t k = 0; k < tasks.size(); ++k) {
     Task& t = tasks[k];
     issue_gather(k);
-    for (std::size_t n = k + 1; n < tasks.size(); ++n)
-      if (tasks[n].gather_part >= 0) {
-        issue_gather(n);
-        break;
-      }
+    if (t.prefetch >= 0) issue_gather(static_cast<std::size_t>(t.prefetch));
+    if (t.carries_gathers)
+      for (std::size_t f = ns; f-- > 0;)  // forward order: the embedding first
+        if (carried_op[group_of(f)] < 0)
+          carried_op[group_of(f)] = issue(static_cast<double>(group_elements[group_of(f)]) * pbytes);
     t.needs = t.wait_all ? static_cast<int>(ops.size()) - 1 : gather_op[k];
+    if (t.carried_group >= 0) t.needs = carried_op[static_cast<std::size_t>(t.carried_group)];
     t.issued_by_start = ops.size();
     for (std::size_t b : t.reduces) {
       const double bytes = static_cast<double>(buckets[b].count) * p.grad_bytes;
@@ -164,10 +211,7 @@ ZeroStepResult simulate_zero_step(const StepProfile& p, const NetworkModel& net,
       else
         ops.push_back(Op{net.half_allreduce_s(bytes, W), net.overlapped(bytes, W), half_sent_bytes(bytes, W)});
     }
-    if (t.gather_after_bytes > 0) {
-      const double b = t.gather_after_bytes;
-      ops.push_back(Op{net.half_allreduce_s(b, W), net.overlapped(b, W), half_sent_bytes(b, W), true});
-    }
+    if (t.gather_after_bytes > 0) issue(t.gather_after_bytes);
     t.issued_by_end = ops.size();
   }
 
@@ -185,7 +229,7 @@ ZeroStepResult simulate_zero_step(const StepProfile& p, const NetworkModel& net,
   r.collectives = static_cast<int>(ops.size());
   constexpr double inf = std::numeric_limits<double>::infinity();
   std::vector<bool> done(ops.size(), false);
-  double t = 0, task_left = 0, op_left = 0, op_start = 0;
+  double t = 0, task_left = 0, op_left = 0;
   std::size_t ti = 0, oi = 0, issued = 0;
   bool started = false, running = false, communicating = false;
   for (;;) {
@@ -207,29 +251,30 @@ ZeroStepResult simulate_zero_step(const StepProfile& p, const NetworkModel& net,
     if (!communicating && oi < issued) {
       communicating = true;
       op_left = ops[oi].work;
-      op_start = t;
     }
     if (!running && !communicating) {
       if (ti < tasks.size()) throw std::logic_error("zero replay: a task waits for an op never issued");
       break;
     }
-    const double rc = communicating ? ops[oi].rate.compute_rate : 1.0;
-    const double rm = running && communicating ? ops[oi].rate.comm_rate : 1.0;
+    // host_calls: the collective moves only while the host is in MPI, i.e. waiting for it.
+    const bool moving = communicating && (z.progress == CommProgress::engine || !running);
+    const double rc = moving ? ops[oi].rate.compute_rate : 1.0;
+    const double rm = running && moving ? ops[oi].rate.comm_rate : 1.0;
     const double dt_c = running ? task_left / rc : inf;
-    const double dt_m = communicating ? op_left / rm : inf;
+    const double dt_m = moving ? op_left / rm : inf;
     const double dt = std::min(dt_c, dt_m);
     if (!running) r.exposed_s += dt;
     t += dt;
     if (running) task_left -= dt * rc;
-    if (communicating) op_left -= dt * rm;
+    if (moving) op_left -= dt * rm;
     if (running && dt_c <= dt_m) {
       running = false;
       issued = std::max(issued, tasks[ti].issued_by_end);
       ++ti, started = false;
     }
-    if (communicating && dt_m <= dt_c) {
+    if (moving) r.comm_s += dt;  // host_calls: an op waiting for the host is not busy
+    if (moving && dt_m <= dt_c) {
       done[oi++] = true;
-      r.comm_s += t - op_start;
       communicating = false;
     }
   }

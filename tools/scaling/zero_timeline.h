@@ -7,13 +7,21 @@
 //   stage 0  all-reduce per gradient bucket (overlap on: as backward finishes
 //            it; off: after backward)                                  volume 2
 //   stage 1  reduce-scatter per bucket, AdamW on the rank's shard, then an
-//   stage 2  all-gather of the updated parameters before the step ends:
-//            the same traffic and timeline; they differ in memory only
+//   stage 2  all-gather of the updated parameters: with overlap_comm one per
+//            weight group, left in flight into the next step, each waited for
+//            by its group's forward (replayed as the steady state: the step
+//            starts with the last one's gathers in flight); overlap off, one
+//            gather before the step ends, all exposed. Stages 1 and 2 have the
+//            same traffic and timeline and differ in memory only
 //            (zero_memory.h)                                           volume 2
 //   stage 3  parameters sharded: each weight group's (embedding, block l,
 //            final norm + head) all-gather just before its forward and again
 //            before its backward, the next group's gather issued as this one
-//            starts (prefetch one ahead, overlapped with its compute);
+//            starts (prefetch one ahead, overlapped with its compute), as
+//            parallel/zero3_params.h's acquire() does it, two buffers
+//            emulated: nothing is prefetched across a persistent group, the
+//            input or the optimizer, so a step's first gathered group (and
+//            one after a persistent group) waits for its whole gather;
 //            gradients reduce-scattered per bucket; AdamW on the shard; no
 //            gather after the step (the next forward gathers)         volume 3
 //            (ZeroOptions: small groups persistent, a group still in its
@@ -28,6 +36,15 @@
 // in an analytic profile; the embedding's backward is one GEMM not two, so its
 // forward share is slightly under-counted there).
 //
+// Who moves a collective while the host computes (ZeroOptions::progress):
+// CommProgress::engine, NCCL's own stream or MpiCommunicator's communication
+// or polling thread (vit_train's default on CPU): a collective runs beside the
+// compute, each at NetworkModel::overlapped's rates; CommProgress::host_calls,
+// MPI's non-blocking collectives issued from the compute thread
+// (VITSCALE_MPI_PROGRESS=nonblocking): Open MPI's libnbc advances them only
+// inside MPI calls, so a collective moves only while the host waits for it and
+// nothing is hidden (the reducer's tests at each ready signal move a round or
+// two; not modelled: the bound).
 // The channel is FIFO in issue order (gathers and reductions share it, as
 // vitscale's single communicator does). While compute and a collective run
 // together each runs at NetworkModel::overlapped's rates (CPU ranks share a
@@ -47,6 +64,8 @@
 
 namespace vitscale::scaling {
 
+enum class CommProgress { engine, host_calls };
+
 struct ZeroOptions {
   int stage = 0;               // zero_optimization.stage, 0-3
   bool checkpointing = false;  // activation_checkpointing.enabled
@@ -62,7 +81,13 @@ struct ZeroOptions {
   // Stages 2-3 with accumulation: reduce-scatter every micro-step
   // (DeepSpeed's way) instead of accumulating locally and reducing on the last.
   bool reduce_every_micro_step = false;
+  CommProgress progress = CommProgress::engine;  // see above
 };
+
+// The progress of a network's communicator: host_calls for CPU ranks on MPI's
+// non-blocking collectives (NetworkModel::mpi_progress "nonblocking"), engine
+// otherwise (a progress thread, or NCCL).
+CommProgress comm_progress_of(const NetworkModel& net);
 
 struct ZeroStepResult {
   double step_s = 0;          // one optimizer step, wall

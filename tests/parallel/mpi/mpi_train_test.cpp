@@ -49,6 +49,7 @@ struct Case {
   std::int64_t prefetch = 50'000'000;                                   // ZeRO-3: stage3_prefetch_bucket_size
   bool checkpointing = false;                                           // activation checkpointing
   double tolerance = kTolerance;
+  bool overlap_gather = true;  // ZeRO-1/2: the parameter all-gather left in flight into the next forward
 };
 
 std::string describe(const Case& c, MpiProgress p) {
@@ -56,7 +57,8 @@ std::string describe(const Case& c, MpiProgress p) {
          (c.overlap ? "on" : "off") + ", k=" + std::to_string(c.accumulation) +
          (c.every_micro_step ? " (reduce every micro-step)" : "") + ", all-gather pieces " +
          std::to_string(c.gather_elements) + ", persistence " + std::to_string(c.persistence) + ", prefetch " +
-         std::to_string(c.prefetch) + (c.checkpointing ? ", activation checkpointing" : "") + ", mpi " +
+         std::to_string(c.prefetch) + (c.checkpointing ? ", activation checkpointing" : "") +
+         (c.overlap_gather ? "" : ", blocking parameter all-gather") + ", mpi " +
          mpi_progress_name(p);
 }
 
@@ -68,6 +70,26 @@ ModelShape shape_for(const Case& c, int micro_batch) {
   return m;
 }
 
+// This rank's place in the run (RunShape's defaults otherwise).
+RunShape shape_of(const Communicator& comm) {
+  RunShape s;
+  s.world = comm.world_size();
+  s.rank = comm.rank();
+  return s;
+}
+
+DataParallelOptions options_for(const Case& c) {
+  DataParallelOptions o;
+  o.reducer = ReducerOptions{c.bucket_bytes, 0, c.overlap};
+  o.zero_stage = c.zero_stage;
+  o.allgather_bucket_elements = c.gather_elements;
+  o.reduce_every_micro_step = c.every_micro_step;
+  o.zero3.persistence_threshold = c.persistence;
+  o.zero3.prefetch_bucket_elements = c.prefetch;
+  o.overlap_param_gather = c.overlap_gather;
+  return o;
+}
+
 // The full fp32 masters (collective under ZeRO-3).
 std::vector<float> full_params(ViTModel& model) {
   std::vector<float> out(static_cast<std::size_t>(model.table().total_numel()));
@@ -76,25 +98,16 @@ std::vector<float> full_params(ViTModel& model) {
 }
 
 // Trains K steps data-parallel and against the reference; checks gradients
-// after the first step's reduction and parameters after the last.
-void check_equivalence(Communicator& comm, const Case& c) {
+// after the first step's reduction and parameters after the last, which it returns.
+std::vector<float> check_equivalence(Communicator& comm, const Case& c) {
   CpuBackend backend(1);
-  RunShape s;
-  s.world = comm.world_size();
-  s.rank = comm.rank();
+  RunShape s = shape_of(comm);
   s.micro_batch = 4;
   s.accumulation = c.accumulation;
   s.steps = 3;
 
   ViTModel model(tiny_vit(), backend, shape_for(c, s.micro_batch), ImageNorm{});
-  DataParallelOptions o;
-  o.reducer = ReducerOptions{c.bucket_bytes, 0, c.overlap};
-  o.zero_stage = c.zero_stage;
-  o.allgather_bucket_elements = c.gather_elements;
-  o.reduce_every_micro_step = c.every_micro_step;
-  o.zero3.persistence_threshold = c.persistence;
-  o.zero3.prefetch_bucket_elements = c.prefetch;
-  DataParallel dp(comm, model, o);
+  DataParallel dp(comm, model, options_for(c));
   model.init_parameters(kSeed);  // after DataParallel: ZeRO-3 takes this rank's shard
   Reference ref(backend, s, kSeed);
 
@@ -124,6 +137,7 @@ void check_equivalence(Communicator& comm, const Case& c) {
   CHECK(err <= c.tolerance);
   CHECK(identical_across_ranks(comm, params));
   CHECK(dp.grad_norm() == Approx(ref.adamw.read_grad_norm()).epsilon(1e-4));
+  return params;
 }
 
 }  // namespace
@@ -172,18 +186,12 @@ TEST_CASE("ZeRO-2's gradient window is smaller than the gradients, ZeRO-3 gather
           "[mpi][train][zero23]") {
   MpiCommunicator comm(options(MpiProgress::comm_thread));
   CpuBackend backend(1);
-  RunShape s;
-  s.world = comm.world_size();
-  s.rank = comm.rank();
-  const Case c{3, 1, true, 1};
+  const RunShape s = shape_of(comm);
+  const Case c{3, 1, true, 1};  // nothing persistent
   ViTConfig deep = tiny_vit();
   deep.depth = 6;  // blocks dominate: two blocks' buckets are under half of the model
   ViTModel model(deep, backend, shape_for(c, s.micro_batch), ImageNorm{});
-  DataParallelOptions o;
-  o.reducer = ReducerOptions{c.bucket_bytes, 0, true};
-  o.zero_stage = 3;
-  o.zero3.persistence_threshold = 0;
-  DataParallel dp(comm, model, o);
+  DataParallel dp(comm, model, options_for(c));
   model.init_parameters(kSeed);
   const std::int64_t n = model.table().total_numel();
   REQUIRE(dp.reducer().window() != nullptr);
@@ -195,7 +203,10 @@ TEST_CASE("ZeRO-2's gradient window is smaller than the gradients, ZeRO-3 gather
   REQUIRE(dp.zero3() != nullptr);
   CHECK(dp.zero3()->buffers() == 2);
   const int before = dp.zero3()->gathers();
-  data_parallel_step(model, dp, s, 0);
+  const CommTiming t = data_parallel_step(model, dp, s, 0);
+  CHECK(t.gather_s > 0);                      // the passes' group gathers, counted at finish()
+  CHECK(dp.take_param_wait_seconds() >= 0);   // what the passes waited for them
+  CHECK(dp.take_param_wait_seconds() == 0);   // taken once
   dp.optimizer_step(test_hyper(1));
   // G groups: G gathers in forward, G - 2 in backward: the head and the last
   // block are still in the two buffers when backward starts.
@@ -211,9 +222,7 @@ TEST_CASE("ZeRO-2's gradient window is smaller than the gradients, ZeRO-3 gather
 TEST_CASE("ZeRO-1 state saved at one world size resumes at another", "[mpi][train][zero1]") {
   MpiCommunicator comm(options(MpiProgress::comm_thread));
   CpuBackend backend(1);
-  RunShape s;
-  s.world = comm.world_size();
-  s.rank = comm.rank();
+  RunShape s = shape_of(comm);
   s.micro_batch = 4;
   const int K = 2;
   DataParallelOptions o;
@@ -251,7 +260,7 @@ TEST_CASE("ZeRO-1 state saved at one world size resumes at another", "[mpi][trai
   one.micro_batch = s.micro_batch * s.world;
   LocalCommunicator local(backend);
   ViTModel solo(tiny_vit(), backend, ModelShape{one.micro_batch, 0}, ImageNorm{});
-  solo.write_params(host_copy(backend, model.params()));
+  solo.write_params(full_params(model));
   DataParallel solo_dp(local, solo, o);
   solo_dp.load_optimizer_state(m, v);
   data_parallel_step(solo, solo_dp, one, K);
@@ -269,6 +278,74 @@ TEST_CASE("ZeRO-1 state saved at one world size resumes at another", "[mpi][trai
   ref.update(K);
   const std::vector<float> want = host_copy(backend, ref.model.params());
   CHECK(relative_error(host_copy(backend, solo.params()), want) <= kTolerance);
-  CHECK(relative_error(host_copy(backend, wide.params()), want) <= kTolerance);
-  CHECK(identical_across_ranks(comm, host_copy(backend, wide.params())));
+  // read_params, not wide.params(): ZeRO-1's all-gather may still be in flight (overlap_comm).
+  CHECK(relative_error(full_params(wide), want) <= kTolerance);
+  CHECK(identical_across_ranks(comm, full_params(wide)));
+}
+
+// ZeRO-1/2 with overlap_comm leave the parameter all-gather in flight after
+// the step, one group at a time, for the next forward to wait on: the same
+// in-place collectives over the same bytes as the blocking gather (main's
+// path, overlap_param_gather off), so the same bits, whatever the pieces.
+TEST_CASE("ZeRO-1 and ZeRO-2 overlapped parameter all-gather gives the blocking gather's bits",
+          "[mpi][train][zero23]") {
+  const std::size_t one_param = 1, some = 8 * 1024;
+  MpiCommunicator comm(options(MpiProgress::comm_thread));
+  auto bits_equal = [](const std::vector<float>& a, const std::vector<float>& b) {
+    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+  };
+  for (Case c : {Case{2, some, true, 1}, Case{2, one_param, true, 1, 777}, Case{2, some, true, 4},
+                 Case{2, some, true, 4, 777, true}, Case{1, some, true, 1}, Case{1, some, true, 4, 777}}) {
+    c.tolerance = c.zero_stage == 2 ? 2e-6 : kTolerance;
+    INFO(describe(c, MpiProgress::comm_thread));
+    const std::vector<float> overlapped = check_equivalence(comm, c);
+    Case blocking = c;
+    blocking.overlap_gather = false;
+    CHECK(bits_equal(overlapped, check_equivalence(comm, blocking)));
+    // overlap_comm off: the blocking gather, and every bucket after backward.
+    Case off = blocking;
+    off.overlap = false;
+    CHECK(bits_equal(overlapped, check_equivalence(comm, off)));
+  }
+}
+
+TEST_CASE("ZeRO-2's parameter all-gather is in flight after the step and waited for group by group in forward",
+          "[mpi][train][zero23]") {
+  MpiCommunicator comm(options(MpiProgress::nonblocking));
+  CpuBackend backend(1);
+  const RunShape s = shape_of(comm);
+  const Case c{2, 8 * 1024, true, 1, 777};
+  ViTModel model(tiny_vit(), backend, shape_for(c, s.micro_batch), ImageNorm{});
+  DataParallel dp(comm, model, options_for(c));
+  model.init_parameters(kSeed);
+  const auto groups = model.table().weight_groups();
+  const int G = static_cast<int>(groups.size());
+  REQUIRE(dp.zero1() != nullptr);
+  CHECK(dp.zero1()->overlaps_gather());
+  INFO(dp.memory_report());
+  CHECK(dp.memory_report().find("overlapped with the next forward") != std::string::npos);
+  // Every piece lies inside one weight group and none is over allgather_bucket_size.
+  std::int64_t covered = 0;
+  for (const auto& [begin, count] : dp.zero1()->gather_pieces()) {
+    CHECK(count <= c.gather_elements);
+    bool inside = false;
+    for (const auto& g : groups) inside = inside || (begin >= g.begin && begin + count <= g.end());
+    CHECK(inside);
+    covered += count;
+  }
+  CHECK(covered == model.table().total_numel());
+  data_parallel_step(model, dp, s, 0);
+  CHECK(dp.zero1()->pending_gather_groups() == 0);
+  dp.optimizer_step(test_hyper(1));
+  CHECK(dp.zero1()->pending_gather_groups() == G);  // nothing waited for inside the step
+  const CommTiming t = data_parallel_step(model, dp, s, 1);  // forward waits for every group
+  CHECK(dp.zero1()->pending_gather_groups() == 0);
+  CHECK(t.gather_s > 0);  // the gathers' busy time lands in the step that waited for them
+  dp.optimizer_step(test_hyper(2));
+  // A whole read (checkpoint, export) waits for what is still in flight.
+  CHECK(dp.zero1()->pending_gather_groups() == G);
+  std::vector<float> full(static_cast<std::size_t>(model.table().total_numel()));
+  model.read_params(full);
+  CHECK(dp.zero1()->pending_gather_groups() == 0);
+  CHECK(identical_across_ranks(comm, full));
 }
