@@ -37,10 +37,10 @@ std::string ViTConfig::describe() const {
 
 const std::vector<ViTPreset>& vit_presets() {
   static const std::vector<ViTPreset> presets = {
-      // Sized so that tools/run.sh reaches >= 88% on Fashion-MNIST on 2 CPU cores
-      // in about 7 minutes (docs/results/fashion_mnist.md): 16 patches of 7x7
-      // (+ cls = 17 tokens) cost about a third of patch 4's 50 tokens, and at
-      // equal time D=96 for 14 epochs beat D=128 for 10 (89.2% vs 88.2%).
+      // Sized for tools/run.sh on Fashion-MNIST on 2 CPU cores: 16 epochs in
+      // 8-10 minutes, 89.2% (docs/results/fashion_mnist.md). 16 patches of 7x7
+      // (+ cls = 17 tokens) cost about a third of patch 4's 50 tokens; on the
+      // holdout, patch 4 (D=64) and a wider MLP (384) did worse for their time.
       {"vit-cpu", "small CPU model: 28x28, patch 7, D=96, 4 blocks, 4 heads, MLP 192", 28, 7, 96, 4, 4, 192},
       {"vit-tiny", "ViT-Tiny at patch 4 for 32x32: D=192, 12 blocks, 3 heads, MLP 768", 0, 4, 192, 12, 3, 768},
       {"vit-small", "ViT-Small at patch 4 for 32x32: D=384, 12 blocks, 6 heads, MLP 1536", 0, 4, 384, 12, 6, 1536},
