@@ -22,6 +22,7 @@
 #include <string>
 
 #include "train/device.h"
+#include "train/error_text.h"
 #include "train/signals.h"
 #include "train/train_config.h"
 #include "train/trainer.h"
@@ -54,26 +55,7 @@ std::function<void(std::int64_t)> injected_fault(int rank) {
   };
 }
 
-// The lines of an error: a ConfigError has one problem per line, anything else
-// is one line. With a rank (world size > 1) each line names it.
-std::string error_text(const std::exception& e, int rank) {
-  const bool config = dynamic_cast<const vitscale::train::ConfigError*>(&e) != nullptr;
-  const std::string message = e.what();
-  const std::string prefix = rank >= 0 ? "rank " + std::to_string(rank) + ": " : "";
-  std::string out;
-  std::size_t begin = 0;
-  do {
-    std::size_t end = config ? std::min(message.find('\n', begin), message.size()) : message.size();
-    std::string line = message.substr(begin, end - begin);
-    for (char& c : line)
-      if (c == '\n' || c == '\r') c = ' ';
-    // Messages from parallel/ already start with "rank R: ".
-    const bool named = !prefix.empty() && line.rfind(prefix, 0) == 0;
-    out += "vit_train: error: " + (named ? "" : prefix) + line + "\n";
-    begin = end + 1;
-  } while (begin < message.size());
-  return out;
-}
+std::string error_text(const std::exception& e, int rank) { return vitscale::train::error_text("vit_train", e, rank); }
 
 using vitscale::train::CommandLine;
 

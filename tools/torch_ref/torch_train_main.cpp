@@ -38,6 +38,7 @@
 #include "runtime/vit_model.h"
 #include "tools/torch_ref/torch_vit.h"
 #include "train/accuracy_milestones.h"
+#include "train/error_text.h"
 #include "train/lr_schedule.h"
 #include "train/metrics_log.h"
 #include "train/run_plan.h"
@@ -244,10 +245,7 @@ int main(int argc, char** argv) {
     return run(argc, argv);
   } catch (const std::exception& e) {
     std::cout.flush();
-    std::string line = e.what();
-    for (char& c : line)
-      if (c == '\n' || c == '\r') c = ' ';
-    std::cerr << "vit_torch_train: error: " << line << "\n";
+    std::cerr << error_text("vit_torch_train", e);
     return 1;
   }
 }
