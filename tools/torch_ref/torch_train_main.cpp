@@ -29,6 +29,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "data/batch.h"
@@ -144,11 +145,15 @@ int run(int argc, char** argv) {
   const LrSchedule schedule(lr_schedule_spec(config, length.steps_per_epoch, length.total_steps));
   if (config.eval_batch_size == 0) config.eval_batch_size = config.micro_batch_size;
 
-  if (config.threads > 0) torch_ref::set_torch_threads(config.threads);
+  // The initial weights first: the CPU backend that computes them sets the
+  // process's OpenMP thread count, which LibTorch's threads are set after.
+  const std::vector<float> weights = initial_weights(vc, norm, sets.train.height, config.seed);
+  torch_ref::set_torch_threads(config.threads > 0 ? config.threads
+                                                  : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
   torch_ref::TorchOptions options;
   options.device = config.device == "cuda" ? "cuda" : "cpu";  // auto: the CPU, the baseline this tool is for
   torch_ref::TorchViT model(vc, norm, options);
-  model.load_flat(initial_weights(vc, norm, sets.train.height, config.seed));
+  model.load_flat(weights);
 
   MetricsLog log(std::cout, config.metrics_out, false);
   if (config.holdout > 0) log.set_eval_split("holdout");
