@@ -6,12 +6,18 @@
 // Steps alternate between the two (vitscale first on even steps, LibTorch
 // first on odd ones) so that load from other processes and frequency drift
 // fall on both alike; the figure is the median of the timed steps.
-// --profile-ops adds a per-op breakdown of each side's step.
+// --profile-ops adds a per-op breakdown of each side's step. --torch-threads
+// gives LibTorch its own thread count (its best is often not every core), so
+// one run can set vitscale against LibTorch at LibTorch's best. The SGEMM
+// ceiling (sgemm_ceiling.h) is measured in the same run, before the steps, and
+// vitscale's step is reported as model FLOP/s (vit_flops.h) and its fraction.
 #include <CLI/CLI.hpp>
 
 #if __has_include(<cblas.h>)
 #include <cblas.h>
 #endif
+
+#include <omp.h>
 
 #include <algorithm>
 #include <chrono>
@@ -23,7 +29,9 @@
 #include <vector>
 
 #include "runtime/adamw_optimizer.h"
+#include "runtime/vit_flops.h"
 #include "runtime/vit_model.h"
+#include "tools/bench_common/sgemm_ceiling.h"
 #include "tools/cpu_step_bench/timed_backend.h"
 #include "tools/torch_ref/torch_vit.h"
 
@@ -35,7 +43,9 @@ using Clock = std::chrono::steady_clock;
 struct Options {
   ViTConfig config;  // defaults: the bar configuration (Fashion-MNIST ViT)
   int batch = 128;
-  int threads = 0;  // 0: every core
+  int threads = 0;        // 0: every core
+  int torch_threads = 0;  // LibTorch's (intra-op and OpenBLAS); 0: the same as threads
+  int ceiling_gemm = 2048;  // side of the SGEMM ceiling; 0: not measured
   int warmup = 3;
   int steps = 10;
   bool profile_ops = false;
@@ -72,16 +82,25 @@ int run(const Options& o) {
   const ViTConfig& cfg = o.config;
   cfg.validate();
   const int threads = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int torch_threads = o.torch_threads > 0 ? o.torch_threads : threads;
   const int B = o.batch;
 
-  // One thread count for everyone: vitscale's OpenMP, LibTorch's intra-op
-  // pool (OpenMP too here) and OpenBLAS (LibTorch's GEMMs; vitscale's GEMMs
-  // run it single-threaded per OpenMP thread).
+  // The compute ceiling first, on vitscale's thread count, before any step
+  // has started OpenMP's or OpenBLAS's pools.
+  const double ceiling = o.ceiling_gemm > 0 ? bench::sgemm_ceiling_flops(o.ceiling_gemm, threads, 5) : 0;
+
+  // vitscale's OpenMP team has `threads` (each of its GEMM blocks runs
+  // OpenBLAS single-threaded); LibTorch's intra-op pool (OpenMP here) and
+  // OpenBLAS (LibTorch's GEMMs) have `torch_threads`. Both sides share the
+  // process's OpenMP setting, so each step sets its own first.
   auto cpu = make_cpu_backend(threads);
-  torch_ref::set_torch_threads(threads);
+  const auto use_vitscale_threads = [&] { omp_set_num_threads(threads); };
+  const auto use_torch_threads = [&] {
+    torch_ref::set_torch_threads(torch_threads);
 #if defined(OPENBLAS_VERSION)
-  openblas_set_num_threads(threads);
+    openblas_set_num_threads(torch_threads);
 #endif
+  };
   std::unique_ptr<bench::TimedBackend> timed;
   if (o.profile_ops) timed = std::make_unique<bench::TimedBackend>(*cpu);
   Backend& backend = timed ? static_cast<Backend&>(*timed) : *cpu;
@@ -111,6 +130,7 @@ int run(const Options& o) {
   int vs_steps = 0, torch_steps = 0;
   float vs_loss = 0, torch_loss = 0;
   const auto vitscale_step = [&] {
+    use_vitscale_threads();
     model.zero_grads();
     model.upload_batch(images.data(), targets.data(), B);
     model.forward(1.f / static_cast<float>(B));
@@ -122,13 +142,19 @@ int run(const Options& o) {
     vs_loss = std::accumulate(losses.begin(), losses.end(), 0.f) / static_cast<float>(B);
   };
   const auto torch_step = [&] {
+    use_torch_threads();
     AdamWHyper h = hyper;
     h.step = ++torch_steps;
     torch_loss = ref.train_step(images, targets, B, h);
   };
 
-  std::printf("vit_cpu_step_bench: %s, batch %d, %d threads\n", cfg.describe().c_str(), B, threads);
+  use_vitscale_threads();  // LibTorch's first op set OpenMP to its own default; the backend's name reads it
+  std::printf("vit_cpu_step_bench: %s, batch %d, %d threads (LibTorch: %d)\n", cfg.describe().c_str(), B, threads,
+              torch_threads);
   std::printf("  vitscale: %s; baseline: %s\n", cpu->name().c_str(), torch_ref::torch_description().c_str());
+  if (ceiling > 0)
+    std::printf("  SGEMM ceiling: %.1f GFLOP/s (%d^3, OpenBLAS, %d threads, median of 5)\n", ceiling / 1e9,
+                o.ceiling_gemm, threads);
   std::printf("%s", model.memory_plan().format().c_str());
   for (int i = 0; i < o.warmup; ++i) {
     vitscale_step();
@@ -168,6 +194,12 @@ int run(const Options& o) {
               1e3 * tt, 1e3 * *tt_min, 1e3 * *tt_max, B / tt, median(torch_cpu));
   std::printf("  ratio vitscale / LibTorch (images/s): %.3f  (%d warm-up + %d timed steps each; cpu-time ratio %.3f)\n",
               tt / vs, o.warmup, o.steps, median(torch_cpu) / median(vs_cpu));
+  // Model FLOPs (GEMMs and attention products, forward + backward; nothing
+  // recomputed counts) per second of vitscale's median step.
+  const double step_flops = vit_flops(cfg).training() * B;
+  std::printf("  vitscale step: %.1f GFLOP/s of model FLOPs (%.2f GFLOP/step)", step_flops / vs / 1e9, step_flops / 1e9);
+  if (ceiling > 0) std::printf(" = %.1f%% of the SGEMM ceiling", 100.0 * step_flops / vs / ceiling);
+  std::printf("\n");
 
   if (timed) {
     const int profile_steps = std::max(1, o.steps / 2);
@@ -180,6 +212,7 @@ int run(const Options& o) {
                 1e3 * wall / profile_steps, timed->report(profile_steps).c_str());
     AdamWHyper h = hyper;
     h.step = torch_steps + 1;
+    use_torch_threads();
     std::printf("\nLibTorch per-op breakdown (%d steps, wall, inclusive):\n%s", profile_steps,
                 ref.profile_ops(images, targets, B, h, profile_steps).c_str());
   }
@@ -204,6 +237,12 @@ int main(int argc, char** argv) {
   app.add_flag("--mean-pool", mean_pool, "mean pooling + fc_norm instead of the class token");
   app.add_option("--batch", o.batch, "images per step")->capture_default_str();
   app.add_option("--threads", o.threads, "threads for both (0: every core)")->capture_default_str();
+  app.add_option("--torch-threads", o.torch_threads, "LibTorch's threads (0: the same as --threads)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--ceiling-gemm", o.ceiling_gemm, "side of the SGEMM ceiling measured first (0: none)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--warmup", o.warmup, "untimed steps of each first")->capture_default_str();
   app.add_option("--steps", o.steps, "timed steps of each (the median is reported)")
       ->capture_default_str()

@@ -16,6 +16,7 @@
 #include <stdexcept>
 
 #include "runtime/safetensors.h"
+#include "tools/torch_ref/timm_attention.h"
 
 namespace vitscale::torch_ref {
 namespace {
@@ -103,28 +104,16 @@ struct TorchViT::Impl {
   // The timm forward: logits (B, K) from normalised images (B, C, I, I).
   torch::Tensor logits(const torch::Tensor& x_img) const {
     const ViTConfig& c = config;
-    const std::int64_t B = x_img.size(0), D = c.dim, H = c.heads, hd = c.head_dim(), T = c.tokens();
+    const std::int64_t B = x_img.size(0), D = c.dim, H = c.heads;
     // Patch embedding: Conv2d(C, D, P, stride P) → (B, D, g, g) → (B, Np, D).
     torch::Tensor x = torch::conv2d(x_img, param(table.patch_w), param(table.patch_b), c.patch_size);
     x = x.flatten(2).transpose(1, 2);
     if (c.has_cls_token()) x = torch::cat({param(table.cls_token).expand({B, -1, -1}), x}, 1);
     x = x + param(table.pos_embed);  // (B, T, D)
-    const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
     for (const BlockParamIndex& p : table.blocks) {
-      // Attention as timm computes it: fused SDPA where PyTorch has it, else softmax(q·kᵀ)·v.
       torch::Tensor h = torch::layer_norm(x, {D}, param(p.norm1_w), param(p.norm1_b), kLayerNormEps);
-      torch::Tensor qkv = torch::linear(h, param(p.qkv_w), param(p.qkv_b)).reshape({B, T, 3, H, hd});
-      const auto qkv_heads = qkv.permute({2, 0, 3, 1, 4}).unbind(0);  // 3 × (B, H, T, hd)
-      torch::Tensor o;                                                // (B, H, T, hd)
-#if TORCH_VERSION_MAJOR >= 2
-      if (options.fused_attention) o = at::scaled_dot_product_attention(qkv_heads[0], qkv_heads[1], qkv_heads[2]);
-#endif
-      if (!o.defined()) {
-        const torch::Tensor attn =
-            torch::matmul(qkv_heads[0] * scale, qkv_heads[1].transpose(-2, -1)).softmax(-1);  // (B, H, T, T)
-        o = torch::matmul(attn, qkv_heads[2]);
-      }
-      o = o.transpose(1, 2).reshape({B, T, D});
+      // Attention as timm computes it (timm_attention.h): (B, T, D).
+      const torch::Tensor o = timm_attention(torch::linear(h, param(p.qkv_w), param(p.qkv_b)), H, options.fused_attention);
       x = x + torch::linear(o, param(p.proj_w), param(p.proj_b));
       // MLP.
       h = torch::layer_norm(x, {D}, param(p.norm2_w), param(p.norm2_b), kLayerNormEps);

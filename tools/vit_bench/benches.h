@@ -17,7 +17,7 @@ struct BenchOptions {
   std::string models = "tiny,small,base,base16";
   int step_batch = 256, steps = 20;
   bool no_step = false;
-  // CPU only: the ViT step's shapes (0: ViTConfig's defaults, the vit-cpu model).
+  // CPU only: the ViT step's shapes (0: ViTConfig's defaults, the CPU bench configuration D128 T50).
   int threads = 0;  // 0: every core
   int dim = 0, heads = 0, mlp = 0, tokens = 0;
   int ceiling_gemm = 2048;     // side of the square SGEMM ceiling

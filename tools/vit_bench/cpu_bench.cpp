@@ -1,7 +1,7 @@
 // cpu_bench.cpp — vit_bench's CPU side: every CPU-backend op of a ViT
-// training step, timed alone at the step's shapes (the vit-cpu model by
-// default: D=128, H=4, F=512, T=50, batch 128), each set against a ceiling
-// measured in the same run on the same threads:
+// training step, timed alone at the step's shapes (by default ViTConfig's,
+// the CPU bench configuration: D=128, H=4, F=512, T=50, batch 128), each set
+// against a ceiling measured in the same run on the same threads:
 //   compute   a large square SGEMM through the same OpenBLAS, on all the
 //             bench's threads (OpenBLAS's own threading): the machine's GEMM rate;
 //   bandwidth copies from 1 MiB up to --ceiling-copy-mib MiB, in blocks over
@@ -27,8 +27,15 @@
 #include "runtime/backend.h"
 #include "runtime/param_table.h"
 #include "runtime/vit_model.h"
+#include "tools/bench_common/sgemm_ceiling.h"
 #include "tools/vit_bench/bench_table.h"
 #include "tools/vit_bench/benches.h"
+#ifdef VITSCALE_BENCH_TORCH
+#include <memory>
+
+#include "tools/torch_ref/torch_vit.h"
+#include "tools/vit_bench/torch_ops.h"
+#endif
 
 namespace vitscale::bench {
 namespace {
@@ -89,16 +96,7 @@ Ceilings measure_ceilings(const BenchOptions& o, int threads) {
   }
   c.copy_gbs = c.copy_curve.back().gbs;
   const int n = o.ceiling_gemm;
-  std::vector<float> a(static_cast<std::size_t>(n) * n, 0.5f), b(a.size(), 0.25f), y(a.size());
-  const int previous = openblas_get_num_threads();
-  openblas_set_num_threads(threads);
-  const double gemm_us = median_us(1, std::max(3, std::min(o.reps, 10)), [&] {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, n, 1.f, a.data(), n, b.data(), n, 0.f, y.data(), n);
-  });
-  openblas_set_num_threads(previous);
-  // Let OpenBLAS's pool stop spinning (it yields for ~0.1 s after a call) before the ops are timed.
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  c.compute_flops = 2.0 * n * n * n / (gemm_us * 1e-6);
+  c.compute_flops = sgemm_ceiling_flops(n, threads, std::max(3, std::min(o.reps, 10)));
 
   std::printf("ceilings: copy (read+write, %d threads)", threads);
   for (const CopyPoint& p : c.copy_curve) std::printf(" %.0f MiB %.1f GB/s;", p.bytes / 2 / (1 << 20), p.gbs);
@@ -113,16 +111,33 @@ std::string copy_curve_text(const Ceilings& c) {
   return s;
 }
 
-void bench_ops(Backend& be, const BenchOptions& o, const ViTConfig& cfg, std::vector<BenchRow>& rows) {
+// LibTorch's time for a row, measured after every vitscale op has been timed
+// (OpenBLAS's pool spins for a while after LibTorch's GEMMs and would steal
+// the cores from the next vitscale op). Empty: no LibTorch figure for the row.
+using TorchTimer = std::function<double()>;
+
+void bench_ops(Backend& be, const BenchOptions& o, const ViTConfig& cfg, std::vector<BenchRow>& rows,
+               std::vector<TorchTimer>& torch_timers) {
   const long long B = o.batch > 0 ? o.batch : 128, D = cfg.dim, H = cfg.heads, F = cfg.mlp_dim, K = cfg.num_classes;
   const long long T =
       o.tokens > 0 ? o.tokens : (cfg.image_size / cfg.patch_size) * (cfg.image_size / cfg.patch_size) + 1;
   const long long R = B * T, hd = D / H;
   const std::string model = "D" + std::to_string(D) + " T" + std::to_string(T) + " B" + std::to_string(B);
   const auto time = [&](const std::function<void()>& f) { return median_us(o.warmup, o.reps, f); };
-  auto add = [&](std::string op, std::string shape, double us, double bytes, double flops, std::string note = "") {
+  auto add = [&](std::string op, std::string shape, double us, double bytes, double flops, std::string note = "",
+                 TorchTimer torch = {}) {
     rows.push_back(BenchRow{model, std::move(op), "f32", std::move(shape), us, bytes, flops, -1, std::move(note)});
+    torch_timers.push_back(std::move(torch));
   };
+#ifdef VITSCALE_BENCH_TORCH
+  const TorchRun on_cpu{false, o.warmup, o.reps};
+  // An op's forward and backward come from one LibTorch measurement: the
+  // forward row's timer makes it, the backward row's reads it.
+  const auto shared_timing = [] { return std::make_shared<TorchTiming>(); };
+#define VITSCALE_TORCH(expr) TorchTimer([=] { return (expr); })
+#else
+#define VITSCALE_TORCH(expr) TorchTimer()
+#endif
   Pool p(be, 1);
   const std::string s_rd = "R=" + std::to_string(R) + " D=" + std::to_string(D);
 
@@ -141,14 +156,23 @@ void bench_ops(Backend& be, const BenchOptions& o, const ViTConfig& cfg, std::ve
     const double mnk = 2.0 * R * g.N * g.K;
     const double fwd =
         g.gelu ? time([&] { be.linear_gelu(y, act, x, w, bias); }) : time([&] { be.linear(y, x, w, bias); });
-    add(std::string(g.gelu ? "linear+gelu " : "linear ") + g.name + " fwd", shape, fwd, 0, mnk,
-        g.gelu ? "GEMM + bias + erf GELU" : "GEMM + bias");
     const double bwd = time([&] { be.linear_backward(dx, dw, db, y, x, w); });
-    add(std::string("linear ") + g.name + " bwd", shape, bwd, 0, 2 * mnk, "d_in, d_weight +=, d_bias +=");
+#ifdef VITSCALE_BENCH_TORCH
+    // LibTorch's GELU is its own op, so fc1's rows time linear(+gelu) forward and linear's backward.
+    const auto fwd_t = shared_timing();
+    const long long N = g.N, Kin = g.K;
+    const bool gelu = g.gelu;
+#endif
+    add(std::string(g.gelu ? "linear+gelu " : "linear ") + g.name + " fwd", shape, fwd, 0, mnk,
+        g.gelu ? "GEMM + bias + erf GELU" : "GEMM + bias",
+        VITSCALE_TORCH((*fwd_t = torch_linear(on_cpu, R, N, Kin, gelu, false)).fwd_us));
+    add(std::string("linear ") + g.name + " bwd", shape, bwd, 0, 2 * mnk, "d_in, d_weight +=, d_bias +=",
+        VITSCALE_TORCH(gelu ? torch_linear(on_cpu, R, N, Kin, false, false).bwd_us : fwd_t->bwd_us));
     if (g.gelu) {
       auto d_pre = p.make({R, g.N});
       const double gb = time([&] { be.gelu_backward(d_pre, act, y); });
-      add("gelu bwd", "n=" + std::to_string(R * g.N), gb, 3.0 * R * g.N * 4, 0, "d_out, pre read; d_pre written");
+      add("gelu bwd", "n=" + std::to_string(R * g.N), gb, 3.0 * R * g.N * 4, 0, "d_out, pre read; d_pre written",
+          VITSCALE_TORCH(torch_gelu_backward(on_cpu, R * N)));
     }
   }
 
@@ -161,8 +185,12 @@ void bench_ops(Backend& be, const BenchOptions& o, const ViTConfig& cfg, std::ve
     const double flops = 4.0 * B * H * T * T * hd;
     const double fwd = time([&] { be.attention(out, lse, qkv, static_cast<int>(H)); });
     const double bwd = time([&] { be.attention_backward(dqkv, dout, qkv, out, lse, static_cast<int>(H)); });
-    add("attention fwd", shape, fwd, 0, flops, "QKᵀ and PV");
-    add("attention bwd", shape, bwd, 0, 3.5 * flops, "P recomputed; dQ, dK, dV");
+#ifdef VITSCALE_BENCH_TORCH
+    const auto t = shared_timing();
+#endif
+    add("attention fwd", shape, fwd, 0, flops, "QKᵀ and PV; torch: timm's matmul-softmax-matmul (SDPA on torch 2)",
+        VITSCALE_TORCH((*t = torch_attention(on_cpu, B, T, H, hd, false)).fwd_us));
+    add("attention bwd", shape, bwd, 0, 3.5 * flops, "P recomputed; dQ, dK, dV", VITSCALE_TORCH(t->bwd_us));
   }
 
   // ---- layernorm and the residual stream ----
@@ -170,20 +198,27 @@ void bench_ops(Backend& be, const BenchOptions& o, const ViTConfig& cfg, std::ve
     auto x = p.make({R, D}), a = p.make({R, D}), out = p.make({R, D}), dy = p.make({R, D}), dx = p.make({R, D});
     auto mean = p.make({R}), rstd = p.make({R}), g = p.make({D}, 0.5f, 1.5f), bt = p.make({D}), dg = p.make({D}),
          db = p.make({D});
-    add("layernorm fwd", s_rd, time([&] { be.layernorm(out, mean, rstd, x, g, bt); }), R * D * 8.0 + R * 8.0, 0);
+#ifdef VITSCALE_BENCH_TORCH
+    const auto t = shared_timing();
+#endif
+    add("layernorm fwd", s_rd, time([&] { be.layernorm(out, mean, rstd, x, g, bt); }), R * D * 8.0 + R * 8.0, 0, "",
+        VITSCALE_TORCH((*t = torch_layernorm(on_cpu, R, D, false)).fwd_us));
     add("add_layernorm fwd", s_rd, time([&] { be.add_layernorm(dx, out, mean, rstd, x, a, g, bt); }),
-        R * D * 16.0 + R * 8.0, 0, "residual add fused");
+        R * D * 16.0 + R * 8.0, 0, "residual add fused; torch: add, then layer_norm",
+        VITSCALE_TORCH(torch_add_layernorm(on_cpu, R, D)));
     be.layernorm(out, mean, rstd, x, g, bt);  // valid statistics for the backward
     add("layernorm bwd", s_rd, time([&] { be.layernorm_backward(dx, dg, db, dy, x, mean, rstd, g); }),
-        R * D * 16.0 + R * 8.0, 0, "d_in accumulates: read+write");
-    add("add", "n=" + std::to_string(R * D), time([&] { be.add(out, x, a); }), R * D * 12.0, 0);
+        R * D * 16.0 + R * 8.0, 0, "d_in accumulates: read+write", VITSCALE_TORCH(t->bwd_us));
+    add("add", "n=" + std::to_string(R * D), time([&] { be.add(out, x, a); }), R * D * 12.0, 0, "",
+        VITSCALE_TORCH(torch_add(on_cpu, R * D)));
   }
 
   // ---- loss and optimizer (the whole model's parameters) ----
   {
     auto logits = p.make({B, K}, -3, 3), targets = p.make({B, K}, 0, 0.2f), losses = p.make({B}), dl = p.make({B, K});
     add("cross_entropy fwd+bwd", "B=" + std::to_string(B) + " K=" + std::to_string(K),
-        time([&] { be.cross_entropy(losses, dl, logits, targets, 1.f / static_cast<float>(B)); }), B * K * 12.0, 0);
+        time([&] { be.cross_entropy(losses, dl, logits, targets, 1.f / static_cast<float>(B)); }), B * K * 12.0, 0,
+        "", VITSCALE_TORCH([](const TorchTiming& r) { return r.fwd_us + r.bwd_us; }(torch_cross_entropy(on_cpu, B, K, false))));
     const ParamTable table(cfg);
     const long long n = table.total_numel();
     auto params = p.make({n}), grads = p.make({n}, -1e-3f, 1e-3f), m = p.make({n}, -1e-4f, 1e-4f),
@@ -192,10 +227,15 @@ void bench_ops(Backend& be, const BenchOptions& o, const ViTConfig& cfg, std::ve
     AdamWHyper h;
     h.max_grad_norm = 1.f;
     add("grad norm²", "n=" + std::to_string(n), time([&] { be.grad_norm_squared(norm, grads); }), 4.0 * n, 0);
-    be.grad_norm_squared(norm, grads);
-    add("adamw (+clip)", "n=" + std::to_string(n), time([&] { be.adamw(params, grads, m, v, segs, h, norm); }),
-        28.0 * n, 0, "params, grads, m, v read; params, m, v written");
+    // The optimizer step as training runs it: the global norm, then AdamW clipping by it.
+    add("grad norm² + adamw (clip)", "n=" + std::to_string(n), time([&] {
+          be.grad_norm_squared(norm, grads);
+          be.adamw(params, grads, m, v, segs, h, norm);
+        }),
+        32.0 * n, 0, "params, grads, m, v read; params, m, v written; torch: clip_grad_norm_ + optim::AdamW",
+        VITSCALE_TORCH(torch_clip_adamw(on_cpu, cfg)));
   }
+#undef VITSCALE_TORCH
 }
 
 }  // namespace
@@ -203,19 +243,37 @@ void bench_ops(Backend& be, const BenchOptions& o, const ViTConfig& cfg, std::ve
 int run_cpu_bench(const BenchOptions& o) {
   try {
     const int threads = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-    ViTConfig cfg;  // the vit-cpu model's shapes unless overridden
+    ViTConfig cfg;  // the bench configuration (D128, T50) unless overridden
     if (o.dim > 0) cfg.dim = o.dim;
     if (o.heads > 0) cfg.heads = o.heads;
     if (o.mlp > 0) cfg.mlp_dim = o.mlp;
     cfg.validate();
     auto be = make_cpu_backend(threads);
+    bool with_torch = false;
+    std::string torch_line = "LibTorch: not built in";
+#ifdef VITSCALE_BENCH_TORCH
+    with_torch = !o.no_torch;
+    torch_line = with_torch ? "beside LibTorch " + torch_version() + "'s CPU ops on the same shapes, " +
+                                  std::to_string(threads) + " intra-op threads (its OpenBLAS too)"
+                            : "LibTorch: skipped (--no-torch)";
+    // One thread count for both sides, as vit_cpu_step_bench sets it.
+    torch_ref::set_torch_threads(threads);
+#endif
     const std::string header = "# vit_bench on " + be->name() + "\n\nCPU backend ops at the ViT step's shapes (" +
-                               cfg.describe() + "); median of " + std::to_string(o.reps) + " runs after " +
-                               std::to_string(o.warmup) + " warm-ups. LibTorch's CPU ops: not measured here.";
+                               cfg.describe() + "), " + torch_line + "; median of " + std::to_string(o.reps) +
+                               " runs after " + std::to_string(o.warmup) + " warm-ups.";
     std::cout << header << "\n";
     const Ceilings c = measure_ceilings(o, threads);
     std::vector<BenchRow> rows;
-    bench_ops(*be, o, cfg, rows);
+    std::vector<TorchTimer> torch_timers;
+    bench_ops(*be, o, cfg, rows, torch_timers);
+    if (with_torch) {
+      const int previous = openblas_get_num_threads();
+      openblas_set_num_threads(threads);  // LibTorch's GEMMs run in OpenBLAS's own pool
+      for (std::size_t i = 0; i < rows.size(); ++i)
+        if (torch_timers[i]) rows[i].torch_us = torch_timers[i]();
+      openblas_set_num_threads(previous);
+    }
     write_reports(rows, c, o.out_dir,
                   header + "\n\nCeilings measured here: copy " + copy_curve_text(c) + ", SGEMM " +
                       fmt(c.compute_flops / 1e9, 1) + " GFLOP/s (" + std::to_string(threads) + " threads).");

@@ -32,7 +32,7 @@
 #include "runtime/vit_model.h"
 #include "tools/vit_bench/bench_table.h"
 #include "tools/vit_bench/benches.h"
-#ifdef VITSCALE_HAVE_TORCH
+#ifdef VITSCALE_BENCH_TORCH
 #include "tools/torch_ref/torch_vit.h"
 #include "tools/vit_bench/torch_ops.h"
 #endif
@@ -122,7 +122,7 @@ void bench_model(Ctx& c, const BenchShape& ms, bool with_torch) {
     c.rows.push_back(BenchRow{ms.name, std::move(op), dtype_name(dt), std::move(shape), us, bytes, flops, torch_us,
                          std::move(note)});
   };
-#ifdef VITSCALE_HAVE_TORCH
+#ifdef VITSCALE_BENCH_TORCH
   using namespace vitscale::bench;
 #endif
 
@@ -139,9 +139,9 @@ void bench_model(Ctx& c, const BenchShape& ms, bool with_torch) {
     c.be.layernorm(out, mean, rstd, x[0], g, bt);  // valid statistics for the backward
     const double bwd = median_us(c, [&](int r) { c.be.layernorm_backward(dx[r % k], dg, db, dy[r % k], x[r % k], mean, rstd, g); });
     double t_fwd = -1, t_bwd = -1;
-#ifdef VITSCALE_HAVE_TORCH
+#ifdef VITSCALE_BENCH_TORCH
     if (with_torch) {
-      const auto t = torch_layernorm(R, D, dt == DType::bf16, c.warmup, c.reps);
+      const auto t = torch_layernorm(TorchRun{true, c.warmup, c.reps}, R, D, dt == DType::bf16);
       t_fwd = t.fwd_us, t_bwd = t.bwd_us;
     }
 #endif
@@ -176,9 +176,9 @@ void bench_model(Ctx& c, const BenchShape& ms, bool with_torch) {
       c.be.attention_backward(dqkv[r % k], dout[r % k], qkv[r % k], out[r % k], lse[r % k], static_cast<int>(H));
     });
     double t_fwd = -1, t_bwd = -1;
-#ifdef VITSCALE_HAVE_TORCH
+#ifdef VITSCALE_BENCH_TORCH
     if (with_torch) {
-      const auto t = torch_sdpa(B, T, H, hd, true, c.warmup, c.reps);
+      const auto t = torch_attention(TorchRun{true, c.warmup, c.reps}, B, T, H, hd, true);
       t_fwd = t.fwd_us, t_bwd = t.bwd_us;
     }
 #endif
@@ -203,9 +203,9 @@ void bench_model(Ctx& c, const BenchShape& ms, bool with_torch) {
     const double t_fc1b = median_us(c, [&](int) { c.be.linear_backward(dx, dw1, db1, dpre, x, w1); });
     const double t_gelu_b = median_us(c, [&](int) { c.be.gelu_backward(dpre, act, pre); });
     double tf = -1, tb = -1;
-#ifdef VITSCALE_HAVE_TORCH
+#ifdef VITSCALE_BENCH_TORCH
     if (with_torch) {
-      const auto t = torch_linear_gelu(R, F, D, true, c.warmup, c.reps);
+      const auto t = torch_linear(TorchRun{true, c.warmup, c.reps}, R, F, D, true, true);
       tf = t.fwd_us, tb = t.bwd_us;
     }
 #endif
@@ -221,9 +221,9 @@ void bench_model(Ctx& c, const BenchShape& ms, bool with_torch) {
     auto losses = p.make(DType::f32, {B}), dl = p.make(DType::bf16, {B, K});
     const double t = median_us(c, [&](int) { c.be.cross_entropy(losses, dl, logits, targets, 1.f / B); });
     double tt = -1;
-#ifdef VITSCALE_HAVE_TORCH
+#ifdef VITSCALE_BENCH_TORCH
     if (with_torch) {
-      const auto r = torch_cross_entropy(B, K, true, c.warmup, c.reps);
+      const auto r = torch_cross_entropy(TorchRun{true, c.warmup, c.reps}, B, K, true);
       tt = r.fwd_us + r.bwd_us;
     }
 #endif
@@ -243,8 +243,8 @@ void bench_model(Ctx& c, const BenchShape& ms, bool with_torch) {
     const double t_norm = median_us(c, [&](int) { c.be.grad_norm_squared(norm, grads); });
     const double t_adam = median_us(c, [&](int) { c.be.adamw(params, grads, m, v, segs, h, norm); });
     double ta = -1;
-#ifdef VITSCALE_HAVE_TORCH
-    if (with_torch) ta = torch_fused_adamw(n, c.warmup, c.reps);
+#ifdef VITSCALE_BENCH_TORCH
+    if (with_torch) ta = torch_fused_adamw(TorchRun{true, c.warmup, c.reps}, n);
 #endif
     add("grad norm²", DType::f32, "n=" + std::to_string(n), t_norm, 4.0 * n, 0, -1, "deterministic two-pass");
     add("adamw (+clip)", DType::f32, "n=" + std::to_string(n), t_adam, 28.0 * n, 0, ta, "torch: _fused_adamw_, no clip");
@@ -298,7 +298,7 @@ void bench_step(Ctx& c, int batch, int steps, bool with_torch) {
     return m / batch;
   }();
   double torch_s = -1;
-#ifdef VITSCALE_HAVE_TORCH
+#ifdef VITSCALE_BENCH_TORCH
   if (with_torch) {
     torch_ref::TorchViT tv(cfg, norm, torch_ref::TorchOptions{"cuda", true});
     std::vector<float> flat(static_cast<std::size_t>(model.table().total_numel()));
@@ -335,7 +335,7 @@ int vitscale::bench::run_cuda_bench(const BenchOptions& o) {
     c.l2_bytes = static_cast<double>(be.properties().l2CacheSize);
     bool with_torch = false;
     std::string torch_line = "LibTorch: not built in";
-#ifdef VITSCALE_HAVE_TORCH
+#ifdef VITSCALE_BENCH_TORCH
     with_torch = !no_torch && bench::torch_cuda_available();
     torch_line = "LibTorch " + bench::torch_version() + (with_torch ? " (CUDA)" : " (no CUDA: LibTorch columns empty)");
 #endif

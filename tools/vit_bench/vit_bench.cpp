@@ -36,10 +36,10 @@ int main(int argc, char** argv) {
   app.add_flag("--no-step", o.no_step, "CUDA: skip the whole-step benchmark");
   app.add_option("--threads", o.threads, "CPU: threads for the ops and the ceilings (0: every core)")
       ->capture_default_str();
-  app.add_option("--dim", o.dim, "CPU: embedding dim D (0: the vit-cpu model's)")->capture_default_str();
-  app.add_option("--heads", o.heads, "CPU: attention heads H (0: the vit-cpu model's)")->capture_default_str();
-  app.add_option("--mlp", o.mlp, "CPU: MLP hidden dim F (0: the vit-cpu model's)")->capture_default_str();
-  app.add_option("--tokens", o.tokens, "CPU: tokens T (0: the vit-cpu model's, patches + class token)")
+  app.add_option("--dim", o.dim, "CPU: embedding dim D (0: the CPU bench configuration's, 128)")->capture_default_str();
+  app.add_option("--heads", o.heads, "CPU: attention heads H (0: the CPU bench configuration's, 4)")->capture_default_str();
+  app.add_option("--mlp", o.mlp, "CPU: MLP hidden dim F (0: the CPU bench configuration's, 512)")->capture_default_str();
+  app.add_option("--tokens", o.tokens, "CPU: tokens T (0: the CPU bench configuration's, 50: 7×7 patches + class token)")
       ->capture_default_str();
   app.add_option("--ceiling-gemm", o.ceiling_gemm, "CPU: side of the square SGEMM of the compute ceiling")
       ->capture_default_str()
