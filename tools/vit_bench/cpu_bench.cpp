@@ -22,6 +22,7 @@
 #include <iostream>
 #include <random>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "runtime/backend.h"
@@ -116,7 +117,7 @@ std::string copy_curve_text(const Ceilings& c) {
 // the cores from the next vitscale op). Empty: no LibTorch figure for the row.
 using TorchTimer = std::function<double()>;
 
-void bench_ops(Backend& be, const BenchOptions& o, const ViTConfig& cfg, std::vector<BenchRow>& rows,
+void bench_ops(Backend& be, const BenchOptions& o, const ViTConfig& cfg, int threads, std::vector<BenchRow>& rows,
                std::vector<TorchTimer>& torch_timers) {
   const long long B = o.batch > 0 ? o.batch : 128, D = cfg.dim, H = cfg.heads, F = cfg.mlp_dim, K = cfg.num_classes;
   const long long T =
@@ -235,6 +236,39 @@ void bench_ops(Backend& be, const BenchOptions& o, const ViTConfig& cfg, std::ve
         32.0 * n, 0, "params, grads, m, v read; params, m, v written; torch: clip_grad_norm_ + optim::AdamW",
         VITSCALE_TORCH(torch_clip_adamw(on_cpu, cfg)));
   }
+
+  // ---- the linear layers' GEMMs alone: one OpenBLAS call each, on all the threads ----
+  // What the linear rows could reach at their own shapes if nothing but the
+  // GEMM ran (no bias, GELU or blocking into thread-count-independent
+  // pieces): the ceiling those rows are really up against, since OpenBLAS is
+  // slower on these thin shapes (K or N = D) than on the square ceiling.
+  // After every backend op: OpenBLAS's pool spins for a while after a call.
+  {
+    const int previous = openblas_get_num_threads();
+    openblas_set_num_threads(threads);
+    for (const auto& [name, N, Kd] : {std::tuple{"qkv", 3 * D, D}, std::tuple{"proj", D, D}, std::tuple{"fc1", F, D},
+                                      std::tuple{"fc2", D, F}}) {
+      const int m = static_cast<int>(R), n = static_cast<int>(N), k = static_cast<int>(Kd);
+      auto x = p.make({R, Kd}), w = p.make({N, Kd}, -0.05f, 0.05f), y = p.make({R, N}), dx = p.make({R, Kd}),
+           dw = p.make({N, Kd});
+      const float *xs = x.as<float>(), *ws = w.as<float>(), *ys = y.as<float>();
+      const std::string shape = "M=" + std::to_string(R) + " N=" + std::to_string(N) + " K=" + std::to_string(Kd);
+      const double mnk = 2.0 * R * N * Kd;
+      // y (M, N) = x (M, K) · wᵀ
+      add(std::string("sgemm ") + name + " fwd", shape, time([&] {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.f, xs, k, ws, k, 0.f, y.as<float>(), n);
+          }),
+          0, mnk, "OpenBLAS alone, one call: y = x·wᵀ");
+      // d_x (M, K) = dy (M, N) · w;  d_w (N, K) += dyᵀ · x
+      add(std::string("sgemm ") + name + " bwd", shape, time([&] {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, k, n, 1.f, ys, n, ws, k, 0.f, dx.as<float>(), k);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, k, m, 1.f, ys, n, xs, k, 1.f, dw.as<float>(), k);
+          }),
+          0, 2 * mnk, "OpenBLAS alone, two calls: d_x = dy·w, d_w += dyᵀ·x");
+    }
+    openblas_set_num_threads(previous);
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  }
 #undef VITSCALE_TORCH
 }
 
@@ -266,7 +300,7 @@ int run_cpu_bench(const BenchOptions& o) {
     const Ceilings c = measure_ceilings(o, threads);
     std::vector<BenchRow> rows;
     std::vector<TorchTimer> torch_timers;
-    bench_ops(*be, o, cfg, rows, torch_timers);
+    bench_ops(*be, o, cfg, threads, rows, torch_timers);
     if (with_torch) {
       const int previous = openblas_get_num_threads();
       openblas_set_num_threads(threads);  // LibTorch's GEMMs run in OpenBLAS's own pool
