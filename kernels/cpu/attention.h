@@ -9,12 +9,12 @@
 // of each scaled score row; the backward recomputes P = exp(S − lse) and uses
 // D = rowsum(dO ∘ O). At ViT sizes (T ≈ 50–200, hd = 32–64) a head fits in L2,
 // so each (image, head) pair is one OpenMP work item: its K and V are copied
-// once into padded (and, where the product needs it, transposed) scratch, then
-// blocks of 4 query rows go through register-tiled products (4 rows x 16
-// columns of accumulators), softmax and the dS algebra. At the bar's shapes
-// (B 128, T 50, H 4, hd 32) the row-at-a-time loops this replaced took ~1.4x
-// (forward) and ~2x (backward) as long. Every gradient element is written by
-// one thread in a fixed order: deterministic.
+// once into padded (and, where the product needs it, transposed) scratch, the
+// whole head's scores go through register-tiled products (6 rows x 16 columns
+// of accumulators), then softmax and, in the backward, the dS algebra for the
+// whole head (T x T fits in L2), so dQ, dK and dV are three plain products.
+// The next head's rows are prefetched while one head computes. Every gradient
+// element is written by one thread in a fixed order: deterministic.
 #pragma once
 
 #include <cstddef>
@@ -22,8 +22,8 @@
 
 namespace vitscale::cpu {
 
-// Floats of scratch each thread needs (padded copies of K and V, the dK and dV
-// accumulators, a block of score rows).
+// Floats of scratch each thread needs (padded copies of Q, K, V and dO, Kᵀ and
+// Vᵀ, the head's P and dS, one result block).
 std::size_t attention_scratch_floats(std::int64_t T, std::int64_t head_dim);
 
 // out = softmax(Q Kᵀ / √hd) V per (b, h); lse = log Σ_j exp(q·k_j / √hd).
