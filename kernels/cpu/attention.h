@@ -6,8 +6,10 @@
 // (B, T, H, hd), i.e. (B, T, D), ready for the projection GEMM.
 //
 // Like FlashAttention, the forward saves only the output and the log-sum-exp
-// of each scaled score row; the backward recomputes P = exp(S − lse) and uses
-// D = rowsum(dO ∘ O). At ViT sizes (T ≈ 50–200, hd = 32–64) a head fits in L2,
+// of each scaled score row; the backward recomputes P = exp(S − lse). Where
+// FlashAttention takes D = rowsum(dO ∘ O), this kernel holds a head's whole
+// rows of P and dP and takes D = rowsum(P ∘ dP), the same quantity, without
+// reading O back. At ViT sizes (T ≈ 50–200, hd = 32–64) a head fits in L2,
 // so each (image, head) pair is one OpenMP work item: its K and V are copied
 // once into padded (and, where the product needs it, transposed) scratch, the
 // whole head's scores go through register-tiled products (6 rows x 16 columns
@@ -38,7 +40,7 @@ void attention_forward(float* out,        // (B, T, D)
 void attention_backward(float* d_qkv,        // (B, T, 3D)
                         const float* d_out,  // (B, T, D)
                         const float* qkv,    // (B, T, 3D)
-                        const float* out,    // (B, T, D)
+                        const float* out,    // (B, T, D): not read here (D = rowsum(P ∘ dP))
                         const float* lse,    // (B, H, T)
                         float* scratch,      // (threads, attention_scratch_floats(T, hd))
                         int threads, std::int64_t B, std::int64_t T, std::int64_t D, std::int64_t H);
