@@ -118,7 +118,7 @@ struct HeadLayout {
   std::int64_t T, hd, Tp, hdp;
   explicit HeadLayout(std::int64_t tokens, std::int64_t head_dim)
       : T(tokens), hd(head_dim), Tp(round_up(tokens, kLanes)), hdp(round_up(head_dim, kLanes)) {}
-  // kt, vt (hd, Tp); p, ds (T, Tp); kp, vp, qp, dop, res (T, hdp).
+  // kt, vt (hd, Tp); p, ds (T, Tp); kp, vp, qp, dop, res (T, hdp); kp and qp hold scale · K, scale · Q.
   std::size_t floats() const { return static_cast<std::size_t>(2 * hd * Tp + 2 * T * Tp + 5 * T * hdp); }
 };
 
@@ -178,22 +178,27 @@ VITSCALE_INLINE void load_transposed(float* dst, const float* src, std::int64_t 
   for (std::int64_t d = 0; d < l.hd; ++d) std::fill(dst + d * l.Tp + l.T, dst + (d + 1) * l.Tp, 0.f);
 }
 
-// dst (T, hdp) = src rows (T, hd), zero beyond hd.
-// (A loop, not std::copy: a call to memmove per 24–64-float row cost more
-// than the copy.)
-VITSCALE_INLINE void load_rows(float* dst, const float* src, std::int64_t ld, const HeadLayout& l) {
+// dst (T, hdp) = src rows (T, hd) · scale, zero beyond hd. (A loop, not
+// std::copy: a call to memmove per 24–64-float row cost more than the copy.)
+VITSCALE_INLINE void load_rows(float* dst, const float* src, std::int64_t ld, const HeadLayout& l, float scale = 1.f) {
   for (std::int64_t r = 0; r < l.T; ++r) {
 #pragma omp simd
-    for (std::int64_t d = 0; d < l.hd; ++d) dst[r * l.hdp + d] = src[r * ld + d];
+    for (std::int64_t d = 0; d < l.hd; ++d) dst[r * l.hdp + d] = src[r * ld + d] * scale;
     std::fill(dst + r * l.hdp + l.hd, dst + (r + 1) * l.hdp, 0.f);
   }
 }
 
-// dst rows (T, hd) = src (T, hdp) · scale.
-VITSCALE_INLINE void store_rows(float* dst, std::int64_t ld, const float* src, const HeadLayout& l, float scale) {
-  for (std::int64_t r = 0; r < l.T; ++r)
-#pragma omp simd
-    for (std::int64_t d = 0; d < l.hd; ++d) dst[r * ld + d] = src[r * l.hdp + d] * scale;
+// c rows (T, hd), `ldc` apart, = a (T, K) · b (K, hdp). Straight into c when
+// hd is a multiple of 8 (the tiles then write exactly hd columns), else into
+// res (T, hdp) and copied: either way nothing past a row's hd floats is written.
+VITSCALE_INLINE void product_to_rows(float* c, std::int64_t ldc, Strided a, const float* b, std::int64_t K,
+                                     const HeadLayout& l, float* res) {
+  if (l.hd == l.hdp) {
+    product(c, ldc, a, b, l.hdp, l.T, K, l.hd);
+    return;
+  }
+  product(res, l.hdp, a, b, l.hdp, l.T, K, l.hdp);
+  for (std::int64_t r = 0; r < l.T; ++r) std::copy(res + r * l.hdp, res + r * l.hdp + l.hd, c + r * ldc);
 }
 
 // One row of scores s (T) → P = softmax(scale · s) in place; returns the
@@ -227,8 +232,7 @@ VITSCALE_CPU_CLONES void head_forward(float* out, std::int64_t ld_out, float* ls
   load_rows(s.vp, v, ld, l);
   product(s.p, l.Tp, {q, ld, 1}, s.kt, l.Tp, l.T, l.hd, l.Tp);  // scores Q·Kᵀ (T, Tp)
   for (std::int64_t i = 0; i < l.T; ++i) lse[i] = softmax_row(s.p + i * l.Tp, l.T, scale);
-  product(s.res, l.hdp, {s.p, l.Tp, 1}, s.vp, l.hdp, l.T, l.T, l.hdp);  // P·V (T, hdp)
-  store_rows(out, ld_out, s.res, l, 1.f);
+  product_to_rows(out, ld_out, {s.p, l.Tp, 1}, s.vp, l.T, l, s.res);  // P·V
 }
 
 // dS = P ∘ (dP − D) for the whole head, where P = exp(scale · s − lse) is
@@ -263,19 +267,16 @@ VITSCALE_CPU_CLONES void head_backward(float* d_q, float* d_k, float* d_v, const
   const HeadScratch s(scratch, l);
   load_transposed(s.kt, k, ld, l);
   load_transposed(s.vt, v, ld, l);
-  load_rows(s.kp, k, ld, l);
-  load_rows(s.qp, q, ld, l);
+  load_rows(s.kp, k, ld, l, scale);
+  load_rows(s.qp, q, ld, l, scale);
   load_rows(s.dop, d_out, ld_out, l);
   product(s.p, l.Tp, {q, ld, 1}, s.kt, l.Tp, l.T, l.hd, l.Tp);          // scores Q·Kᵀ (T, Tp)
   product(s.ds, l.Tp, {s.dop, l.hdp, 1}, s.vt, l.Tp, l.T, l.hd, l.Tp);  // dP = dO·Vᵀ (T, Tp)
   softmax_backward(s.p, s.ds, lse, l, scale);
-  // dQ = scale · dS·K;  dK = scale · dSᵀ·Q;  dV = Pᵀ·dO; each (T, hdp).
-  product(s.res, l.hdp, {s.ds, l.Tp, 1}, s.kp, l.hdp, l.T, l.T, l.hdp);
-  store_rows(d_q, ld, s.res, l, scale);
-  product(s.res, l.hdp, {s.ds, 1, l.Tp}, s.qp, l.hdp, l.T, l.T, l.hdp);
-  store_rows(d_k, ld, s.res, l, scale);
-  product(s.res, l.hdp, {s.p, 1, l.Tp}, s.dop, l.hdp, l.T, l.T, l.hdp);
-  store_rows(d_v, ld, s.res, l, 1.f);
+  // dQ = dS·(scale · K);  dK = dSᵀ·(scale · Q);  dV = Pᵀ·dO.
+  product_to_rows(d_q, ld, {s.ds, l.Tp, 1}, s.kp, l.T, l, s.res);
+  product_to_rows(d_k, ld, {s.ds, 1, l.Tp}, s.qp, l.T, l, s.res);
+  product_to_rows(d_v, ld, {s.p, 1, l.Tp}, s.dop, l.T, l, s.res);
 }
 
 // Where head bh = (b, h) lives: its first query row in qkv (B, T, 3D), its
