@@ -10,11 +10,13 @@
 // FlashAttention takes D = rowsum(dO ∘ O), this kernel holds a head's whole
 // rows of P and dP and takes D = rowsum(P ∘ dP), the same quantity, without
 // reading O back. At ViT sizes (T ≈ 50–200, hd = 32–64) a head fits in L2,
-// so each (image, head) pair is one OpenMP work item: its K and V are copied
-// once into padded (and, where the product needs it, transposed) scratch, the
-// whole head's scores go through register-tiled products (6 rows x 16 columns
-// of accumulators), then softmax and, in the backward, the dS algebra for the
-// whole head (T x T fits in L2), so dQ, dK and dV are three plain products.
+// so each (image, head) pair is one OpenMP work item: Q (and dO) are copied
+// once, transposed, into padded scratch, the whole head's scores are formed
+// transposed, Sᵀ = K·Qᵀ (T keys x T queries, fits in L2), by register-tiled
+// products (6 rows x 16 columns of accumulators), and the softmax runs down
+// Sᵀ's columns, every loop elementwise along a key's row of queries. P·V and,
+// in the backward, dQ, dK and dV are plain products that read Pᵀ and dSᵀ in
+// place, each output row written once.
 // The next head's rows are prefetched while one head computes. Every gradient
 // element is written by one thread in a fixed order: deterministic.
 #pragma once
