@@ -210,6 +210,22 @@ VITSCALE_INLINE void product_to_rows(float* c, std::int64_t ldc, Strided a, cons
 // Columns go in blocks of kQueryBlock for the per-query state on the stack.
 constexpr std::int64_t kQueryBlock = 64;
 
+// Columns [i0, i0 + n) of st (T, Tp) ← exp(scale · st − shift_i) for query
+// i, and acc_i = Σ_j of them in double; with kTimesDp each term is first
+// multiplied by dPᵀ's element (the backward's D_i = Σ_j P_ij dP_ij).
+template <bool kTimesDp>
+VITSCALE_INLINE void exp_columns(float* st, const float* dpt, const float* shift, double* acc, std::int64_t i0,
+                                 std::int64_t n, const HeadLayout& l, float scale) {
+  for (std::int64_t i = 0; i < n; ++i) acc[i] = 0.0;
+  for (std::int64_t j = 0; j < l.T; ++j)
+#pragma omp simd
+    for (std::int64_t i = 0; i < n; ++i) {
+      float& x = st[j * l.Tp + i0 + i];
+      x = exp_nonpositive(x * scale - shift[i]);
+      acc[i] += kTimesDp ? static_cast<double>(x) * dpt[j * l.Tp + i0 + i] : x;
+    }
+}
+
 // Pᵀ = softmax over each column of scale · Sᵀ, in place, for the queries
 // [i0, i0 + n) (n ≤ kQueryBlock); lse (n) of the real ones (i < T). The scale is
 // applied inside the exp's argument (scale > 0, so a column's maximum is
@@ -225,17 +241,8 @@ VITSCALE_INLINE void softmax_query_block(float* st, float* lse, std::int64_t i0,
       const float x = st[j * l.Tp + i0 + i];
       shift[i] = x > shift[i] ? x : shift[i];
     }
-  for (std::int64_t i = 0; i < n; ++i) {
-    shift[i] *= scale;
-    sum[i] = 0.0;
-  }
-  for (std::int64_t j = 0; j < l.T; ++j)
-#pragma omp simd
-    for (std::int64_t i = 0; i < n; ++i) {
-      float& x = st[j * l.Tp + i0 + i];
-      x = exp_nonpositive(x * scale - shift[i]);
-      sum[i] += x;
-    }
+  for (std::int64_t i = 0; i < n; ++i) shift[i] *= scale;
+  exp_columns<false>(st, nullptr, shift, sum, i0, n, l, scale);
   for (std::int64_t i = 0; i < n && i0 + i < l.T; ++i) lse[i0 + i] = shift[i] + static_cast<float>(std::log(sum[i]));
   for (std::int64_t i = 0; i < n; ++i) shift[i] = static_cast<float>(1.0 / sum[i]);
   for (std::int64_t j = 0; j < l.T; ++j)
@@ -266,17 +273,8 @@ VITSCALE_INLINE void softmax_backward_query_block(float* pt, float* dst, const f
                                                   std::int64_t n, const HeadLayout& l, float scale) {
   float lse_i[kQueryBlock];  // then D_i
   double d[kQueryBlock];
-  for (std::int64_t i = 0; i < n; ++i) {
-    lse_i[i] = i0 + i < l.T ? lse[i0 + i] : 0.f;  // padded queries: any finite value
-    d[i] = 0.0;
-  }
-  for (std::int64_t j = 0; j < l.T; ++j)
-#pragma omp simd
-    for (std::int64_t i = 0; i < n; ++i) {
-      float& p = pt[j * l.Tp + i0 + i];
-      p = exp_nonpositive(p * scale - lse_i[i]);
-      d[i] += static_cast<double>(p) * dst[j * l.Tp + i0 + i];
-    }
+  for (std::int64_t i = 0; i < n; ++i) lse_i[i] = i0 + i < l.T ? lse[i0 + i] : 0.f;  // padded queries: any finite value
+  exp_columns<true>(pt, dst, lse_i, d, i0, n, l, scale);
   for (std::int64_t i = 0; i < n; ++i) lse_i[i] = static_cast<float>(d[i]);
   for (std::int64_t j = 0; j < l.T; ++j)
 #pragma omp simd
