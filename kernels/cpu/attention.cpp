@@ -44,8 +44,8 @@ constexpr std::int64_t round_up(std::int64_t n, std::int64_t m) { return (n + m 
 #define VITSCALE_INLINE inline __attribute__((always_inline))
 
 // A matrix read in place: element (r, k) at p[r·row + k·col]. A row-major
-// matrix has col = 1; a transposed one (dSᵀ, Pᵀ in the backward) has row = 1,
-// so the backward never copies P or dS into transposed form.
+// matrix has col = 1; one stored transposed has row = 1: P and dS are kept
+// key-major (Pᵀ, dSᵀ) and read as P and dS (P·V, dQ) this way, never copied.
 struct Strided {
   const float* p;
   std::int64_t row, col;
