@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <limits>
 
@@ -22,89 +23,109 @@ using Float8 = float __attribute__((vector_size(32)));
 inline void load8(Float8& v, const float* p) { std::memcpy(&v, p, sizeof v); }
 inline void store8(float* p, const Float8& v) { std::memcpy(p, &v, sizeof v); }
 
-// Register tile: kRows query rows × up to kCols columns of accumulators (8 AVX
-// registers). Every product in a head is one of two shapes built from it.
-// Columns come in 16-wide tiles and, when a width is an odd multiple of 8, one
-// 8-wide tile at the end: ViT heads are narrow (T = 17 and hd = 24 in the CPU
-// model), and padding them to 16 wasted up to half of the multiply-adds. The
-// tile width changes which lanes are computed together, never the order of a
-// sum, so every output is the same bits at either width.
-constexpr std::int64_t kRows = 4;
+// Register tile: up to kRows rows × up to kCols columns of accumulators (12 of
+// the 16 AVX registers; 2 more hold b's row, 1 the broadcast a value). Every
+// product in a head is built from it. Columns come in 16-wide tiles and, when
+// a width is an odd multiple of 8, one 8-wide tile at the end: ViT heads are
+// narrow (T = 17 and hd = 24 in the CPU model), and padding them to 16 wasted
+// up to half of the multiply-adds. Rows come in blocks of kRows and one
+// shorter block at the end, never padded. Each output element is one
+// multiply-add chain over k in order, whatever the tile, so the tiling never
+// changes a bit.
+constexpr std::int64_t kRows = 6;
 constexpr std::int64_t kLanes = 8;  // floats per Float8
 constexpr std::int64_t kCols = 2 * kLanes;
 
 constexpr std::int64_t round_up(std::int64_t n, std::int64_t m) { return (n + m - 1) / m * m; }
 
-// c (kRows, V·8) at column c0 = a (kRows, K) · b (K, …) there. The K loop is
+// The helpers below must be inlined into the cloned head functions: an
+// out-of-line copy is compiled for the baseline target only (SSE2), which made
+// the products 6x slower when GCC declined to inline `product`.
+#define VITSCALE_INLINE inline __attribute__((always_inline))
+
+// A matrix read in place: element (r, k) at p[r·row + k·col]. A row-major
+// matrix has col = 1; one stored transposed has row = 1: P and dS are kept
+// key-major (Pᵀ, dSᵀ) and read as P and dS (P·V, dQ) this way, never copied.
+struct Strided {
+  const float* p;
+  std::int64_t row, col;
+  Strided from_row(std::int64_t r) const { return {p + r * row, row, col}; }
+};
+
+// acc (R, V·8) += a column k (R) · b row k (V·8) from column c0; `first`
+// assigns instead (the same bits as adding to zero, without zeroing a tile
+// that GCC then kept in memory).
+template <int R, int V, bool first>
+VITSCALE_INLINE void tile_step(Float8 (&acc)[R][V], Strided a, const float* b, std::int64_t ldb, std::int64_t k,
+                               std::int64_t c0) {
+  Float8 bk[V];
+  for (int v = 0; v < V; ++v) load8(bk[v], b + k * ldb + c0 + v * kLanes);
+  const float* ak = a.p + k * a.col;
+  for (int r = 0; r < R; ++r) {
+    const float a_rk = ak[r * a.row];
+    for (int v = 0; v < V; ++v) acc[r][v] = first ? a_rk * bk[v] : acc[r][v] + a_rk * bk[v];
+  }
+}
+
+// c (R, V·8) at column c0 = a (R, K) · b (K, …) there; K ≥ 1. The K loop is
 // innermost so the tile of c stays in registers while a's values are
 // broadcast and b's rows stream through.
-template <int V>
-inline void rows_times_tile(float* c, std::int64_t ldc, const float* a, std::int64_t lda, const float* b,
-                            std::int64_t ldb, std::int64_t K, std::int64_t c0) {
-  Float8 acc[kRows][V] = {};
-  for (std::int64_t k = 0; k < K; ++k) {
-    Float8 bk[V];
-    for (int v = 0; v < V; ++v) load8(bk[v], b + k * ldb + c0 + v * kLanes);
-    for (std::int64_t r = 0; r < kRows; ++r) {
-      const float a_rk = a[r * lda + k];
-      for (int v = 0; v < V; ++v) acc[r][v] += a_rk * bk[v];
-    }
-  }
-  for (std::int64_t r = 0; r < kRows; ++r)
+template <int R, int V>
+VITSCALE_INLINE void tile_product(float* c, std::int64_t ldc, Strided a, const float* b, std::int64_t ldb,
+                                  std::int64_t K, std::int64_t c0) {
+  Float8 acc[R][V];
+  tile_step<R, V, true>(acc, a, b, ldb, 0, c0);
+  for (std::int64_t k = 1; k < K; ++k) tile_step<R, V, false>(acc, a, b, ldb, k, c0);
+  for (int r = 0; r < R; ++r)
     for (int v = 0; v < V; ++v) store8(c + r * ldc + c0 + v * kLanes, acc[r][v]);
 }
 
-// c (kRows, n) = a (kRows, K) · b (K, n); n a multiple of 8.
-inline void rows_times_matrix(float* c, std::int64_t ldc, const float* a, std::int64_t lda, const float* b,
-                              std::int64_t ldb, std::int64_t K, std::int64_t n) {
+// c (R, n) = a (R, K) · b (K, n); n a multiple of 8.
+template <int R>
+VITSCALE_INLINE void rows_product(float* c, std::int64_t ldc, Strided a, const float* b, std::int64_t ldb,
+                                  std::int64_t K, std::int64_t n) {
   std::int64_t c0 = 0;
-  for (; c0 + kCols <= n; c0 += kCols) rows_times_tile<2>(c, ldc, a, lda, b, ldb, K, c0);
-  if (c0 < n) rows_times_tile<1>(c, ldc, a, lda, b, ldb, K, c0);
+  for (; c0 + kCols <= n; c0 += kCols) tile_product<R, 2>(c, ldc, a, b, ldb, K, c0);
+  if (c0 < n) tile_product<R, 1>(c, ldc, a, b, ldb, K, c0);
 }
 
-// c_row (…, V·8) at column c0 += Σ_r a[r·lda] · b row r there (r < kRows).
-template <int V>
-inline void accumulate_tile(float* c_row, const float* a, std::int64_t lda, const float* b, std::int64_t ldb,
-                            std::int64_t c0) {
-  Float8 acc[V];
-  for (int v = 0; v < V; ++v) load8(acc[v], c_row + c0 + v * kLanes);
-  for (std::int64_t r = 0; r < kRows; ++r) {
-    const float a_r = a[r * lda];
-    for (int v = 0; v < V; ++v) {
-      Float8 br;
-      load8(br, b + r * ldb + c0 + v * kLanes);
-      acc[v] += a_r * br;
-    }
-  }
-  for (int v = 0; v < V; ++v) store8(c_row + c0 + v * kLanes, acc[v]);
-}
-
-// c (n, m) += aᵀ (n, kRows) · b (kRows, m); m a multiple of 8.
-inline void accumulate_transposed(float* c, std::int64_t ldc, const float* a, std::int64_t lda, const float* b,
-                                  std::int64_t ldb, std::int64_t n, std::int64_t m) {
-  for (std::int64_t i = 0; i < n; ++i) {
-    float* c_row = c + i * ldc;
-    std::int64_t c0 = 0;
-    for (; c0 + kCols <= m; c0 += kCols) accumulate_tile<2>(c_row, a + i, lda, b, ldb, c0);
-    if (c0 < m) accumulate_tile<1>(c_row, a + i, lda, b, ldb, c0);
+// The last block of a product: `rows` (< kRows) rows, dispatched to the tile
+// of that height.
+template <int R>
+VITSCALE_INLINE void tail_rows_product(std::int64_t rows, float* c, std::int64_t ldc, Strided a, const float* b,
+                                       std::int64_t ldb, std::int64_t K, std::int64_t n) {
+  if constexpr (R > 0) {
+    if (rows == R)
+      rows_product<R>(c, ldc, a, b, ldb, K, n);
+    else
+      tail_rows_product<R - 1>(rows, c, ldc, a, b, ldb, K, n);
   }
 }
 
-// The padded sizes and per-thread buffers of one head. Padding (keys to a
-// multiple of 8, head dim to a multiple of 8, query rows to kRows) is
-// zero-filled, so padded lanes compute zeros that are never written out.
+// c (M, n) = a (M, K) · b (K, n); n a multiple of 8.
+VITSCALE_INLINE void product(float* c, std::int64_t ldc, Strided a, const float* b, std::int64_t ldb, std::int64_t M,
+                             std::int64_t K, std::int64_t n) {
+  std::int64_t i0 = 0;
+  for (; i0 + kRows <= M; i0 += kRows) rows_product<kRows>(c + i0 * ldc, ldc, a.from_row(i0), b, ldb, K, n);
+  tail_rows_product<kRows - 1>(M - i0, c + i0 * ldc, ldc, a.from_row(i0), b, ldb, K, n);
+}
+
+// The padded sizes and per-thread buffers of one head. Queries are padded to
+// a multiple of 8 where they are a product's columns (the transposed scores),
+// the head dim to a multiple of 8 where it is (P·V, dQ, dK, dV); the padding
+// of every b operand is zero-filled. A product's inner dimension is never
+// padded (K = hd or T).
 struct HeadLayout {
   std::int64_t T, hd, Tp, hdp;
   explicit HeadLayout(std::int64_t tokens, std::int64_t head_dim)
       : T(tokens), hd(head_dim), Tp(round_up(tokens, kLanes)), hdp(round_up(head_dim, kLanes)) {}
-  // kt, vt (hd, Tp); kp, vp, dk, dv (Tp, hdp); p, ds (kRows, Tp); qs, dob, ob (kRows, hdp).
-  std::size_t floats() const {
-    return static_cast<std::size_t>(2 * hd * Tp + 4 * Tp * hdp + 2 * kRows * Tp + 3 * kRows * hdp);
-  }
+  // qt, dot (hd, Tp); p, ds (T, Tp), key-major (Pᵀ, dSᵀ); kp, vp, qp, dop, res (T, hdp); kp and qp hold
+  // scale · K, scale · Q.
+  std::size_t floats() const { return static_cast<std::size_t>(2 * hd * Tp + 2 * T * Tp + 5 * T * hdp); }
 };
 
 struct HeadScratch {
-  float *kt, *vt, *kp, *vp, *dk, *dv, *p, *ds, *qs, *dob, *ob;
+  float *qt, *dot, *p, *ds, *kp, *vp, *qp, *dop, *res;
   HeadScratch(float* base, const HeadLayout& l) {
     float* next = base;
     auto take = [&next](std::int64_t n) {
@@ -112,40 +133,121 @@ struct HeadScratch {
       next += n;
       return at;
     };
-    kt = take(l.hd * l.Tp);
-    vt = take(l.hd * l.Tp);
-    kp = take(l.Tp * l.hdp);
-    vp = take(l.Tp * l.hdp);
-    dk = take(l.Tp * l.hdp);
-    dv = take(l.Tp * l.hdp);
-    p = take(kRows * l.Tp);
-    ds = take(kRows * l.Tp);
-    qs = take(kRows * l.hdp);
-    dob = take(kRows * l.hdp);
-    ob = take(kRows * l.hdp);
+    qt = take(l.hd * l.Tp);
+    dot = take(l.hd * l.Tp);
+    p = take(l.T * l.Tp);
+    ds = take(l.T * l.Tp);
+    kp = take(l.T * l.hdp);
+    vp = take(l.T * l.hdp);
+    qp = take(l.T * l.hdp);
+    dop = take(l.T * l.hdp);
+    res = take(l.T * l.hdp);
   }
 };
 
-// dst (hd, Tp) = src rows (T, hd)ᵀ, zero beyond T.
-inline void load_transposed(float* dst, const float* src, std::int64_t ld, const HeadLayout& l) {
-  for (std::int64_t d = 0; d < l.hd; ++d) {
-    for (std::int64_t j = 0; j < l.T; ++j) dst[d * l.Tp + j] = src[j * ld + d];
-    std::fill(dst + d * l.Tp + l.T, dst + (d + 1) * l.Tp, 0.f);
+using Int8 = std::int32_t __attribute__((vector_size(32)));  // a shuffle's lane indices
+
+// dst (8, ld_dst) = src (8, ld_src)ᵀ in registers: three rounds of two-input
+// shuffles (GCC emits unpcklps/unpckhps, shufps and vperm2f128 for them).
+VITSCALE_INLINE void transpose8x8(float* dst, std::int64_t ld_dst, const float* src, std::int64_t ld_src) {
+  Float8 r[8], t[8];
+  for (int i = 0; i < 8; ++i) load8(r[i], src + i * ld_src);
+  for (int i = 0; i < 8; i += 2) {  // t[i] = r_i0 r_(i+1)0 r_i1 r_(i+1)1 | same for columns 4, 5
+    t[i] = __builtin_shuffle(r[i], r[i + 1], Int8{0, 8, 1, 9, 4, 12, 5, 13});
+    t[i + 1] = __builtin_shuffle(r[i], r[i + 1], Int8{2, 10, 3, 11, 6, 14, 7, 15});
+  }
+  for (int i = 0; i < 8; i += 4) {  // r[i + c] = rows i..i+3 of column c | of column c + 4
+    r[i] = __builtin_shuffle(t[i], t[i + 2], Int8{0, 1, 8, 9, 4, 5, 12, 13});
+    r[i + 1] = __builtin_shuffle(t[i], t[i + 2], Int8{2, 3, 10, 11, 6, 7, 14, 15});
+    r[i + 2] = __builtin_shuffle(t[i + 1], t[i + 3], Int8{0, 1, 8, 9, 4, 5, 12, 13});
+    r[i + 3] = __builtin_shuffle(t[i + 1], t[i + 3], Int8{2, 3, 10, 11, 6, 7, 14, 15});
+  }
+  for (int c = 0; c < 4; ++c) {  // column c: rows 0-3 from r[c], rows 4-7 from r[c + 4]
+    store8(dst + c * ld_dst, __builtin_shuffle(r[c], r[c + 4], Int8{0, 1, 2, 3, 8, 9, 10, 11}));
+    store8(dst + (c + 4) * ld_dst, __builtin_shuffle(r[c], r[c + 4], Int8{4, 5, 6, 7, 12, 13, 14, 15}));
   }
 }
 
-// dst (rows_padded, hdp) = src rows (rows, hd) · scale, zero padding.
-inline void load_rows(float* dst, std::int64_t rows_padded, const float* src, std::int64_t ld, std::int64_t rows,
-                      const HeadLayout& l, float scale = 1.f) {
-  for (std::int64_t r = 0; r < rows_padded; ++r) {
-    float* out = dst + r * l.hdp;
-    if (r < rows) {
-      for (std::int64_t d = 0; d < l.hd; ++d) out[d] = src[r * ld + d] * scale;
-      std::fill(out + l.hd, out + l.hdp, 0.f);
-    } else {
-      std::fill(out, out + l.hdp, 0.f);
-    }
+// dst (hd, Tp) = src rows (T, hd)ᵀ, zero beyond T: 8×8 blocks in registers,
+// the edges (T or hd not a multiple of 8) element by element. The scalar
+// gather it replaced took ~15% of the forward.
+VITSCALE_INLINE void load_transposed(float* dst, const float* src, std::int64_t ld, const HeadLayout& l) {
+  const std::int64_t T8 = l.T / kLanes * kLanes, hd8 = l.hd / kLanes * kLanes;
+  for (std::int64_t j = 0; j < T8; j += kLanes)
+    for (std::int64_t d = 0; d < hd8; d += kLanes) transpose8x8(dst + d * l.Tp + j, l.Tp, src + j * ld + d, ld);
+  for (std::int64_t j = 0; j < l.T; ++j)
+    for (std::int64_t d = j < T8 ? hd8 : 0; d < l.hd; ++d) dst[d * l.Tp + j] = src[j * ld + d];
+  for (std::int64_t d = 0; d < l.hd; ++d) std::fill(dst + d * l.Tp + l.T, dst + (d + 1) * l.Tp, 0.f);
+}
+
+// dst (T, hdp) = src rows (T, hd) · scale, zero beyond hd. (A loop, not
+// std::copy: a call to memmove per 24–64-float row cost more than the copy.)
+VITSCALE_INLINE void load_rows(float* dst, const float* src, std::int64_t ld, const HeadLayout& l, float scale = 1.f) {
+  for (std::int64_t r = 0; r < l.T; ++r) {
+#pragma omp simd
+    for (std::int64_t d = 0; d < l.hd; ++d) dst[r * l.hdp + d] = src[r * ld + d] * scale;
+    std::fill(dst + r * l.hdp + l.hd, dst + (r + 1) * l.hdp, 0.f);
   }
+}
+
+// c rows (T, hd), `ldc` apart, = a (T, K) · b (K, hdp). Straight into c when
+// hd is a multiple of 8 (the tiles then write exactly hd columns), else into
+// res (T, hdp) and copied: either way nothing past a row's hd floats is written.
+VITSCALE_INLINE void product_to_rows(float* c, std::int64_t ldc, Strided a, const float* b, std::int64_t K,
+                                     const HeadLayout& l, float* res) {
+  if (l.hd == l.hdp) {
+    product(c, ldc, a, b, l.hdp, l.T, K, l.hd);
+    return;
+  }
+  product(res, l.hdp, a, b, l.hdp, l.T, K, l.hdp);
+  for (std::int64_t r = 0; r < l.T; ++r) std::copy(res + r * l.hdp, res + r * l.hdp + l.hd, c + r * ldc);
+}
+
+// The softmax runs down the columns of the transposed scores Sᵀ (T keys,
+// Tp queries): every loop is elementwise along a key's row of Tp (a multiple
+// of 8) queries, so it vectorises with no horizontal reductions and no tails.
+// Row-wise, at T = 17, those and the per-row setup took ~45% of the forward.
+// Columns go in blocks of kQueryBlock for the per-query state on the stack.
+constexpr std::int64_t kQueryBlock = 64;
+
+// Columns [i0, i0 + n) of st (T, Tp) ← exp(scale · st − shift_i) for query
+// i, and acc_i = Σ_j of them in double; with kTimesDp each term is first
+// multiplied by dPᵀ's element (the backward's D_i = Σ_j P_ij dP_ij).
+template <bool kTimesDp>
+VITSCALE_INLINE void exp_columns(float* st, const float* dpt, const float* shift, double* acc, std::int64_t i0,
+                                 std::int64_t n, const HeadLayout& l, float scale) {
+  for (std::int64_t i = 0; i < n; ++i) acc[i] = 0.0;
+  for (std::int64_t j = 0; j < l.T; ++j)
+#pragma omp simd
+    for (std::int64_t i = 0; i < n; ++i) {
+      float& x = st[j * l.Tp + i0 + i];
+      x = exp_nonpositive(x * scale - shift[i]);
+      acc[i] += kTimesDp ? static_cast<double>(x) * dpt[j * l.Tp + i0 + i] : x;
+    }
+}
+
+// Pᵀ = softmax over each column of scale · Sᵀ, in place, for the queries
+// [i0, i0 + n) (n ≤ kQueryBlock); lse (n) of the real ones (i < T). The scale is
+// applied inside the exp's argument (scale > 0, so a column's maximum is
+// scale · max s); the sums are in double.
+VITSCALE_INLINE void softmax_query_block(float* st, float* lse, std::int64_t i0, std::int64_t n, const HeadLayout& l,
+                                         float scale) {
+  float shift[kQueryBlock];  // then 1 / sum
+  double sum[kQueryBlock];
+  for (std::int64_t i = 0; i < n; ++i) shift[i] = st[i0 + i];
+  for (std::int64_t j = 1; j < l.T; ++j)
+#pragma omp simd
+    for (std::int64_t i = 0; i < n; ++i) {
+      const float x = st[j * l.Tp + i0 + i];
+      shift[i] = x > shift[i] ? x : shift[i];
+    }
+  for (std::int64_t i = 0; i < n; ++i) shift[i] *= scale;
+  exp_columns<false>(st, nullptr, shift, sum, i0, n, l, scale);
+  for (std::int64_t i = 0; i < n && i0 + i < l.T; ++i) lse[i0 + i] = shift[i] + static_cast<float>(std::log(sum[i]));
+  for (std::int64_t i = 0; i < n; ++i) shift[i] = static_cast<float>(1.0 / sum[i]);
+  for (std::int64_t j = 0; j < l.T; ++j)
+#pragma omp simd
+    for (std::int64_t i = 0; i < n; ++i) st[j * l.Tp + i0 + i] *= shift[i];
 }
 
 // One head of one image. q, k, v: its first query / key / value, rows `ld`
@@ -154,90 +256,82 @@ VITSCALE_CPU_CLONES void head_forward(float* out, std::int64_t ld_out, float* ls
                                       const float* v, std::int64_t ld, const HeadLayout& l, float scale,
                                       float* scratch) {
   const HeadScratch s(scratch, l);
-  load_transposed(s.kt, k, ld, l);
-  load_rows(s.vp, l.Tp, v, ld, l.T, l);
-  for (std::int64_t i0 = 0; i0 < l.T; i0 += kRows) {
-    const std::int64_t rows = std::min(kRows, l.T - i0);
-    load_rows(s.qs, kRows, q + i0 * ld, ld, rows, l, scale);
-    rows_times_matrix(s.p, l.Tp, s.qs, l.hdp, s.kt, l.Tp, l.hd, l.Tp);  // scores
-    for (std::int64_t r = 0; r < kRows; ++r) {
-      float* p = s.p + r * l.Tp;
-      float row_max = -std::numeric_limits<float>::infinity();
-#pragma omp simd reduction(max : row_max)
-      for (std::int64_t j = 0; j < l.T; ++j) row_max = p[j] > row_max ? p[j] : row_max;
-      double row_sum = 0.0;
-#pragma omp simd reduction(+ : row_sum)
-      for (std::int64_t j = 0; j < l.T; ++j) {
-        p[j] = exp_nonpositive(p[j] - row_max);
-        row_sum += p[j];
-      }
-      const auto inv_sum = static_cast<float>(1.0 / row_sum);
-#pragma omp simd
-      for (std::int64_t j = 0; j < l.T; ++j) p[j] *= inv_sum;
-      std::fill(p + l.T, p + l.Tp, 0.f);
-      if (r < rows) lse[i0 + r] = row_max + static_cast<float>(std::log(row_sum));
-    }
-    rows_times_matrix(s.ob, l.hdp, s.p, l.Tp, s.vp, l.hdp, l.T, l.hdp);  // P·V
-    for (std::int64_t r = 0; r < rows; ++r)
-      std::copy(s.ob + r * l.hdp, s.ob + r * l.hdp + l.hd, out + (i0 + r) * ld_out);
-  }
+  load_transposed(s.qt, q, ld, l);
+  load_rows(s.vp, v, ld, l);
+  product(s.p, l.Tp, {k, ld, 1}, s.qt, l.Tp, l.T, l.hd, l.Tp);  // Sᵀ = K·Qᵀ (T, Tp)
+  for (std::int64_t i0 = 0; i0 < l.Tp; i0 += kQueryBlock)
+    softmax_query_block(s.p, lse, i0, std::min(kQueryBlock, l.Tp - i0), l, scale);
+  product_to_rows(out, ld_out, {s.p, 1, l.Tp}, s.vp, l.T, l, s.res);  // O = P·V, P read from Pᵀ
 }
 
-// d_q, d_k, d_v: this head's first row in d_qkv (rows `ld` apart).
-VITSCALE_CPU_CLONES void head_backward(float* d_q, float* d_k, float* d_v, const float* d_out, const float* out,
-                                       std::int64_t ld_out, const float* lse, const float* q, const float* k,
-                                       const float* v, std::int64_t ld, const HeadLayout& l, float scale,
-                                       float* scratch) {
-  const HeadScratch s(scratch, l);
-  load_transposed(s.kt, k, ld, l);
-  load_transposed(s.vt, v, ld, l);
-  load_rows(s.kp, l.Tp, k, ld, l.T, l);
-  std::fill(s.dk, s.dk + l.Tp * l.hdp, 0.f);
-  std::fill(s.dv, s.dv + l.Tp * l.hdp, 0.f);
-  for (std::int64_t i0 = 0; i0 < l.T; i0 += kRows) {
-    const std::int64_t rows = std::min(kRows, l.T - i0);
-    load_rows(s.qs, kRows, q + i0 * ld, ld, rows, l, scale);
-    load_rows(s.dob, kRows, d_out + i0 * ld_out, ld_out, rows, l);
-    // P, recomputed from the saved log-sum-exp (zero in padded rows and columns).
-    rows_times_matrix(s.p, l.Tp, s.qs, l.hdp, s.kt, l.Tp, l.hd, l.Tp);
-    // dP = dO · Vᵀ.
-    rows_times_matrix(s.ds, l.Tp, s.dob, l.hdp, s.vt, l.Tp, l.hd, l.Tp);
-    for (std::int64_t r = 0; r < kRows; ++r) {
-      float* p = s.p + r * l.Tp;
-      float* ds = s.ds + r * l.Tp;
-      if (r >= rows) {
-        std::fill(p, p + l.Tp, 0.f);
-        std::fill(ds, ds + l.Tp, 0.f);
-        continue;
-      }
-      // D_i = dO_i · O_i (= Σ_j P_ij dP_ij); dS = P ∘ (dP − D_i).
-      const float* o = out + (i0 + r) * ld_out;
-      const float* dout = s.dob + r * l.hdp;
-      double dot = 0.0;
-#pragma omp simd reduction(+ : dot)
-      for (std::int64_t d = 0; d < l.hd; ++d) dot += static_cast<double>(dout[d]) * o[d];
-      const auto d_i = static_cast<float>(dot);
-      const float row_lse = lse[i0 + r];
+// dSᵀ = Pᵀ ∘ (dPᵀ − D) for the queries [i0, i0 + n) (n ≤ kQueryBlock), where
+// Pᵀ = exp(scale · Sᵀ − lse) is recomputed from the scores in p, dPᵀ = V·dOᵀ
+// is in ds, and D_i = Σ_j P_ij dP_ij (= dO_i · O_i, which FlashAttention uses
+// because it never holds a whole row of P; here it is at hand, and O need not
+// be read back from memory). Both are overwritten in place.
+VITSCALE_INLINE void softmax_backward_query_block(float* pt, float* dst, const float* lse, std::int64_t i0,
+                                                  std::int64_t n, const HeadLayout& l, float scale) {
+  float lse_i[kQueryBlock];  // then D_i
+  double d[kQueryBlock];
+  for (std::int64_t i = 0; i < n; ++i) lse_i[i] = i0 + i < l.T ? lse[i0 + i] : 0.f;  // padded queries: any finite value
+  exp_columns<true>(pt, dst, lse_i, d, i0, n, l, scale);
+  for (std::int64_t i = 0; i < n; ++i) lse_i[i] = static_cast<float>(d[i]);
+  for (std::int64_t j = 0; j < l.T; ++j)
 #pragma omp simd
-      for (std::int64_t j = 0; j < l.T; ++j) {
-        p[j] = exp_nonpositive(p[j] - row_lse);
-        ds[j] = p[j] * (ds[j] - d_i);
-      }
-      std::fill(p + l.T, p + l.Tp, 0.f);
-      std::fill(ds + l.T, ds + l.Tp, 0.f);
+    for (std::int64_t i = 0; i < n; ++i) {
+      float& ds = dst[j * l.Tp + i0 + i];
+      ds = pt[j * l.Tp + i0 + i] * (ds - lse_i[i]);
     }
-    // dQ = scale · dS · K;  dK += dSᵀ · (scale · Q);  dV += Pᵀ · dO.
-    rows_times_matrix(s.ob, l.hdp, s.ds, l.Tp, s.kp, l.hdp, l.T, l.hdp);
-    for (std::int64_t r = 0; r < rows; ++r) {
-      float* dq = d_q + (i0 + r) * ld;
-      for (std::int64_t d = 0; d < l.hd; ++d) dq[d] = s.ob[r * l.hdp + d] * scale;
+}
+
+// d_q, d_k, d_v: this head's first row in d_qkv (rows `ld` apart). The whole
+// head's Pᵀ and dSᵀ (T, Tp each) are formed first, then dQ, dK and dV are
+// three plain products reading them in place (dQ through Strided with
+// row = 1), so each gradient row is written once.
+VITSCALE_CPU_CLONES void head_backward(float* d_q, float* d_k, float* d_v, const float* d_out, std::int64_t ld_out,
+                                       const float* lse, const float* q, const float* k, const float* v,
+                                       std::int64_t ld, const HeadLayout& l, float scale, float* scratch) {
+  const HeadScratch s(scratch, l);
+  load_transposed(s.qt, q, ld, l);
+  load_transposed(s.dot, d_out, ld_out, l);
+  load_rows(s.kp, k, ld, l, scale);
+  load_rows(s.qp, q, ld, l, scale);
+  load_rows(s.dop, d_out, ld_out, l);
+  product(s.p, l.Tp, {k, ld, 1}, s.qt, l.Tp, l.T, l.hd, l.Tp);    // Sᵀ = K·Qᵀ (T, Tp)
+  product(s.ds, l.Tp, {v, ld, 1}, s.dot, l.Tp, l.T, l.hd, l.Tp);  // dPᵀ = V·dOᵀ (T, Tp)
+  for (std::int64_t i0 = 0; i0 < l.Tp; i0 += kQueryBlock)
+    softmax_backward_query_block(s.p, s.ds, lse, i0, std::min(kQueryBlock, l.Tp - i0), l, scale);
+  // dQ = dS·(scale · K);  dK = dSᵀ·(scale · Q);  dV = Pᵀ·dO.
+  product_to_rows(d_q, ld, {s.ds, 1, l.Tp}, s.kp, l.T, l, s.res);
+  product_to_rows(d_k, ld, {s.ds, l.Tp, 1}, s.qp, l.T, l, s.res);
+  product_to_rows(d_v, ld, {s.p, l.Tp, 1}, s.dop, l.T, l, s.res);
+}
+
+// Where head bh = (b, h) lives: its first query row in qkv (B, T, 3D), its
+// key and value rows D and 2D further on, and its first row in the (B, T, D)
+// activations (out, d_out).
+struct HeadAt {
+  std::int64_t qkv, act;
+  HeadAt(std::int64_t bh, std::int64_t T, std::int64_t D, std::int64_t H)
+      : qkv(bh / H * T * 3 * D + bh % H * (D / H)), act(bh / H * T * D + bh % H * (D / H)) {}
+};
+
+// Asks for `rows` rows of `width` floats, `ld` apart, to be brought into
+// cache (for writing if `write`). A head's rows are short (hd floats) and
+// 3D floats apart in qkv: loading them as the head starts left the core
+// waiting on memory, so each head's rows are requested while the previous
+// head computes (forward and backward ~10% faster at T = 17, ~5% at T = 50). Inlined: GCC takes a function
+// that only prefetches for one without effects and drops the calls to it.
+VITSCALE_INLINE void prefetch_rows(const float* src, std::int64_t ld, std::int64_t rows, std::int64_t width,
+                                   bool write) {
+  constexpr std::uintptr_t kLine = 64;
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const auto first = reinterpret_cast<std::uintptr_t>(src + r * ld) & ~(kLine - 1);
+    const auto last = reinterpret_cast<std::uintptr_t>(src + r * ld + width - 1);
+    for (std::uintptr_t line = first; line <= last; line += kLine) {
+      const auto* at = reinterpret_cast<const void*>(line);
+      write ? __builtin_prefetch(at, 1) : __builtin_prefetch(at);
     }
-    accumulate_transposed(s.dk, l.hdp, s.ds, l.Tp, s.qs, l.hdp, l.T, l.hdp);
-    accumulate_transposed(s.dv, l.hdp, s.p, l.Tp, s.dob, l.hdp, l.T, l.hdp);
-  }
-  for (std::int64_t j = 0; j < l.T; ++j) {
-    std::copy(s.dk + j * l.hdp, s.dk + j * l.hdp + l.hd, d_k + j * ld);
-    std::copy(s.dv + j * l.hdp, s.dv + j * l.hdp + l.hd, d_v + j * ld);
   }
 }
 
@@ -255,15 +349,21 @@ void attention_forward(float* out, float* lse, const float* qkv, float* scratch,
     float* mine = scratch + slot * static_cast<std::size_t>(omp_get_thread_num());
 #pragma omp for schedule(static)
     for (std::int64_t bh = 0; bh < B * H; ++bh) {
-      const std::int64_t b = bh / H, h = bh % H;
-      const float* q = qkv + b * T * 3 * D + h * layout.hd;
-      head_forward(out + b * T * D + h * layout.hd, D, lse + bh * T, q, q + D, q + 2 * D, 3 * D, layout, scale, mine);
+      if (bh + 1 < B * H) {  // the next head of this thread (static schedule: consecutive)
+        const HeadAt next(bh + 1, T, D, H);
+        for (int part = 0; part < 3; ++part) prefetch_rows(qkv + next.qkv + part * D, 3 * D, T, layout.hd, false);
+        prefetch_rows(out + next.act, D, T, layout.hd, true);
+      }
+      const HeadAt at(bh, T, D, H);
+      const float* q = qkv + at.qkv;
+      head_forward(out + at.act, D, lse + bh * T, q, q + D, q + 2 * D, 3 * D, layout, scale, mine);
     }
   }
 }
 
-void attention_backward(float* d_qkv, const float* d_out, const float* qkv, const float* out, const float* lse,
-                        float* scratch, int threads, std::int64_t B, std::int64_t T, std::int64_t D, std::int64_t H) {
+void attention_backward(float* d_qkv, const float* d_out, const float* qkv, [[maybe_unused]] const float* out,
+                        const float* lse, float* scratch, int threads, std::int64_t B, std::int64_t T, std::int64_t D,
+                        std::int64_t H) {
   const HeadLayout layout(T, D / H);
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(layout.hd)));
   const std::size_t slot = layout.floats();
@@ -272,13 +372,19 @@ void attention_backward(float* d_qkv, const float* d_out, const float* qkv, cons
     float* mine = scratch + slot * static_cast<std::size_t>(omp_get_thread_num());
 #pragma omp for schedule(static)
     for (std::int64_t bh = 0; bh < B * H; ++bh) {
-      const std::int64_t b = bh / H, h = bh % H;
-      const std::int64_t head = b * T * 3 * D + h * layout.hd;
-      const std::int64_t act = b * T * D + h * layout.hd;
-      const float* q = qkv + head;
-      float* dq = d_qkv + head;
-      head_backward(dq, dq + D, dq + 2 * D, d_out + act, out + act, D, lse + bh * T, q, q + D, q + 2 * D, 3 * D, layout,
-                    scale, mine);
+      if (bh + 1 < B * H) {  // the next head of this thread (static schedule: consecutive)
+        const HeadAt next(bh + 1, T, D, H);
+        for (int part = 0; part < 3; ++part) {
+          prefetch_rows(qkv + next.qkv + part * D, 3 * D, T, layout.hd, false);
+          prefetch_rows(d_qkv + next.qkv + part * D, 3 * D, T, layout.hd, true);
+        }
+        prefetch_rows(d_out + next.act, D, T, layout.hd, false);
+      }
+      const HeadAt at(bh, T, D, H);
+      const float* q = qkv + at.qkv;
+      float* dq = d_qkv + at.qkv;
+      head_backward(dq, dq + D, dq + 2 * D, d_out + at.act, D, lse + bh * T, q, q + D, q + 2 * D, 3 * D, layout, scale,
+                    mine);
     }
   }
 }

@@ -6,15 +6,19 @@
 // (B, T, H, hd), i.e. (B, T, D), ready for the projection GEMM.
 //
 // Like FlashAttention, the forward saves only the output and the log-sum-exp
-// of each scaled score row; the backward recomputes P = exp(S − lse) and uses
-// D = rowsum(dO ∘ O). At ViT sizes (T ≈ 50–200, hd = 32–64) a head fits in L2,
-// so each (image, head) pair is one OpenMP work item: its K and V are copied
-// once into padded (and, where the product needs it, transposed) scratch, then
-// blocks of 4 query rows go through register-tiled products (4 rows x 16
-// columns of accumulators), softmax and the dS algebra. At the bar's shapes
-// (B 128, T 50, H 4, hd 32) the row-at-a-time loops this replaced took ~1.4x
-// (forward) and ~2x (backward) as long. Every gradient element is written by
-// one thread in a fixed order: deterministic.
+// of each scaled score row; the backward recomputes P = exp(S − lse). Where
+// FlashAttention takes D = rowsum(dO ∘ O), this kernel holds a head's whole
+// rows of P and dP and takes D = rowsum(P ∘ dP), the same quantity, without
+// reading O back. At ViT sizes (T ≈ 50–200, hd = 32–64) a head fits in L2,
+// so each (image, head) pair is one OpenMP work item: Q (and dO) are copied
+// once, transposed, into padded scratch, the whole head's scores are formed
+// transposed, Sᵀ = K·Qᵀ (T keys x T queries, fits in L2), by register-tiled
+// products (6 rows x 16 columns of accumulators), and the softmax runs down
+// Sᵀ's columns, every loop elementwise along a key's row of queries. P·V and,
+// in the backward, dQ, dK and dV are plain products that read Pᵀ and dSᵀ in
+// place, each output row written once.
+// The next head's rows are prefetched while one head computes. Every gradient
+// element is written by one thread in a fixed order: deterministic.
 #pragma once
 
 #include <cstddef>
@@ -22,8 +26,8 @@
 
 namespace vitscale::cpu {
 
-// Floats of scratch each thread needs (padded copies of K and V, the dK and dV
-// accumulators, a block of score rows).
+// Floats of scratch each thread needs (padded copies of Q, K, V and dO, Kᵀ and
+// Vᵀ, the head's P and dS, one result block).
 std::size_t attention_scratch_floats(std::int64_t T, std::int64_t head_dim);
 
 // out = softmax(Q Kᵀ / √hd) V per (b, h); lse = log Σ_j exp(q·k_j / √hd).
@@ -38,7 +42,7 @@ void attention_forward(float* out,        // (B, T, D)
 void attention_backward(float* d_qkv,        // (B, T, 3D)
                         const float* d_out,  // (B, T, D)
                         const float* qkv,    // (B, T, 3D)
-                        const float* out,    // (B, T, D)
+                        const float* out,    // (B, T, D): not read here (D = rowsum(P ∘ dP))
                         const float* lse,    // (B, H, T)
                         float* scratch,      // (threads, attention_scratch_floats(T, hd))
                         int threads, std::int64_t B, std::int64_t T, std::int64_t D, std::int64_t H);
