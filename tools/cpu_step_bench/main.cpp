@@ -87,7 +87,7 @@ int run(const Options& o) {
 
   // The compute ceiling first, on vitscale's thread count, before any step
   // has started OpenMP's or OpenBLAS's pools.
-  const double ceiling = o.ceiling_gemm > 0 ? bench::sgemm_ceiling_flops(o.ceiling_gemm, threads, 5) : 0;
+  const double ceiling = o.ceiling_gemm > 0 ? bench::sgemm_ceiling_flops(o.ceiling_gemm, threads, 10) : 0;
 
   // vitscale's OpenMP team has `threads` (each of its GEMM blocks runs
   // OpenBLAS single-threaded); LibTorch's intra-op pool (OpenMP here) and
@@ -153,7 +153,7 @@ int run(const Options& o) {
               torch_threads);
   std::printf("  vitscale: %s; baseline: %s\n", cpu->name().c_str(), torch_ref::torch_description().c_str());
   if (ceiling > 0)
-    std::printf("  SGEMM ceiling: %.1f GFLOP/s (%d^3, OpenBLAS, %d threads, median of 5)\n", ceiling / 1e9,
+    std::printf("  SGEMM ceiling: %.1f GFLOP/s (%d^3, OpenBLAS, %d threads, fastest of 10)\n", ceiling / 1e9,
                 o.ceiling_gemm, threads);
   std::printf("%s", model.memory_plan().format().c_str());
   for (int i = 0; i < o.warmup; ++i) {

@@ -237,12 +237,12 @@ void bench_ops(Backend& be, const BenchOptions& o, const ViTConfig& cfg, int thr
         VITSCALE_TORCH(torch_clip_adamw(on_cpu, cfg)));
   }
 
-  // ---- the linear layers' GEMMs alone: one OpenBLAS call each, on all the threads ----
-  // What the linear rows could reach at their own shapes if nothing but the
-  // GEMM ran (no bias, GELU or blocking into thread-count-independent
-  // pieces): the ceiling those rows are really up against, since OpenBLAS is
-  // slower on these thin shapes (K or N = D) than on the square ceiling.
-  // After every backend op: OpenBLAS's pool spins for a while after a call.
+  // ---- the linear layers' GEMMs as one plain OpenBLAS call each, on OpenBLAS's own threads ----
+  // What a BLAS user (LibTorch's linear is one such call plus the bias) gets
+  // at these shapes: OpenBLAS threads thin GEMMs (K or N = D) poorly, which is
+  // why the linear rows cut M into blocks that each thread multiplies
+  // single-threaded. After every backend op: OpenBLAS's pool spins for a
+  // while after a call and would steal the cores from the next op.
   {
     const int previous = openblas_get_num_threads();
     openblas_set_num_threads(threads);
@@ -258,13 +258,13 @@ void bench_ops(Backend& be, const BenchOptions& o, const ViTConfig& cfg, int thr
       add(std::string("sgemm ") + name + " fwd", shape, time([&] {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.f, xs, k, ws, k, 0.f, y.as<float>(), n);
           }),
-          0, mnk, "OpenBLAS alone, one call: y = x·wᵀ");
+          0, mnk, "one multithreaded OpenBLAS call: y = x·wᵀ");
       // d_x (M, K) = dy (M, N) · w;  d_w (N, K) += dyᵀ · x
       add(std::string("sgemm ") + name + " bwd", shape, time([&] {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, k, n, 1.f, ys, n, ws, k, 0.f, dx.as<float>(), k);
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, k, m, 1.f, ys, n, xs, k, 1.f, dw.as<float>(), k);
           }),
-          0, 2 * mnk, "OpenBLAS alone, two calls: d_x = dy·w, d_w += dyᵀ·x");
+          0, 2 * mnk, "two multithreaded OpenBLAS calls: d_x = dy·w, d_w += dyᵀ·x");
     }
     openblas_set_num_threads(previous);
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
