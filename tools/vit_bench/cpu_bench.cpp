@@ -20,6 +20,7 @@
 #include <cstring>
 #include <functional>
 #include <iostream>
+#include <memory>
 #include <random>
 #include <thread>
 #include <tuple>
@@ -31,11 +32,9 @@
 #include "tools/bench_common/sgemm_ceiling.h"
 #include "tools/vit_bench/bench_table.h"
 #include "tools/vit_bench/benches.h"
+#include "tools/vit_bench/torch_ops.h"  // torch-free: TorchTiming; the functions link only with LibTorch
 #ifdef VITSCALE_BENCH_TORCH
-#include <memory>
-
 #include "tools/torch_ref/torch_vit.h"
-#include "tools/vit_bench/torch_ops.h"
 #endif
 
 namespace vitscale::bench {
@@ -130,11 +129,11 @@ void bench_ops(Backend& be, const BenchOptions& o, const ViTConfig& cfg, int thr
     rows.push_back(BenchRow{model, std::move(op), "f32", std::move(shape), us, bytes, flops, -1, std::move(note)});
     torch_timers.push_back(std::move(torch));
   };
-#ifdef VITSCALE_BENCH_TORCH
-  const TorchRun on_cpu{false, o.warmup, o.reps};
   // An op's forward and backward come from one LibTorch measurement: the
   // forward row's timer makes it, the backward row's reads it.
   const auto shared_timing = [] { return std::make_shared<TorchTiming>(); };
+#ifdef VITSCALE_BENCH_TORCH
+  const TorchRun on_cpu{false, o.warmup, o.reps};
 #define VITSCALE_TORCH(expr) TorchTimer([=] { return (expr); })
 #else
 #define VITSCALE_TORCH(expr) TorchTimer()
@@ -158,22 +157,18 @@ void bench_ops(Backend& be, const BenchOptions& o, const ViTConfig& cfg, int thr
     const double fwd =
         g.gelu ? time([&] { be.linear_gelu(y, act, x, w, bias); }) : time([&] { be.linear(y, x, w, bias); });
     const double bwd = time([&] { be.linear_backward(dx, dw, db, y, x, w); });
-#ifdef VITSCALE_BENCH_TORCH
     // LibTorch's GELU is its own op, so fc1's rows time linear(+gelu) forward and linear's backward.
     const auto fwd_t = shared_timing();
-    const long long N = g.N, Kin = g.K;
-    const bool gelu = g.gelu;
-#endif
     add(std::string(g.gelu ? "linear+gelu " : "linear ") + g.name + " fwd", shape, fwd, 0, mnk,
         g.gelu ? "GEMM + bias + erf GELU" : "GEMM + bias",
-        VITSCALE_TORCH((*fwd_t = torch_linear(on_cpu, R, N, Kin, gelu, false)).fwd_us));
+        VITSCALE_TORCH((*fwd_t = torch_linear(on_cpu, R, g.N, g.K, g.gelu, false)).fwd_us));
     add(std::string("linear ") + g.name + " bwd", shape, bwd, 0, 2 * mnk, "d_in, d_weight +=, d_bias +=",
-        VITSCALE_TORCH(gelu ? torch_linear(on_cpu, R, N, Kin, false, false).bwd_us : fwd_t->bwd_us));
+        VITSCALE_TORCH(g.gelu ? torch_linear(on_cpu, R, g.N, g.K, false, false).bwd_us : fwd_t->bwd_us));
     if (g.gelu) {
       auto d_pre = p.make({R, g.N});
       const double gb = time([&] { be.gelu_backward(d_pre, act, y); });
       add("gelu bwd", "n=" + std::to_string(R * g.N), gb, 3.0 * R * g.N * 4, 0, "d_out, pre read; d_pre written",
-          VITSCALE_TORCH(torch_gelu_backward(on_cpu, R * N)));
+          VITSCALE_TORCH(torch_gelu_backward(on_cpu, R * g.N)));
     }
   }
 
@@ -186,9 +181,7 @@ void bench_ops(Backend& be, const BenchOptions& o, const ViTConfig& cfg, int thr
     const double flops = 4.0 * B * H * T * T * hd;
     const double fwd = time([&] { be.attention(out, lse, qkv, static_cast<int>(H)); });
     const double bwd = time([&] { be.attention_backward(dqkv, dout, qkv, out, lse, static_cast<int>(H)); });
-#ifdef VITSCALE_BENCH_TORCH
     const auto t = shared_timing();
-#endif
     add("attention fwd", shape, fwd, 0, flops, "QKᵀ and PV; torch: timm's matmul-softmax-matmul (SDPA on torch 2)",
         VITSCALE_TORCH((*t = torch_attention(on_cpu, B, T, H, hd, false)).fwd_us));
     add("attention bwd", shape, bwd, 0, 3.5 * flops, "P recomputed; dQ, dK, dV", VITSCALE_TORCH(t->bwd_us));
@@ -199,9 +192,7 @@ void bench_ops(Backend& be, const BenchOptions& o, const ViTConfig& cfg, int thr
     auto x = p.make({R, D}), a = p.make({R, D}), out = p.make({R, D}), dy = p.make({R, D}), dx = p.make({R, D});
     auto mean = p.make({R}), rstd = p.make({R}), g = p.make({D}, 0.5f, 1.5f), bt = p.make({D}), dg = p.make({D}),
          db = p.make({D});
-#ifdef VITSCALE_BENCH_TORCH
     const auto t = shared_timing();
-#endif
     add("layernorm fwd", s_rd, time([&] { be.layernorm(out, mean, rstd, x, g, bt); }), R * D * 8.0 + R * 8.0, 0, "",
         VITSCALE_TORCH((*t = torch_layernorm(on_cpu, R, D, false)).fwd_us));
     add("add_layernorm fwd", s_rd, time([&] { be.add_layernorm(dx, out, mean, rstd, x, a, g, bt); }),
@@ -219,7 +210,7 @@ void bench_ops(Backend& be, const BenchOptions& o, const ViTConfig& cfg, int thr
     auto logits = p.make({B, K}, -3, 3), targets = p.make({B, K}, 0, 0.2f), losses = p.make({B}), dl = p.make({B, K});
     add("cross_entropy fwd+bwd", "B=" + std::to_string(B) + " K=" + std::to_string(K),
         time([&] { be.cross_entropy(losses, dl, logits, targets, 1.f / static_cast<float>(B)); }), B * K * 12.0, 0,
-        "", VITSCALE_TORCH([](const TorchTiming& r) { return r.fwd_us + r.bwd_us; }(torch_cross_entropy(on_cpu, B, K, false))));
+        "", VITSCALE_TORCH(torch_cross_entropy(on_cpu, B, K, false).both_us()));
     const ParamTable table(cfg);
     const long long n = table.total_numel();
     auto params = p.make({n}), grads = p.make({n}, -1e-3f, 1e-3f), m = p.make({n}, -1e-4f, 1e-4f),
@@ -244,8 +235,7 @@ void bench_ops(Backend& be, const BenchOptions& o, const ViTConfig& cfg, int thr
   // single-threaded. After every backend op: OpenBLAS's pool spins for a
   // while after a call and would steal the cores from the next op.
   {
-    const int previous = openblas_get_num_threads();
-    openblas_set_num_threads(threads);
+    const OpenBlasThreadsScope blas(threads, /*settle=*/true);
     for (const auto& [name, N, Kd] : {std::tuple{"qkv", 3 * D, D}, std::tuple{"proj", D, D}, std::tuple{"fc1", F, D},
                                       std::tuple{"fc2", D, F}}) {
       const int m = static_cast<int>(R), n = static_cast<int>(N), k = static_cast<int>(Kd);
@@ -266,8 +256,6 @@ void bench_ops(Backend& be, const BenchOptions& o, const ViTConfig& cfg, int thr
           }),
           0, 2 * mnk, "two multithreaded OpenBLAS calls: d_x = dy·w, d_w += dyᵀ·x");
     }
-    openblas_set_num_threads(previous);
-    std::this_thread::sleep_for(std::chrono::milliseconds(300));
   }
 #undef VITSCALE_TORCH
 }
@@ -302,11 +290,9 @@ int run_cpu_bench(const BenchOptions& o) {
     std::vector<TorchTimer> torch_timers;
     bench_ops(*be, o, cfg, threads, rows, torch_timers);
     if (with_torch) {
-      const int previous = openblas_get_num_threads();
-      openblas_set_num_threads(threads);  // LibTorch's GEMMs run in OpenBLAS's own pool
+      const OpenBlasThreadsScope blas(threads, /*settle=*/false);  // LibTorch's GEMMs run in OpenBLAS's own pool
       for (std::size_t i = 0; i < rows.size(); ++i)
         if (torch_timers[i]) rows[i].torch_us = torch_timers[i]();
-      openblas_set_num_threads(previous);
     }
     write_reports(rows, c, o.out_dir,
                   header + "\n\nCeilings measured here: copy " + copy_curve_text(c) + ", SGEMM " +

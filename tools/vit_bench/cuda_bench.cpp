@@ -224,7 +224,7 @@ void bench_model(Ctx& c, const BenchShape& ms, bool with_torch) {
 #ifdef VITSCALE_BENCH_TORCH
     if (with_torch) {
       const auto r = torch_cross_entropy(TorchRun{true, c.warmup, c.reps}, B, K, true);
-      tt = r.fwd_us + r.bwd_us;
+      tt = r.both_us();
     }
 #endif
     add("cross_entropy fwd+bwd", DType::bf16, "B=" + std::to_string(B) + " K=" + std::to_string(K), t,

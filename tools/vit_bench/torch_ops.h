@@ -14,6 +14,7 @@ namespace vitscale::bench {
 
 struct TorchTiming {
   double fwd_us = -1, bwd_us = -1;  // bwd: autograd's backward of the op's graph
+  double both_us() const { return fwd_us < 0 || bwd_us < 0 ? -1 : fwd_us + bwd_us; }  // forward + backward
 };
 
 // Where LibTorch's side runs and how often.
