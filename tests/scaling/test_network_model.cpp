@@ -107,3 +107,51 @@ TEST_CASE("contended curves give the rates of a collective overlapping compute",
     CHECK(back.overlapped(2.5e6, 2).comm_rate == n.overlapped(2.5e6, 2).comm_rate);
   }
 }
+
+TEST_CASE("a reduce-scatter or all-gather costs its own measured curve, else half an all-reduce", "[network]") {
+  NetworkModel n;
+  n.intra = {"cpu", 1.0, 0.0, ""};
+  n.inter = n.intra;
+  n.comm_compute_share = 1.0;
+  n.measured.push_back({2, {{1e6, 0.002}, {4e6, 0.006}}});  // all-reduce (the default collective)
+  SECTION("no curve of its own: half the all-reduce's") {
+    CHECK(n.collective_s(1e6, 2, Collective::reduce_scatter) == Approx(0.001));
+    CHECK(n.collective_s(4e6, 2, Collective::all_gather) == Approx(0.003));
+    CHECK(n.collective_s(1e6, 2, Collective::all_reduce) == Approx(0.002));
+  }
+  SECTION("its own curve, which may cost more than half (Open MPI's reduce-scatter does)") {
+    n.measured.push_back({2, {{1e6, 0.0018}, {4e6, 0.0058}}, Collective::reduce_scatter});
+    CHECK(n.collective_s(1e6, 2, Collective::reduce_scatter) == Approx(0.0018));
+    CHECK(n.collective_s(2.5e6, 2, Collective::reduce_scatter) == Approx(0.0038));
+    CHECK(n.collective_s(1e6, 2, Collective::all_gather) == Approx(0.001));  // still the fallback
+    CHECK(n.measured_s(1e6, 2) == Approx(0.002));                            // the all-reduce is untouched
+    CHECK(n.collective_s(1e6, 1, Collective::reduce_scatter) == 0.0);
+  }
+  SECTION("contended: its own curve, else the all-reduce's slowdown and lost share") {
+    n.contended.push_back({2, "thread", 1000.0, {{1e6, 0.008, 0.002}}});  // all-reduce: 4x slower, 25% lost
+    const auto fallback = n.overlapped(1e6, 2, Collective::all_gather);
+    CHECK(fallback.comm_rate == Approx(0.25));
+    CHECK(fallback.compute_rate == Approx(0.75));
+    n.measured.push_back({2, {{1e6, 0.0015}}, Collective::all_gather});
+    n.contended.push_back({2, "thread", 1000.0, {{1e6, 0.003, 0.0015}}, Collective::all_gather});
+    const auto own = n.overlapped(1e6, 2, Collective::all_gather);  // idle 1.5 ms, contended 3 ms, half lost
+    CHECK(own.comm_rate == Approx(0.5));
+    CHECK(own.compute_rate == Approx(0.5));
+    CHECK(n.overlapped(1e6, 2).comm_rate == Approx(0.25));  // the all-reduce keeps its own
+  }
+  SECTION("the collective round-trips through JSON; a curve without one is an all-reduce") {
+    n.measured.push_back({2, {{1e6, 0.0018}}, Collective::reduce_scatter});
+    n.contended.push_back({2, "thread", 1000.0, {{1e6, 0.003, 0.001}}, Collective::all_gather});
+    nlohmann::json j = to_json(n);
+    CHECK(j["measured"][1]["collective"] == "reduce_scatter");
+    j["measured"][0].erase("collective");
+    const NetworkModel back = network_from_json(j);
+    REQUIRE(back.measured.size() == 2);
+    CHECK(back.measured[0].collective == Collective::all_reduce);
+    CHECK(back.measured[1].collective == Collective::reduce_scatter);
+    REQUIRE(back.contended.size() == 1);
+    CHECK(back.contended[0].collective == Collective::all_gather);
+    j["measured"][1]["collective"] = "allreduce_v";
+    CHECK_THROWS_WITH(network_from_json(j), Catch::Contains("reduce_scatter"));
+  }
+}

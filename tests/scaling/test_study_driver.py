@@ -13,8 +13,8 @@ from pathlib import Path
 sys.dont_write_bytecode = True
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools" / "scaling"))
 
-from study_runner import (Config, Machine, Runner, median_curve, merge_repeats, read_memory, steal_pct,  # noqa: E402
-                          summarize, zero_refusal)
+from study_runner import (Config, Machine, Runner, median_curve, median_curves, merge_repeats,  # noqa: E402
+                          read_memory, steal_pct, summarize, zero_refusal)
 import zero_study  # noqa: E402
 
 
@@ -169,6 +169,20 @@ class MedianCurveTest(unittest.TestCase):
     def test_idle_curves_have_one_value_per_point(self):
         launches = [{"world": 4, "points": [[1024, t]]} for t in (0.003, 0.001, 0.002)]
         self.assertEqual(median_curve(launches)["points"], [[1024, 0.002]])
+
+    def test_each_collective_gets_its_own_median(self):
+        # Two launches, each with an all-reduce (one without the key, as older files have)
+        # and a reduce-scatter curve: the medians never mix the two collectives.
+        launches = [{"world": 2, "points": [[1024, 0.004]]},
+                    {"world": 2, "collective": "reduce_scatter", "points": [[1024, 0.001]]},
+                    {"world": 2, "collective": "allreduce", "points": [[1024, 0.002]]},
+                    {"world": 2, "collective": "reduce_scatter", "points": [[1024, 0.003]]}]
+        got = median_curves(launches)
+        self.assertEqual(len(got), 2)
+        self.assertEqual((got[0].get("collective", "allreduce"), got[0]["points"]), ("allreduce", [[1024, 0.003]]))
+        self.assertEqual((got[1]["collective"], got[1]["points"], got[1]["launches"]),
+                         ("reduce_scatter", [[1024, 0.002]], 2))
+        self.assertEqual(median_curves([]), [])
 
 
 class StealTest(unittest.TestCase):

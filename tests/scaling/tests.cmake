@@ -15,3 +15,19 @@ if(Python3_Interpreter_FOUND)
            WORKING_DIRECTORY ${CMAKE_CURRENT_LIST_DIR})
   set_tests_properties(scaling:driver PROPERTIES TIMEOUT 60 ENVIRONMENT PYTHONDONTWRITEBYTECODE=1)
 endif()
+
+# The network benches under mpirun: one curve per collective (all-reduce,
+# reduce-scatter, all-gather), idle and while the core computes.
+if(TARGET vit_allreduce_bench AND TARGET vit_contended_bench AND MPIEXEC_EXECUTABLE AND Python3_Interpreter_FOUND)
+  set(bench_mpirun_flags ${MPIEXEC_PREFLAGS})
+  execute_process(COMMAND ${MPIEXEC_EXECUTABLE} --version OUTPUT_VARIABLE bench_mpiexec_version ERROR_QUIET)
+  if(bench_mpiexec_version MATCHES "Open MPI|OpenRTE")
+    list(APPEND bench_mpirun_flags --allow-run-as-root --oversubscribe)
+  endif()
+  add_test(NAME scaling:collective_benches
+           COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/collective_benches_test.py
+                   $<TARGET_FILE:vit_allreduce_bench> $<TARGET_FILE:vit_contended_bench> ${MPIEXEC_EXECUTABLE}
+                   ${bench_mpirun_flags})
+  set_tests_properties(scaling:collective_benches PROPERTIES TIMEOUT 300 PROCESSORS 2
+                       ENVIRONMENT PYTHONDONTWRITEBYTECODE=1)
+endif()

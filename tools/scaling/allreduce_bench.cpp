@@ -1,5 +1,8 @@
 // vit_allreduce_bench — measures MPI_Allreduce (fp32 sum, in place) on the
-// ranks it is launched with and fits the ring model of network_model.h,
+// ranks it is launched with, and beside it the reduce-scatter and all-gather
+// of ZeRO 1-3 through the calls MpiCommunicator makes (MPI_Reduce_scatter with
+// per-rank counts, in-place MPI_Allgatherv), one curve each; it fits the ring
+// model of network_model.h to the all-reduce,
 //   t(S) = 2(p−1)/p · S / B + 2(p−1) · α,
 // by least squares on relative error over message sizes, and keeps the
 // measured curve itself (CPU caches make the cost per byte depend on the size;
@@ -17,16 +20,69 @@
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include "tools/scaling/network_model.h"
 
 namespace {
+
+using vitscale::scaling::Collective;
+
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
 }
+
+void check(int rc, const char* call, std::size_t n) {
+  if (rc == MPI_SUCCESS) return;
+  char text[MPI_MAX_ERROR_STRING];
+  int len = 0;
+  MPI_Error_string(rc, text, &len);
+  std::fprintf(stderr, "vit_allreduce_bench: %s of %zu floats failed: %s\n", call, n, text);
+  MPI_Abort(MPI_COMM_WORLD, 1);
+}
+
+// One collective over the first n floats of buf (n elements: the full,
+// unsharded buffer), split over the ranks as ShardLayout does: the first
+// n % world ranks get one element more.
+class CollectiveCall {
+ public:
+  CollectiveCall(std::vector<float>& buf, int world, int rank) : buf_(buf), world_(world), rank_(rank) {}
+  void run(Collective c, std::size_t n) {
+    counts_.assign(static_cast<std::size_t>(world_), 0);
+    displs_.assign(static_cast<std::size_t>(world_), 0);
+    for (int q = 0, at = 0; q < world_; ++q) {
+      counts_[q] = static_cast<int>(n / world_ + (static_cast<std::size_t>(q) < n % world_ ? 1 : 0));
+      displs_[q] = at;
+      at += counts_[q];
+    }
+    const int count = static_cast<int>(n);
+    switch (c) {
+      case Collective::all_reduce:
+        check(MPI_Allreduce(MPI_IN_PLACE, buf_.data(), count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD), "MPI_Allreduce", n);
+        break;
+      case Collective::reduce_scatter:
+        shard_.resize(static_cast<std::size_t>(counts_[rank_]) + 1);
+        check(MPI_Reduce_scatter(buf_.data(), shard_.data(), counts_.data(), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD),
+              "MPI_Reduce_scatter", n);
+        break;
+      case Collective::all_gather:
+        check(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf_.data(), counts_.data(), displs_.data(), MPI_FLOAT,
+                             MPI_COMM_WORLD),
+              "MPI_Allgatherv", n);
+        break;
+    }
+  }
+
+ private:
+  std::vector<float>& buf_;
+  std::vector<float> shard_;  // reduce-scatter's receive buffer (this rank's block)
+  std::vector<int> counts_, displs_;
+  int world_, rank_;
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -43,7 +99,10 @@ int main(int argc, char** argv) {
   app.add_option("--reps", reps, "timed repetitions per size")->check(CLI::PositiveNumber);
   app.add_option("--max-mib", max_mib, "largest message, MiB")->check(CLI::PositiveNumber);
   bool merge = false;
-  app.add_flag("--merge", merge, "add this world size's curve to an existing --out file");
+  app.add_flag("--merge", merge, "add this world size's curves to an existing --out file");
+  std::string collectives = "allreduce,reduce_scatter,allgather";
+  app.add_option("--collectives", collectives,
+                 "comma-separated: allreduce, reduce_scatter, allgather (the fit: allreduce)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -56,23 +115,48 @@ int main(int argc, char** argv) {
     MPI_Finalize();
     return 1;
   }
-  std::vector<double> xs, ys;
+  std::vector<Collective> kinds;
+  try {
+    std::stringstream list(collectives);
+    for (std::string item; std::getline(list, item, ',');) kinds.push_back(vitscale::scaling::parse_collective(item));
+  } catch (const std::invalid_argument& e) {
+    if (rank == 0) std::fprintf(stderr, "vit_allreduce_bench: --collectives: %s\n", e.what());
+    MPI_Finalize();
+    return 1;
+  }
   std::vector<float> buf(static_cast<std::size_t>(max_mib * (1 << 20) / 4), 1.0f);
-  for (std::size_t n = 256; n * 4 <= static_cast<std::size_t>(max_mib * (1 << 20)); n *= 2) {
-    std::vector<double> t;
-    for (int r = 0; r < reps + 2; ++r) {
-      MPI_Barrier(MPI_COMM_WORLD);
-      const double t0 = MPI_Wtime();
-      MPI_Allreduce(MPI_IN_PLACE, buf.data(), static_cast<int>(n), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
-      double dt = MPI_Wtime() - t0;
-      MPI_Allreduce(MPI_IN_PLACE, &dt, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);  // the slowest rank's time
-      if (r >= 2) t.push_back(dt);
+  CollectiveCall call(buf, world, rank);
+  std::vector<vitscale::scaling::NetworkModel::Curve> curves;
+  std::vector<double> xs, ys;  // the all-reduce's, for the fit
+  for (const Collective kind : kinds) {
+    vitscale::scaling::NetworkModel::Curve curve;
+    curve.world = world;
+    curve.collective = kind;
+    for (std::size_t n = 256; n * 4 <= static_cast<std::size_t>(max_mib * (1 << 20)); n *= 2) {
+      std::vector<double> t;
+      for (int r = 0; r < reps + 2; ++r) {
+        MPI_Barrier(MPI_COMM_WORLD);
+        const double t0 = MPI_Wtime();
+        call.run(kind, n);
+        double dt = MPI_Wtime() - t0;
+        MPI_Allreduce(MPI_IN_PLACE, &dt, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);  // the slowest rank's time
+        if (r >= 2) t.push_back(dt);
+      }
+      const double bytes = static_cast<double>(n) * 4, seconds = median(t);
+      curve.points.push_back({bytes, seconds});
+      if (kind == Collective::all_reduce) xs.push_back(bytes), ys.push_back(seconds);
+      // Bus bandwidth: what each rank moves, 2(p−1)/p · S for the all-reduce, (p−1)/p · S for the others.
+      const double moved = (kind == Collective::all_reduce ? 2.0 : 1.0) * (world - 1) / world * bytes;
+      if (rank == 0)
+        std::printf("%-14s %10zu bytes  %9.1f us  %7.3f GB/s bus\n", vitscale::scaling::collective_name(kind), n * 4,
+                    1e6 * seconds, moved / seconds / 1e9);
     }
-    xs.push_back(static_cast<double>(n) * 4);
-    ys.push_back(median(t));
-    if (rank == 0)
-      std::printf("%10zu bytes  %9.1f us  %7.3f GB/s bus\n", n * 4, 1e6 * ys.back(),
-                  2.0 * (world - 1) / world * xs.back() / ys.back() / 1e9);
+    curves.push_back(curve);
+  }
+  if (xs.size() < 2) {
+    if (rank == 0) std::fprintf(stderr, "vit_allreduce_bench: the fit needs the allreduce curve (--collectives)\n");
+    MPI_Finalize();
+    return 1;
   }
   // Least squares on relative error, t = a + b·S (weights 1/t²): small and large
   // messages count alike. Then B = 2(p−1)/p / b and α = a / (2(p−1)).
@@ -92,14 +176,11 @@ int main(int argc, char** argv) {
       }
       std::erase_if(m.measured, [&](const auto& c) { return c.world == world; });
     }
-    vitscale::scaling::NetworkModel::Curve curve;
-    curve.world = world;
-    for (std::size_t i = 0; i < xs.size(); ++i) curve.points.push_back({xs[i], ys[i]});
-    m.measured.push_back(curve);
+    for (const auto& c : curves) m.measured.push_back(c);
     if (merge && m.intra.bandwidth_GBps > 0) {
       std::ofstream f(out);
       f << vitscale::scaling::to_json(m).dump(1) << "\n";
-      std::printf("added the %d-rank curve to %s\n", world, out.c_str());
+      std::printf("added the %d-rank curves to %s\n", world, out.c_str());
       MPI_Finalize();
       return 0;
     }

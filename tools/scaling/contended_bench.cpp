@@ -1,5 +1,6 @@
-// vit_contended_bench — what a gradient all-reduce costs on CPU ranks while
-// the same core is computing backward (the overlap_comm case).
+// vit_contended_bench — what a gradient all-reduce (and ZeRO's reduce-scatter
+// and all-gather) costs on CPU ranks while the same core is computing
+// backward (the overlap_comm case).
 //
 // vit_allreduce_bench times collectives on idle cores. During an overlapped
 // backward the communicator's thread (parallel/mpi_communicator.h) runs each
@@ -10,8 +11,10 @@
 // takes, busy-waiting for a late peer included. This bench reproduces one
 // overlapped backward on every rank, the way the reducer runs it:
 //
-//   a "step": --buckets times [compute for --gap-us, launch an all-reduce of
+//   a "step": --buckets times [compute for --gap-us, launch a collective of
 //   S bytes through MpiCommunicator without waiting]; then wait for all.
+//   Each collective of --collectives gets its own curve (S: the full buffer;
+//   the reduce-scatter's blocks and the all-gather's are ShardLayout's split).
 //   Before each step the same compute runs alone, with no collective, so the
 //   machine's drift over seconds cancels.
 //
@@ -33,6 +36,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -85,6 +89,8 @@ int main(int argc, char** argv) {
   app.add_option("--buckets", buckets, "collectives launched per step")->check(CLI::PositiveNumber);
   app.add_option("--gap-us", gap_us, "compute before each launch, microseconds")->check(CLI::NonNegativeNumber);
   app.add_option("--max-mib", max_mib, "largest message, MiB (memory: buckets x this)")->check(CLI::PositiveNumber);
+  std::string collectives = "allreduce,reduce_scatter,allgather";
+  app.add_option("--collectives", collectives, "comma-separated: allreduce, reduce_scatter, allgather");
   const LaunchInfo launch = mpi.launch_info();
   try {
     app.parse(argc, argv);
@@ -96,8 +102,11 @@ int main(int argc, char** argv) {
     return 1;
   }
   scaling::NetworkModel model;
+  std::vector<scaling::Collective> kinds;
   try {
     model = scaling::load_network(network);  // every rank: a bad file stops all of them before measuring
+    std::stringstream list(collectives);
+    for (std::string item; std::getline(list, item, ',');) kinds.push_back(scaling::parse_collective(item));
   } catch (const std::exception& e) {
     if (launch.rank == 0) std::fprintf(stderr, "vit_contended_bench: %s\n", e.what());
     return 1;
@@ -116,55 +125,86 @@ int main(int argc, char** argv) {
   };
 
   const auto max_elems = static_cast<std::size_t>(max_mib * (1 << 20) / 4);
-  std::vector<float> buf(max_elems * static_cast<std::size_t>(buckets), 1.0f);  // one slice per bucket in flight
-  scaling::NetworkModel::ContendedCurve curve;
-  curve.world = launch.world_size;
-  curve.progress = mpi_progress_name(options.mpi_progress);
-  curve.gap_us = gap_us;
+  const auto nb = static_cast<std::size_t>(buckets);
+  std::vector<float> buf(max_elems * nb, 1.0f);    // one slice per bucket in flight
+  std::vector<float> shards(max_elems * nb, 0.0f);  // the reduce-scatter's receive blocks (generous)
+  const int world = launch.world_size;
+  // One collective on bucket b's slice of n elements.
+  auto issue = [&](scaling::Collective kind, std::size_t b, std::size_t n) {
+    std::vector<std::int64_t> counts(static_cast<std::size_t>(world));
+    for (int q = 0; q < world; ++q)
+      counts[static_cast<std::size_t>(q)] =
+          static_cast<std::int64_t>(n / world + (static_cast<std::size_t>(q) < n % world ? 1 : 0));
+    const TensorView slice(buf.data() + b * n, DType::f32, {static_cast<std::int64_t>(n)});
+    switch (kind) {
+      case scaling::Collective::reduce_scatter:
+        return comm.reduce_scatter(
+            slice, TensorView(shards.data() + b * n, DType::f32, {counts[static_cast<std::size_t>(launch.rank)]}),
+            counts);
+      case scaling::Collective::all_gather:
+        return comm.all_gather(slice, counts);
+      case scaling::Collective::all_reduce:
+        break;
+    }
+    return comm.all_reduce(slice);
+  };
+  std::vector<scaling::NetworkModel::ContendedCurve> curves;
+  const std::string progress = mpi_progress_name(options.mpi_progress);
   if (launch.rank == 0)
     std::printf("compute unit %.1f us; %ld units between launches, %d buckets a step; progress: %s\n",
-                1e6 * warm_unit_s, gap_units, buckets, curve.progress.c_str());
-  for (std::size_t n = 256; n <= max_elems; n *= 4) {
-    std::vector<double> busy, lost;
-    for (int r = 0; r < steps + 1; ++r) {
-      comm.barrier().wait();  // every step starts together, as after the previous step's optimizer
-      const auto t_alone = Clock::now();
-      for (int b = 0; b < buckets; ++b) compute_gap();
-      const double alone = since(t_alone);
-      comm.barrier().wait();
-      const auto t0 = Clock::now();
-      std::vector<CommRequest> reqs;
-      for (int b = 0; b < buckets; ++b) {
-        compute_gap();
-        reqs.push_back(comm.all_reduce(
-            TensorView(buf.data() + static_cast<std::size_t>(b) * n, DType::f32, {static_cast<std::int64_t>(n)})));
+                1e6 * warm_unit_s, gap_units, buckets, progress.c_str());
+  for (const scaling::Collective kind : kinds) {
+    scaling::NetworkModel::ContendedCurve curve;
+    curve.world = world;
+    curve.collective = kind;
+    curve.progress = progress;
+    curve.gap_us = gap_us;
+    for (std::size_t n = 256; n <= max_elems; n *= 4) {
+      std::vector<double> busy, lost;
+      for (int r = 0; r < steps + 1; ++r) {
+        comm.barrier().wait();  // every step starts together, as after the previous step's optimizer
+        const auto t_alone = Clock::now();
+        for (int b = 0; b < buckets; ++b) compute_gap();
+        const double alone = since(t_alone);
+        comm.barrier().wait();
+        const auto t0 = Clock::now();
+        std::vector<CommRequest> reqs;
+        for (std::size_t b = 0; b < nb; ++b) {
+          compute_gap();
+          reqs.push_back(issue(kind, b, n));
+        }
+        const double computed = since(t0);
+        double step_busy = 0;
+        for (auto& q : reqs) {
+          q.wait();
+          step_busy += q.busy_seconds();
+        }
+        if (r == 0) continue;  // warms the path
+        busy.push_back(step_busy / buckets);
+        lost.push_back(std::max(0.0, computed - alone) / buckets);
       }
-      const double computed = since(t0);
-      double step_busy = 0;
-      for (auto& q : reqs) {
-        q.wait();
-        step_busy += q.busy_seconds();
-      }
-      if (r == 0) continue;  // warms the path
-      busy.push_back(step_busy / buckets);
-      lost.push_back(std::max(0.0, computed - alone) / buckets);
+      std::vector<double> m = {median(busy), median(lost)};
+      comm.all_reduce_host(m, HostReduce::sum);
+      const double d = m[0] / world, l = m[1] / world;
+      curve.points.push_back({static_cast<double>(n) * 4, d, l});
+      if (launch.rank == 0)
+        std::printf("%-14s %10zu bytes  %9.1f us per collective (idle: %7.1f)  %9.1f us of compute lost per bucket\n",
+                    scaling::collective_name(kind), n * 4, 1e6 * d,
+                    1e6 * model.collective_s(static_cast<double>(n) * 4, world, kind), 1e6 * l);
     }
-    std::vector<double> m = {median(busy), median(lost)};
-    comm.all_reduce_host(m, HostReduce::sum);
-    const double d = m[0] / launch.world_size, l = m[1] / launch.world_size;
-    curve.points.push_back({static_cast<double>(n) * 4, d, l});
-    if (launch.rank == 0)
-      std::printf("%10zu bytes  %9.1f us per collective (idle: %7.1f)  %9.1f us of compute lost per bucket\n", n * 4,
-                  1e6 * d, 1e6 * model.allreduce_s(static_cast<double>(n) * 4, launch.world_size), 1e6 * l);
+    curves.push_back(curve);
   }
   if (launch.rank == 0) {
-    std::erase_if(model.contended,
-                  [&](const auto& c) { return c.world == curve.world && c.progress == curve.progress; });
-    model.contended.push_back(curve);
+    for (const auto& curve : curves) {
+      std::erase_if(model.contended, [&](const auto& c) {
+        return c.world == curve.world && c.collective == curve.collective && c.progress == curve.progress;
+      });
+      model.contended.push_back(curve);
+    }
     std::ofstream f(network);
     f << scaling::to_json(model).dump(1) << "\n";
-    std::printf("added the %d-rank contended curve (progress: %s) to %s (sink %.3f)\n", curve.world,
-                curve.progress.c_str(), network.c_str(), unit.sink());
+    std::printf("added %zu %d-rank contended curve(s) (progress: %s) to %s (sink %.3f)\n", curves.size(), world,
+                progress.c_str(), network.c_str(), unit.sink());
   }
   return 0;
 }

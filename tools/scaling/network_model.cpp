@@ -53,6 +53,25 @@ const char* algo_name(AllReduceAlgo a) {
   return "?";
 }
 
+Collective parse_collective(const std::string& name) {
+  if (name == "allreduce") return Collective::all_reduce;
+  if (name == "reduce_scatter") return Collective::reduce_scatter;
+  if (name == "allgather") return Collective::all_gather;
+  throw std::invalid_argument("collective '" + name + "' is not one of: allreduce, reduce_scatter, allgather");
+}
+
+const char* collective_name(Collective c) {
+  switch (c) {
+    case Collective::all_reduce:
+      return "allreduce";
+    case Collective::reduce_scatter:
+      return "reduce_scatter";
+    case Collective::all_gather:
+      return "allgather";
+  }
+  return "?";
+}
+
 double ring_allreduce_s(double bytes, int p, double bandwidth_Bps, double latency_s) {
   if (p <= 1) return 0.0;
   if (bandwidth_Bps <= 0) throw std::invalid_argument("ring all-reduce: bandwidth must be positive");
@@ -109,22 +128,27 @@ double interpolate(const std::vector<P>& pts, double bytes, Get value) {
 }
 }  // namespace
 
-double NetworkModel::measured_s(double bytes, int world) const {
+double NetworkModel::measured_s(double bytes, int world, Collective kind) const {
   for (const auto& c : measured)
-    if (c.world == world && !c.points.empty()) return interpolate(c.points, bytes, [](const Point& p) { return p.seconds; });
+    if (c.world == world && c.collective == kind && !c.points.empty())
+      return interpolate(c.points, bytes, [](const Point& p) { return p.seconds; });
   return -1.0;
 }
 
-NetworkModel::Overlapped NetworkModel::overlapped(double bytes, int world) const {
-  for (const auto& c : contended) {
-    if (c.world != world || c.progress != mpi_progress || c.points.empty()) continue;
-    const double wall = interpolate(c.points, bytes, [](const ContendedPoint& p) { return p.seconds; });
-    const double lost = interpolate(c.points, bytes, [](const ContendedPoint& p) { return p.compute_lost_s; });
-    const double alone = allreduce_s(bytes, world);
-    if (wall <= 0) break;
-    // Rates stay in (0, 1]: a measured point faster than the idle curve (noise)
-    // means no slowdown, and compute keeps a sliver so the replay always advances.
-    return {std::clamp(alone / wall, 1e-3, 1.0), std::clamp(1.0 - lost / wall, 0.02, 1.0)};
+NetworkModel::Overlapped NetworkModel::overlapped(double bytes, int world, Collective kind) const {
+  // This collective's own contended curve first, then the all-reduce's.
+  for (const Collective c : {kind, Collective::all_reduce}) {
+    for (const auto& curve : contended) {
+      if (curve.world != world || curve.collective != c || curve.progress != mpi_progress || curve.points.empty())
+        continue;
+      const double wall = interpolate(curve.points, bytes, [](const ContendedPoint& p) { return p.seconds; });
+      const double lost = interpolate(curve.points, bytes, [](const ContendedPoint& p) { return p.compute_lost_s; });
+      const double alone = collective_s(bytes, world, c);
+      if (wall <= 0) break;
+      // Rates stay in (0, 1]: a measured point faster than the idle curve (noise)
+      // means no slowdown, and compute keeps a sliver so the replay always advances.
+      return {std::clamp(alone / wall, 1e-3, 1.0), std::clamp(1.0 - lost / wall, 0.02, 1.0)};
+    }
   }
   const double shared = 1.0 / (1.0 + comm_compute_share);
   return {shared, shared};
@@ -155,6 +179,13 @@ double NetworkModel::half_allreduce_s(double bytes, int world) const {
   if (world <= 1) return 0.0;
   const double launch = measured_s(bytes, world) >= 0 ? 0.0 : launch_us * 1e-6;  // a measured curve includes it
   return 0.5 * (allreduce_s(bytes, world) - launch) + launch;
+}
+
+double NetworkModel::collective_s(double bytes, int world, Collective c) const {
+  if (world <= 1) return 0.0;
+  if (c == Collective::all_reduce) return allreduce_s(bytes, world);
+  if (const double m = measured_s(bytes, world, c); m >= 0) return m;
+  return half_allreduce_s(bytes, world);
 }
 
 std::string NetworkModel::describe() const {
@@ -259,7 +290,7 @@ nlohmann::json to_json(const NetworkModel& n) {
              for (const auto& c : n.measured) {
                nlohmann::json pts = nlohmann::json::array();
                for (const auto& p : c.points) pts.push_back({p.bytes, p.seconds});
-               m.push_back({{"world", c.world}, {"points", pts}});
+               m.push_back({{"world", c.world}, {"collective", collective_name(c.collective)}, {"points", pts}});
              }
              return m;
            }()},
@@ -268,7 +299,11 @@ nlohmann::json to_json(const NetworkModel& n) {
              for (const auto& c : n.contended) {
                nlohmann::json pts = nlohmann::json::array();
                for (const auto& p : c.points) pts.push_back({p.bytes, p.seconds, p.compute_lost_s});
-               m.push_back({{"world", c.world}, {"progress", c.progress}, {"gap_us", c.gap_us}, {"points", pts}});
+               m.push_back({{"world", c.world},
+                            {"collective", collective_name(c.collective)},
+                            {"progress", c.progress},
+                            {"gap_us", c.gap_us},
+                            {"points", pts}});
              }
              return m;
            }()}};
@@ -289,6 +324,7 @@ NetworkModel network_from_json(const nlohmann::json& j) {
     for (const auto& c : j.at("measured")) {
       NetworkModel::Curve curve;
       curve.world = c.at("world").get<int>();
+      curve.collective = parse_collective(c.value("collective", std::string("allreduce")));
       for (const auto& p : c.at("points")) curve.points.push_back({p.at(0).get<double>(), p.at(1).get<double>()});
       std::sort(curve.points.begin(), curve.points.end(),
                 [](const NetworkModel::Point& a, const NetworkModel::Point& b) { return a.bytes < b.bytes; });
@@ -299,6 +335,7 @@ NetworkModel network_from_json(const nlohmann::json& j) {
     for (const auto& c : j.at("contended")) {
       NetworkModel::ContendedCurve curve;
       curve.world = c.at("world").get<int>();
+      curve.collective = parse_collective(c.value("collective", std::string("allreduce")));
       curve.progress = c.value("progress", std::string());
       curve.gap_us = c.value("gap_us", 0.0);
       for (const auto& p : c.at("points"))

@@ -27,6 +27,15 @@ struct Link {
 };
 
 enum class AllReduceAlgo { ring, tree, hierarchical, best };
+
+// The collectives a data-parallel step issues: the all-reduce of stage 0, the
+// reduce-scatter and all-gather of ZeRO 1-3. MPI runs each with its own
+// algorithm, so one measured all-reduce does not say what the other two cost
+// (Open MPI's 2-rank reduce-scatter of 4 MiB takes about as long as the
+// all-reduce, not half).
+enum class Collective { all_reduce, reduce_scatter, all_gather };
+Collective parse_collective(const std::string& name);  // allreduce | reduce_scatter | allgather
+const char* collective_name(Collective c);
 AllReduceAlgo parse_algo(const std::string& name);  // ring | tree | hierarchical | best
 const char* algo_name(AllReduceAlgo a);
 
@@ -55,7 +64,8 @@ struct NetworkModel {
   };
   struct Curve {
     int world = 0;
-    std::vector<Point> points;  // ascending bytes
+    std::vector<Point> points;                       // ascending bytes (the full, unsharded buffer)
+    Collective collective = Collective::all_reduce;  // JSON "collective"; absent: allreduce
   };
   std::vector<Curve> measured;
   // Measured while the same core computes (vit_contended_bench): per message
@@ -70,6 +80,7 @@ struct NetworkModel {
     std::string progress;  // the MPI progress mode it was measured with
     double gap_us = 0;     // compute between two collectives in the bench
     std::vector<ContendedPoint> points;  // ascending bytes
+    Collective collective = Collective::all_reduce;
   };
   std::vector<ContendedCurve> contended;
   std::string mpi_progress = "thread";  // whose contended curve applies (vit_train's default)
@@ -78,9 +89,11 @@ struct NetworkModel {
   struct Overlapped {
     double comm_rate = 1, compute_rate = 1;
   };
-  // From the contended curve for this world size and mpi_progress, else
+  // From the contended curve of this collective, world size and mpi_progress;
+  // without one, the all-reduce's contended curve at the same size (its
+  // slowdown and lost share applied to this collective); else
   // comm_compute_share's processor sharing (both at 1 / (1 + share)).
-  Overlapped overlapped(double bytes, int world) const;
+  Overlapped overlapped(double bytes, int world, Collective c = Collective::all_reduce) const;
 
   int nodes(int world) const { return (world + ranks_per_node - 1) / ranks_per_node; }
   int ranks_in_node(int world) const { return world < ranks_per_node ? world : ranks_per_node; }
@@ -88,8 +101,8 @@ struct NetworkModel {
   double ring_s(double bytes, int world) const;
   double tree_s(double bytes, int world) const;
   double hierarchical_s(double bytes, int world) const;
-  // The measured curve's time, or < 0 when there is none for this world size.
-  double measured_s(double bytes, int world) const;
+  // The measured curve's time, or < 0 when there is none for this world size and collective.
+  double measured_s(double bytes, int world, Collective c = Collective::all_reduce) const;
   // The measured curve if any, else the configured algorithm's cost plus launch_us; 0 at world 1.
   double allreduce_s(double bytes, int world) const;
   // A reduce-scatter or an all-gather of a buffer of `bytes` (its full,
@@ -99,6 +112,10 @@ struct NetworkModel {
   // all-reduce curve: half of it (assumption: MPI's large-message all-reduce
   // is a reduce-scatter then an all-gather, ring or Rabenseifner). 0 at world 1.
   double half_allreduce_s(double bytes, int world) const;
+  // What one collective of `bytes` (the full buffer) costs on idle ranks: its
+  // own measured curve where there is one (vit_allreduce_bench measures all
+  // three), else allreduce_s or half_allreduce_s.
+  double collective_s(double bytes, int world, Collective c) const;
   // One line: "t4-pcie (10 GB/s, 5.7 us) x8 | roce-25g (2.81 GB/s, 14 us) x1, ring"
   std::string describe() const;
 };

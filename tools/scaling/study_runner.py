@@ -484,3 +484,13 @@ def median_curve(curves: list[dict]) -> dict:
     points = [[b] + [statistics.median(p[k] for p in ps) for k in range(1, len(ps[0]))]
               for b, ps in sorted(by_size.items()) if len(ps) == len(curves)]
     return {**curves[0], "points": points, "launches": len(curves)}
+
+
+def median_curves(curves: list[dict]) -> list[dict]:
+    """median_curve per collective (a launch of vit_allreduce_bench or vit_contended_bench
+    measures the all-reduce, the reduce-scatter and the all-gather, one curve each; a curve
+    without a "collective" is an all-reduce), in the order the collectives first appear."""
+    kinds: dict[str, list[dict]] = {}
+    for c in curves:
+        kinds.setdefault(c.get("collective", "allreduce"), []).append(c)
+    return [median_curve(cs) for cs in kinds.values()]

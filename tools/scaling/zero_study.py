@@ -12,8 +12,10 @@ The simulator's check (zero_validation.md): every measured point is replayed by
   - totals (forward, backward, optimizer, input) measured with every core busy: at world 1 the
     1-rank stage-0 run itself; at worlds 2 and 4 concurrent 1-rank copies, one per core
     (Runner.corun), measured just before the axis; world 4 is oversubscribed (--cpu-cores),
-  - the machine's measured all-reduce model (network.json; reduce-scatter and all-gather cost
-    half an all-reduce there, an assumption the check tests).
+  - the machine's measured network model (zero_network.json): the all-reduce, the reduce-scatter
+    and the all-gather each timed on idle cores and while the core computes, through the calls
+    MpiCommunicator makes (an older model without the last two charges each half an all-reduce;
+    Open MPI's 2-rank reduce-scatter of a 4 MiB bucket costs nearly a whole one).
 """
 
 from __future__ import annotations

@@ -186,7 +186,8 @@ ZeroStepResult simulate_zero_step(const StepProfile& p, const NetworkModel& net,
   std::vector<Op> ops;
   std::vector<int> gather_op(tasks.size(), -1), carried_op(ns, -1);
   auto issue = [&](double b) {
-    ops.push_back(Op{net.half_allreduce_s(b, W), net.overlapped(b, W), half_sent_bytes(b, W), true});
+    ops.push_back(Op{net.collective_s(b, W, Collective::all_gather), net.overlapped(b, W, Collective::all_gather),
+                     half_sent_bytes(b, W), true});
     return static_cast<int>(ops.size()) - 1;
   };
   auto issue_gather = [&](std::size_t k) {
@@ -209,7 +210,8 @@ ZeroStepResult simulate_zero_step(const StepProfile& p, const NetworkModel& net,
       if (z.stage == 0)
         ops.push_back(Op{net.allreduce_s(bytes, W), net.overlapped(bytes, W), allreduce_sent_bytes(bytes, W)});
       else
-        ops.push_back(Op{net.half_allreduce_s(bytes, W), net.overlapped(bytes, W), half_sent_bytes(bytes, W)});
+        ops.push_back(Op{net.collective_s(bytes, W, Collective::reduce_scatter),
+                         net.overlapped(bytes, W, Collective::reduce_scatter), half_sent_bytes(bytes, W)});
     }
     if (t.gather_after_bytes > 0) issue(t.gather_after_bytes);
     t.issued_by_end = ops.size();

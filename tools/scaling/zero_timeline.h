@@ -45,6 +45,11 @@
 // inside MPI calls, so a collective moves only while the host waits for it and
 // nothing is hidden (the reducer's tests at each ready signal move a round or
 // two; not modelled: the bound).
+// Each collective costs what the network model has measured for its kind
+// (NetworkModel::collective_s, overlapped): on CPU ranks vit_allreduce_bench
+// and vit_contended_bench measure the reduce-scatter and the all-gather
+// themselves, through the calls MpiCommunicator makes; a model without those
+// curves charges each half an all-reduce.
 // The channel is FIFO in issue order (gathers and reductions share it, as
 // vitscale's single communicator does). While compute and a collective run
 // together each runs at NetworkModel::overlapped's rates (CPU ranks share a
