@@ -29,7 +29,7 @@ def main() -> int:
             print("FAILED:", what)
 
     with tempfile.TemporaryDirectory() as tmp:
-        for np in (2, 3):  # 3 ranks: 256-element blocks do not split evenly, the first ranks get one more
+        for np in (2, 3):  # 3 ranks: ShardLayout's blocks are unequal (256 elements: 96, 96, 64)
             net = Path(tmp) / f"net{np}.json"
             rc, out = run([mpirun, "-np", str(np), *flags, *env, idle_bench, "--out", str(net), "--max-mib", "0.25",
                            "--reps", "3"])

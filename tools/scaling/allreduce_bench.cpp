@@ -18,12 +18,13 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <fstream>
-#include <sstream>
 #include <string>
 #include <vector>
 
+#include "parallel/bucket_plan.h"
 #include "tools/scaling/network_model.h"
 
 namespace {
@@ -45,33 +46,38 @@ void check(int rc, const char* call, std::size_t n) {
 }
 
 // One collective over the first n floats of buf (n elements: the full,
-// unsharded buffer), split over the ranks as ShardLayout does: the first
-// n % world ranks get one element more.
+// unsharded buffer), its blocks split over the ranks by ShardLayout as
+// MpiCommunicator's callers split them. prepare() sets the split up outside
+// the timed region; run() is the MPI call alone.
 class CollectiveCall {
  public:
   CollectiveCall(std::vector<float>& buf, int world, int rank) : buf_(buf), world_(world), rank_(rank) {}
-  void run(Collective c, std::size_t n) {
-    counts_.assign(static_cast<std::size_t>(world_), 0);
-    displs_.assign(static_cast<std::size_t>(world_), 0);
-    for (int q = 0, at = 0; q < world_; ++q) {
-      counts_[q] = static_cast<int>(n / world_ + (static_cast<std::size_t>(q) < n % world_ ? 1 : 0));
-      displs_[q] = at;
-      at += counts_[q];
+  void prepare(std::size_t n) {
+    n_ = n;
+    counts_.clear();
+    displs_.clear();
+    int at = 0;
+    for (const std::int64_t c : vitscale::ShardLayout(static_cast<std::int64_t>(n), world_).counts()) {
+      counts_.push_back(static_cast<int>(c));
+      displs_.push_back(at);
+      at += static_cast<int>(c);
     }
-    const int count = static_cast<int>(n);
+    shard_.resize(static_cast<std::size_t>(counts_[static_cast<std::size_t>(rank_)]) + 1);
+  }
+  void run(Collective c) {
+    const int count = static_cast<int>(n_);
     switch (c) {
       case Collective::all_reduce:
-        check(MPI_Allreduce(MPI_IN_PLACE, buf_.data(), count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD), "MPI_Allreduce", n);
+        check(MPI_Allreduce(MPI_IN_PLACE, buf_.data(), count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD), "MPI_Allreduce", n_);
         break;
       case Collective::reduce_scatter:
-        shard_.resize(static_cast<std::size_t>(counts_[rank_]) + 1);
         check(MPI_Reduce_scatter(buf_.data(), shard_.data(), counts_.data(), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD),
-              "MPI_Reduce_scatter", n);
+              "MPI_Reduce_scatter", n_);
         break;
       case Collective::all_gather:
         check(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf_.data(), counts_.data(), displs_.data(), MPI_FLOAT,
                              MPI_COMM_WORLD),
-              "MPI_Allgatherv", n);
+              "MPI_Allgatherv", n_);
         break;
     }
   }
@@ -80,6 +86,7 @@ class CollectiveCall {
   std::vector<float>& buf_;
   std::vector<float> shard_;  // reduce-scatter's receive buffer (this rank's block)
   std::vector<int> counts_, displs_;
+  std::size_t n_ = 0;
   int world_, rank_;
 };
 
@@ -117,8 +124,7 @@ int main(int argc, char** argv) {
   }
   std::vector<Collective> kinds;
   try {
-    std::stringstream list(collectives);
-    for (std::string item; std::getline(list, item, ',');) kinds.push_back(vitscale::scaling::parse_collective(item));
+    kinds = vitscale::scaling::parse_collectives(collectives);
   } catch (const std::invalid_argument& e) {
     if (rank == 0) std::fprintf(stderr, "vit_allreduce_bench: --collectives: %s\n", e.what());
     MPI_Finalize();
@@ -134,10 +140,11 @@ int main(int argc, char** argv) {
     curve.collective = kind;
     for (std::size_t n = 256; n * 4 <= static_cast<std::size_t>(max_mib * (1 << 20)); n *= 2) {
       std::vector<double> t;
+      call.prepare(n);
       for (int r = 0; r < reps + 2; ++r) {
         MPI_Barrier(MPI_COMM_WORLD);
         const double t0 = MPI_Wtime();
-        call.run(kind, n);
+        call.run(kind);
         double dt = MPI_Wtime() - t0;
         MPI_Allreduce(MPI_IN_PLACE, &dt, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);  // the slowest rank's time
         if (r >= 2) t.push_back(dt);

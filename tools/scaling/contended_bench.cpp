@@ -36,12 +36,13 @@
 #include <cstdint>
 #include <cstdlib>
 #include <fstream>
-#include <sstream>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "kernels/cpu/linear.h"
 #include "parallel/bootstrap.h"
+#include "parallel/bucket_plan.h"
 #include "parallel/comm_options.h"
 #include "parallel/mpi_communicator.h"
 #include "tools/scaling/network_model.h"
@@ -105,8 +106,7 @@ int main(int argc, char** argv) {
   std::vector<scaling::Collective> kinds;
   try {
     model = scaling::load_network(network);  // every rank: a bad file stops all of them before measuring
-    std::stringstream list(collectives);
-    for (std::string item; std::getline(list, item, ',');) kinds.push_back(scaling::parse_collective(item));
+    kinds = scaling::parse_collectives(collectives);
   } catch (const std::exception& e) {
     if (launch.rank == 0) std::fprintf(stderr, "vit_contended_bench: %s\n", e.what());
     return 1;
@@ -129,12 +129,9 @@ int main(int argc, char** argv) {
   std::vector<float> buf(max_elems * nb, 1.0f);    // one slice per bucket in flight
   std::vector<float> shards(max_elems * nb, 0.0f);  // the reduce-scatter's receive blocks (generous)
   const int world = launch.world_size;
-  // One collective on bucket b's slice of n elements.
-  auto issue = [&](scaling::Collective kind, std::size_t b, std::size_t n) {
-    std::vector<std::int64_t> counts(static_cast<std::size_t>(world));
-    for (int q = 0; q < world; ++q)
-      counts[static_cast<std::size_t>(q)] =
-          static_cast<std::int64_t>(n / world + (static_cast<std::size_t>(q) < n % world ? 1 : 0));
+  // One collective on bucket b's slice of n elements, its blocks split by
+  // ShardLayout (`counts`, set up per size outside the timed steps).
+  auto issue = [&](scaling::Collective kind, std::size_t b, std::size_t n, std::span<const std::int64_t> counts) {
     const TensorView slice(buf.data() + b * n, DType::f32, {static_cast<std::int64_t>(n)});
     switch (kind) {
       case scaling::Collective::reduce_scatter:
@@ -160,6 +157,7 @@ int main(int argc, char** argv) {
     curve.progress = progress;
     curve.gap_us = gap_us;
     for (std::size_t n = 256; n <= max_elems; n *= 4) {
+      const std::vector<std::int64_t> counts = ShardLayout(static_cast<std::int64_t>(n), world).counts();
       std::vector<double> busy, lost;
       for (int r = 0; r < steps + 1; ++r) {
         comm.barrier().wait();  // every step starts together, as after the previous step's optimizer
@@ -171,7 +169,7 @@ int main(int argc, char** argv) {
         std::vector<CommRequest> reqs;
         for (std::size_t b = 0; b < nb; ++b) {
           compute_gap();
-          reqs.push_back(issue(kind, b, n));
+          reqs.push_back(issue(kind, b, n, counts));
         }
         const double computed = since(t0);
         double step_busy = 0;

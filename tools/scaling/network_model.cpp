@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <sstream>
 #include <stdexcept>
 
 namespace vitscale::scaling {
@@ -58,6 +59,13 @@ Collective parse_collective(const std::string& name) {
   if (name == "reduce_scatter") return Collective::reduce_scatter;
   if (name == "allgather") return Collective::all_gather;
   throw std::invalid_argument("collective '" + name + "' is not one of: allreduce, reduce_scatter, allgather");
+}
+
+std::vector<Collective> parse_collectives(const std::string& comma_list) {
+  std::vector<Collective> kinds;
+  std::stringstream list(comma_list);
+  for (std::string item; std::getline(list, item, ',');) kinds.push_back(parse_collective(item));
+  return kinds;
 }
 
 const char* collective_name(Collective c) {

@@ -35,6 +35,7 @@ enum class AllReduceAlgo { ring, tree, hierarchical, best };
 // all-reduce, not half).
 enum class Collective { all_reduce, reduce_scatter, all_gather };
 Collective parse_collective(const std::string& name);  // allreduce | reduce_scatter | allgather
+std::vector<Collective> parse_collectives(const std::string& comma_list);  // "allreduce,allgather"
 const char* collective_name(Collective c);
 AllReduceAlgo parse_algo(const std::string& name);  // ring | tree | hierarchical | best
 const char* algo_name(AllReduceAlgo a);

@@ -207,11 +207,10 @@ ZeroStepResult simulate_zero_step(const StepProfile& p, const NetworkModel& net,
     t.issued_by_start = ops.size();
     for (std::size_t b : t.reduces) {
       const double bytes = static_cast<double>(buckets[b].count) * p.grad_bytes;
-      if (z.stage == 0)
-        ops.push_back(Op{net.allreduce_s(bytes, W), net.overlapped(bytes, W), allreduce_sent_bytes(bytes, W)});
-      else
-        ops.push_back(Op{net.collective_s(bytes, W, Collective::reduce_scatter),
-                         net.overlapped(bytes, W, Collective::reduce_scatter), half_sent_bytes(bytes, W)});
+      // Stage 0 all-reduces each bucket; ZeRO reduce-scatters it into the shards.
+      const Collective kind = z.stage == 0 ? Collective::all_reduce : Collective::reduce_scatter;
+      ops.push_back(Op{net.collective_s(bytes, W, kind), net.overlapped(bytes, W, kind),
+                       z.stage == 0 ? allreduce_sent_bytes(bytes, W) : half_sent_bytes(bytes, W)});
     }
     if (t.gather_after_bytes > 0) issue(t.gather_after_bytes);
     t.issued_by_end = ops.size();
