@@ -13,7 +13,7 @@ from pathlib import Path
 sys.dont_write_bytecode = True
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools" / "scaling"))
 
-from study_runner import (Config, Machine, Runner, median_curve, median_curves, merge_repeats,  # noqa: E402
+from study_runner import (Config, Machine, Runner, median_curve, median_curves, merge_repeats, pass_order,  # noqa: E402
                           read_memory, steal_pct, summarize, zero_refusal)
 import zero_study  # noqa: E402
 
@@ -99,6 +99,15 @@ class ZeroAxisTest(unittest.TestCase):
         self.assertEqual(plan, {"parameters": 42929920, "activations (ckpt)": 14933248, "peak (total)": 186653184})
         self.assertEqual(read_memory("no plan here"), (None, {}))
 
+    def test_rss_lines_of_two_ranks_run_together_are_no_reading(self):
+        # Two ranks' /usr/bin/time lines interleaved in a shared log (seen in an axis run).
+        mangled = "vit_scaling maxrss_kb=vit_scaling maxrss_kb=406316406148\n"
+        self.assertEqual(read_memory(mangled)[0], None)
+        # The ranks' own file (time -a -o) is read instead of the log when given.
+        rss, _ = read_memory(mangled, "vit_scaling maxrss_kb=406316\nvit_scaling maxrss_kb=406148\n")
+        self.assertAlmostEqual(rss, 406316 / 1024)
+        self.assertEqual(read_memory(self.LOG, "")[0], None)
+
     def test_a_refused_stage_is_recognised_by_the_binarys_words(self):
         refused = "vit_train: error: zero_optimization.stage (--zero-stage) is 2: only stages 0 and 1 are implemented"
         self.assertEqual(zero_refusal("mpirun noise\n" + refused + "\n"), refused)
@@ -148,6 +157,13 @@ class MergeRepeatsTest(unittest.TestCase):
         self.assertEqual(merged["b"]["repeat_steps_s"], [0.05, None])
         self.assertNotIn("repeat_steps_s", merged["acc"])   # not repeated: unchanged
         self.assertEqual([r["name"] for r in merge_repeats([first, second])], ["a", "b", "acc"])
+
+    def test_every_second_pass_runs_the_grid_backwards(self):
+        grid = [("a", 1), ("b", 1), ("c", 1)]
+        self.assertEqual(pass_order(grid, 0), grid)
+        self.assertEqual(pass_order(grid, 1), [("c", 1), ("b", 1), ("a", 1)])
+        self.assertEqual(pass_order(grid, 2), grid)
+        self.assertEqual(pass_order(iter(grid), 3), list(reversed(grid)))
 
     def test_one_pass_is_returned_as_it_is(self):
         only = [{"name": "a", "status": "ok", "step_s": 0.1}]

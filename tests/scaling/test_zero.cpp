@@ -226,6 +226,59 @@ TEST_CASE("checkpointing recomputes the forward of every block but the last", "[
   CHECK(vr.recompute_s == Approx((c.depth - 1) * block_fwd));
 }
 
+TEST_CASE("local copies: one rank's reduce-scatter copies every gradient once, a stage-3 gather its rank's share",
+          "[zero]") {
+  // 16 MB of gradients in four 4 MB groups; copies at 1 GB/s.
+  StepProfile p = four_params(0.1, 0.05, 0.02);
+  const double free_copies0 = simulate_zero_step(p, simple_net(), on(1), zero(0)).step_s;
+  p.copy_bytes_per_s = 1e9;
+  const double all = 16e6 / 1e9, group = 4e6 / 1e9;
+  const ZeroStepResult s0 = simulate_zero_step(p, simple_net(), on(1), zero(0));
+  CHECK(s0.step_s == Approx(free_copies0));  // stage 0 copies nothing
+  for (int stage : {1, 2}) {
+    CAPTURE(stage);
+    const ZeroStepResult r = simulate_zero_step(p, simple_net(), on(1), zero(stage));
+    CHECK(r.collectives == 0);
+    CHECK(r.step_s == Approx(s0.step_s + all));
+    StepOptions accum = on(1);
+    accum.accumulation = 3;  // reduced once, on the last micro-step
+    CHECK(simulate_zero_step(p, simple_net(), accum, zero(stage)).step_s ==
+          Approx(simulate_zero_step(p, simple_net(), accum, zero(0)).step_s + all));
+  }
+  // Stage 3 at one rank: no collective, but every gather's copy of the whole
+  // group; textbook: 8 gathers (each group before its forward and its backward).
+  const ZeroStepResult t1 = simulate_zero_step(p, simple_net(), on(1), textbook(3));
+  CHECK(t1.collectives == 0);
+  CHECK(t1.exposed_s == 0.0);
+  CHECK(t1.step_s == Approx(s0.step_s + all + 8 * group));
+  // Keeping the last two forward groups resident for backward: 6 gathers.
+  CHECK(simulate_zero_step(p, simple_net(), on(1), zero(3)).step_s == Approx(s0.step_s + all + 6 * group));
+  // Two ranks: each gather copies half the group; the reduce-scatters copy
+  // nothing locally. The prefetched gathers still hide behind the compute.
+  StepProfile no_copies = p;
+  no_copies.copy_bytes_per_s = 0;
+  const ZeroStepResult t2 = simulate_zero_step(p, simple_net(), on(2), textbook(3));
+  const ZeroStepResult t2_free = simulate_zero_step(no_copies, simple_net(), on(2), textbook(3));
+  CHECK(t2.collectives == t2_free.collectives);
+  CHECK(t2.exposed_s == Approx(t2_free.exposed_s));
+  CHECK(t2.step_s == Approx(t2_free.step_s + 8 * group / 2));
+  CHECK(simulate_zero_step(p, simple_net(), on(2), zero(2)).step_s ==
+        Approx(simulate_zero_step(no_copies, simple_net(), on(2), zero(2)).step_s));
+}
+
+TEST_CASE("a profile keeps its copy rate through JSON, a file without one has none, a negative one is refused",
+          "[zero]") {
+  StepProfile p = four_params(0.1, 0.05, 0.02);
+  p.copy_bytes_per_s = 9.5e9;
+  CHECK(profile_from_json(to_json(p)).copy_bytes_per_s == 9.5e9);
+  nlohmann::json old = to_json(p);
+  old.erase("copy_bytes_per_s");
+  CHECK(profile_from_json(old).copy_bytes_per_s == 0.0);
+  CHECK(profile_from_json(old).copy_s(1e9) == 0.0);
+  old["copy_bytes_per_s"] = -1.0;
+  CHECK_THROWS_WITH(profile_from_json(old), Catch::Contains("copy_bytes_per_s"));
+}
+
 TEST_CASE("zero replay refuses a stage outside 0-3", "[zero]") {
   const StepProfile p = four_params(0.1, 0.05, 0.0);
   CHECK_THROWS_WITH(simulate_zero_step(p, simple_net(), on(2), zero(4)), Catch::Contains("stage 4"));

@@ -43,6 +43,7 @@ void StepProfile::validate() const {
   if (total_elements <= 0) fail("total_elements must be positive");
   if (params.empty()) fail("no parameter extents");
   if (input_s < 0 || forward_s < 0 || optimizer_s < 0 || step_overhead_s < 0) fail("negative time");
+  if (!(copy_bytes_per_s >= 0)) fail("copy_bytes_per_s must be >= 0 (0: not measured)");
   for (const auto& s : backward)
     if (s.seconds < 0) fail("negative time in segment '" + s.label + "'");
 }
@@ -126,6 +127,7 @@ nlohmann::json to_json(const StepProfile& p) {
           {"step_overhead_s", p.step_overhead_s},
           {"total_elements", p.total_elements},
           {"grad_bytes", p.grad_bytes},
+          {"copy_bytes_per_s", p.copy_bytes_per_s},
           {"params", params}};
 }
 
@@ -142,6 +144,7 @@ StepProfile profile_from_json(const nlohmann::json& j) {
   p.step_overhead_s = j.value("step_overhead_s", 0.0);
   p.total_elements = j.at("total_elements").get<std::int64_t>();
   p.grad_bytes = j.value("grad_bytes", 4);
+  p.copy_bytes_per_s = j.value("copy_bytes_per_s", 0.0);
   for (const auto& e : j.at("params")) p.params.push_back({e.at(0).get<std::int64_t>(), e.at(1).get<std::int64_t>()});
   p.validate();
   return p;

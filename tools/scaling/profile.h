@@ -44,9 +44,17 @@ struct StepProfile {
   std::vector<ParamExtent> params;        // flat order (ParamTable), for bucket planning
   std::int64_t total_elements = 0;        // flat buffer length, alignment padding included
   int grad_bytes = 4;                     // fp32 gradients
+  // A copy between two device buffers on the compute stream, bytes per second
+  // (Backend::copy_device of the flat gradient buffer, measured; 0: not
+  // measured, local copies cost nothing). ZeRO makes such copies where a
+  // collective has no peer to do it: at one rank a reduce-scatter copies each
+  // bucket into the shard, and a stage-3 gather first copies the rank's part of
+  // the group from its master shard into the gather buffer.
+  double copy_bytes_per_s = 0;
 
   double backward_s() const;
   double compute_s() const { return input_s + forward_s + backward_s(); }  // one micro-step
+  double copy_s(double bytes) const { return copy_bytes_per_s > 0 ? bytes / copy_bytes_per_s : 0.0; }
   // The same profile at another micro-batch: per-image parts (input, forward,
   // backward) scale linearly, per-step parts (optimizer, overhead) do not.
   StepProfile at_batch(int micro_batch) const;

@@ -21,6 +21,7 @@
 
 #include "runtime/adamw_optimizer.h"
 #include "runtime/backend.h"
+#include "runtime/buffer.h"
 #include "runtime/vit_model.h"
 #include "tools/scaling/profile.h"
 #ifdef VITSCALE_HAVE_CUDA
@@ -161,8 +162,23 @@ int main(int argc, char** argv) {
           prev = listener.stamps[i].t;
         }
       }
+      // The compute stream's copy rate (vitscale::scaling::StepProfile::copy_bytes_per_s):
+      // the flat gradient buffer, just written by the last backward, copied
+      // whole into a buffer of its size, as ZeRO's local copies move it.
+      std::vector<double> t_copy;
+      {
+        const vitscale::TensorView grads = model.grads();
+        vitscale::Buffer scratch = be->allocate(grads.bytes(), "copy-rate scratch");
+        for (int s = 0; s <= std::max(steps, 3); ++s) {  // the first copy touches the scratch's pages: untimed
+          const auto t0 = Clock::now();
+          be->copy_device(scratch.get(), grads.data, grads.bytes());
+          be->synchronize();
+          if (s > 0) t_copy.push_back(seconds_since(t0));
+        }
+      }
       vs::StepProfile p;
       p.micro_batch = batch;
+      p.copy_bytes_per_s = static_cast<double>(model.grads().bytes()) / median(t_copy);
       p.input_s = median(t_input);
       p.forward_s = median(t_fwd);
       p.optimizer_s = median(t_opt);
@@ -182,8 +198,9 @@ int main(int argc, char** argv) {
       p.validate();
       const std::string path = out_name(out, batch, batches.size() > 1);
       vs::save_profile(p, path);
-      std::printf("%s: forward %.2f ms, backward %.2f ms (%zu parts), optimizer %.2f ms -> %s\n", src_text,
-                  1e3 * p.forward_s, 1e3 * p.backward_s(), p.backward.size(), 1e3 * p.optimizer_s, path.c_str());
+      std::printf("%s: forward %.2f ms, backward %.2f ms (%zu parts), optimizer %.2f ms, copies %.1f GB/s -> %s\n",
+                  src_text, 1e3 * p.forward_s, 1e3 * p.backward_s(), p.backward.size(), 1e3 * p.optimizer_s,
+                  1e-9 * p.copy_bytes_per_s, path.c_str());
     }
     return 0;
   } catch (const std::exception& e) {

@@ -299,8 +299,10 @@ class Runner:
             mpi += ["--bind-to", "core"]  # one core per rank
         if m.device == "cpu":
             mpi += ["-x", f"VITSCALE_MPI_PROGRESS={c.mpi_progress}"]  # explicit: not whatever the default is
-        # The ZeRO axis records each rank's peak resident set: /usr/bin/time around every rank.
-        timer = (["/usr/bin/time", "-f", "vit_scaling maxrss_kb=%M"]
+        # The ZeRO axis records each rank's peak resident set: /usr/bin/time around every rank,
+        # each appending its line to one file (ranks writing to the shared log interleave
+        # their lines mid-number).
+        timer = (["/usr/bin/time", "-a", "-o", str(self.rss_file(c).resolve()), "-f", "vit_scaling maxrss_kb=%M"]
                  if c.experiment == "zero" and Path("/usr/bin/time").exists() else [])
         model = list(c.model_flags) if c.model_flags is not None else self.model_flags
         args = [*timer, str(self.vit_train), *model, *data_flags,
@@ -364,6 +366,10 @@ class Runner:
                 out.append(summarize(path, self.warmup, one.global_batch))
         return out
 
+    def rss_file(self, c: Config) -> Path:
+        """Where the ranks of run `c` append their peak-RSS lines."""
+        return self.raw / "logs" / f"{c.name}.rss"
+
     def run(self, c: Config, data_flags: list[str]) -> tuple[Summary, str]:
         metrics = self.raw / "metrics" / f"{c.name}.jsonl"
         log = self.raw / "logs" / f"{c.name}.log"
@@ -371,8 +377,9 @@ class Runner:
         text = shlex.join(cmd)
         if self.dry_run:
             return Summary(status="dry-run"), text
-        if metrics.exists():
-            metrics.unlink()
+        for stale in (metrics, self.rss_file(c)):
+            if stale.exists():
+                stale.unlink()
         t0, cpu0 = time.monotonic(), cpu_times()
         try:
             with open(log, "w") as f:
@@ -400,21 +407,24 @@ class Runner:
         if s.wall_s == 0.0:
             s.wall_s = wall
         s.steal_pct = stolen
-        s.rss_max_mib, s.plan_bytes = read_memory(log.read_text(errors="replace"))
+        rss = self.rss_file(c)
+        s.rss_max_mib, s.plan_bytes = read_memory(log.read_text(errors="replace"),
+                                                  rss.read_text(errors="replace") if rss.exists() else None)
         if c.world > 1 and s.world_reported is not None and s.world_reported != c.world:
             s.status = "not-data-parallel"
             s.error = f"vit_train reported world size {s.world_reported}, launched with {c.world}"
         return s, text
 
 
-_RSS = re.compile(r"vit_scaling maxrss_kb=(\d+)")
+_RSS = re.compile(r"^vit_scaling maxrss_kb=(\d+)$", re.MULTILINE)
 _PLAN_ROW = re.compile(r"^\s{2}(\S.*?)\s+(\d+) bytes\s+[\d.]+ MiB\s*$")
 
 
-def read_memory(log_text: str) -> tuple[float | None, dict]:
-    """The largest rank's peak RSS in MiB (/usr/bin/time lines, None without them) and rank 0's
-    printed memory plan (train/trainer.cpp: row -> bytes)."""
-    rss = [int(m) for m in _RSS.findall(log_text)]
+def read_memory(log_text: str, rss_text: str | None = None) -> tuple[float | None, dict]:
+    """The largest rank's peak RSS in MiB (/usr/bin/time's lines: from rss_text, else from the
+    log; None without them) and rank 0's printed memory plan (train/trainer.cpp: row -> bytes).
+    Only whole lines count: two ranks' lines run together are no reading."""
+    rss = [int(m) for m in _RSS.findall(log_text if rss_text is None else rss_text)]
     plan: dict[str, int] = {}
     in_plan = False
     for line in log_text.splitlines():
@@ -438,6 +448,11 @@ def zero_refusal(log_text: str) -> str | None:
                                                  "not one of", "unknown", "not available")):
             return line.strip()[:300]
     return None
+
+
+def pass_order(grid, repeat: int) -> list:
+    """The grid in the order pass `repeat` (0-based) runs it: forwards, then backwards, alternately."""
+    return list(grid) if repeat % 2 == 0 else list(reversed(list(grid)))
 
 
 def merge_repeats(passes: list[list[dict]]) -> list[dict]:

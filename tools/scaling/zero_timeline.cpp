@@ -90,7 +90,17 @@ ZeroStepResult simulate_zero_step(const StepProfile& p, const NetworkModel& net,
   double persistent_bytes = 0;
   for (std::size_t i = 0; i < ns; ++i)
     if (group_of(i) == i && persistent(i)) persistent_bytes += static_cast<double>(group_elements[i]) * pbytes;
-  const bool gathers = z.stage == 3 && comm;
+  const bool sharded_params = z.stage == 3;   // groups acquired before each pass (copies, even at one rank)
+  const bool gathers = sharded_params && comm;  // ... and all-gathered
+  // ZeRO's local copies on the compute stream (StepProfile::copy_bytes_per_s):
+  // a stage-3 gather first copies the rank's part of the group, from its fp32
+  // master shard, into the gather buffer (parallel/zero3_params.cpp); at one
+  // rank a reduce-scatter is a copy of the bucket into the shard
+  // (parallel/local_communicator.cpp), where on more ranks MPI's own copies
+  // are in the measured collective.
+  constexpr double master_bytes = 4;
+  auto gather_copy_s = [&](double elements) { return p.copy_s(elements / W * master_bytes) * scale; };
+  const bool local_reduce_copies = !comm && z.stage >= 1;
   std::size_t last_block = ns;  // the segment of block L-1: first block seen going back
   for (std::size_t i = 0; i < ns && last_block == ns; ++i)
     if (is_block(segs[i].label)) last_block = i;
@@ -113,11 +123,12 @@ ZeroStepResult simulate_zero_step(const StepProfile& p, const NetworkModel& net,
     tasks.push_back(t);
   }
   for (int m = 0; m < o.accumulation; ++m) {
-    const bool reduce_now = comm && (m == o.accumulation - 1 || (z.stage >= 2 && z.reduce_every_micro_step));
+    const bool reducing = m == o.accumulation - 1 || (z.stage >= 2 && z.reduce_every_micro_step);
+    const bool reduce_now = comm && reducing;
     tasks.push_back(task_of(p.input_s * scale));
     for (std::size_t f = ns; f-- > 0;) {
       Task t = task_of(forward_of(f) * scale);
-      if (gathers && !persistent(group_of(f))) t.group = static_cast<int>(group_of(f)), t.phase = 2 * m;
+      if (sharded_params && !persistent(group_of(f))) t.group = static_cast<int>(group_of(f)), t.phase = 2 * m;
       if (carried && m == 0) t.carried_group = static_cast<int>(group_of(f));
       tasks.push_back(t);
     }
@@ -128,7 +139,8 @@ ZeroStepResult simulate_zero_step(const StepProfile& p, const NetworkModel& net,
         t.recompute = forward_of(i) * scale;
         t.seconds += t.recompute;
       }
-      if (gathers && !persistent(group_of(i))) t.group = static_cast<int>(group_of(i)), t.phase = 2 * m + 1;
+      if (sharded_params && !persistent(group_of(i))) t.group = static_cast<int>(group_of(i)), t.phase = 2 * m + 1;
+      if (local_reduce_copies && reducing) t.seconds += p.copy_s(static_cast<double>(extent(i)) * p.grad_bytes) * scale;
       const bool last = i + 1 == ns;
       if (reduce_now && (o.overlap || last))
         while (next_bucket < buckets.size() && (last || segs[i].ready_from <= buckets[next_bucket].begin))
@@ -141,6 +153,7 @@ ZeroStepResult simulate_zero_step(const StepProfile& p, const NetworkModel& net,
   if (comm && (z.stage == 1 || z.stage == 2) && !carried)
     opt.gather_after_bytes = static_cast<double>(p.total_elements) * pbytes;
   if (gathers) opt.gather_after_bytes = persistent_bytes;  // persistent groups: re-gathered once per step
+  if (sharded_params) opt.seconds += gather_copy_s(persistent_bytes / pbytes);
   tasks.push_back(opt);
   if (opt.gather_after_bytes > 0) {
     Task end = task_of(0.0);
@@ -190,14 +203,21 @@ ZeroStepResult simulate_zero_step(const StepProfile& p, const NetworkModel& net,
                      half_sent_bytes(b, W), true});
     return static_cast<int>(ops.size()) - 1;
   };
-  auto issue_gather = [&](std::size_t k) {
-    if (tasks[k].gather_part < 0 || gather_op[k] >= 0) return;
-    gather_op[k] = issue(static_cast<double>(group_elements[static_cast<std::size_t>(tasks[k].gather_part)]) * pbytes);
+  // Task k's gather, issued by task `by` (k itself on demand, or the task
+  // before it, prefetching): the copy is charged to `by` (on demand it comes
+  // before the gather in the trainer and after it here: the same time in series).
+  std::vector<bool> gather_issued(tasks.size(), false);
+  auto issue_gather = [&](std::size_t k, Task& by) {
+    if (tasks[k].gather_part < 0 || gather_issued[k]) return;
+    gather_issued[k] = true;
+    const auto elements = static_cast<double>(group_elements[static_cast<std::size_t>(tasks[k].gather_part)]);
+    by.seconds += gather_copy_s(elements);
+    if (gathers) gather_op[k] = issue(elements * pbytes);
   };
   for (std::size_t k = 0; k < tasks.size(); ++k) {
     Task& t = tasks[k];
-    issue_gather(k);
-    if (t.prefetch >= 0) issue_gather(static_cast<std::size_t>(t.prefetch));
+    issue_gather(k, t);
+    if (t.prefetch >= 0) issue_gather(static_cast<std::size_t>(t.prefetch), t);
     if (t.carries_gathers)
       for (std::size_t f = ns; f-- > 0;)  // forward order: the embedding first
         if (carried_op[group_of(f)] < 0)

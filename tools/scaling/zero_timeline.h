@@ -50,6 +50,14 @@
 // and vit_contended_bench measure the reduce-scatter and the all-gather
 // themselves, through the calls MpiCommunicator makes; a model without those
 // curves charges each half an all-reduce.
+// Local copies (StepProfile::copy_bytes_per_s, measured by vit_scaling_profile;
+// none without the rate): every stage-3 gather first copies the rank's part of
+// the group (1/p of it, fp32) from its master shard into the gather buffer, on
+// the compute stream, so stage 3 pays them at one rank too; at one rank a
+// reduce-scatter (stages 1-3) is a copy of each bucket into the shard, charged
+// to the backward part that finishes it (on more ranks MPI's copies are part of
+// the measured collective). Stage 2's add of each micro-step's shard into the
+// accumulated one (reduce_every_micro_step) is not charged.
 // The channel is FIFO in issue order (gathers and reductions share it, as
 // vitscale's single communicator does). While compute and a collective run
 // together each runs at NetworkModel::overlapped's rates (CPU ranks share a
@@ -96,7 +104,7 @@ CommProgress comm_progress_of(const NetworkModel& net);
 
 struct ZeroStepResult {
   double step_s = 0;          // one optimizer step, wall
-  double compute_s = 0;       // compute work at full speed: input, forward, backward, recompute (all micro-steps)
+  double compute_s = 0;       // at full speed: input, forward, backward, recompute, local copies (all micro-steps)
   double recompute_s = 0;     // of which checkpointing's extra forward
   double optimizer_s = 0;     // optimizer (on the shard at stages 1-3) + per-step overhead
   double comm_s = 0;          // the channel busy
