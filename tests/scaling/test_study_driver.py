@@ -14,7 +14,7 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools" / "scaling"))
 
 from study_runner import (Config, Machine, Runner, median_curve, median_curves, merge_repeats, pass_order,  # noqa: E402
-                          read_memory, steal_pct, summarize, zero_refusal)
+                          Summary, read_memory, steal_pct, summarize, zero_refusal)
 import zero_study  # noqa: E402
 
 
@@ -157,6 +157,15 @@ class MergeRepeatsTest(unittest.TestCase):
         self.assertEqual(merged["b"]["repeat_steps_s"], [0.05, None])
         self.assertNotIn("repeat_steps_s", merged["acc"])   # not repeated: unchanged
         self.assertEqual([r["name"] for r in merge_repeats([first, second])], ["a", "b", "acc"])
+
+    def test_the_profile_is_the_fastest_pass_of_the_slower_core(self):
+        def runs(*steps):
+            return [Summary(step_s=s) for s in steps]
+        # Pass 1: cores at 0.20 / 0.26 s; pass 2: 0.21 / 0.22 (the fastest slower core); pass 3 failed.
+        best = zero_study.fastest_corun([runs(0.20, 0.26), runs(0.22, 0.21), []])
+        self.assertEqual(best.step_s, 0.22)
+        self.assertIsNone(zero_study.fastest_corun([]))
+        self.assertIsNone(zero_study.fastest_corun([[], []]))
 
     def test_every_second_pass_runs_the_grid_backwards(self):
         grid = [("a", 1), ("b", 1), ("c", 1)]

@@ -40,6 +40,15 @@ STAGES = (0, 1, 2, 3)
 WORLDS = (1, 2, 4)
 
 
+def fastest_corun(passes: list[list]):
+    """The multi-rank profile's run from the co-runs of every pass (each a list of per-core
+    summaries): within a pass the slower core (synchronous steps wait for it), across passes the
+    fastest of those, as every point of the axis is its fastest repeat (the same estimator on
+    both sides of the comparison). None without any co-run."""
+    slowest = [max(p, key=lambda s: s.step_s) for p in passes if p]
+    return min(slowest, key=lambda s: s.step_s) if slowest else None
+
+
 def corun_config() -> Config:
     """The 1-rank stage-0 run whose concurrent copies (one per core) give the multi-rank profile."""
     return Config("profile", "profile-zero", "cifar10", 1, ZERO_MICRO, bucket_elems=ZERO_BUCKET_ELEMS,
@@ -94,10 +103,11 @@ def zero_shape(prof_bin: Path, raw: Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def predict(results: list[dict], corun_runs, sim: Path, prof_bin: Path, net: Path, raw: Path, cores: int,
-            cpu_model: str, steps: int) -> dict[str, dict]:
+def predict(results: list[dict], corun_passes: list[list], sim: Path, prof_bin: Path, net: Path, raw: Path,
+            cores: int, cpu_model: str, steps: int) -> dict[str, dict]:
     """Adds predicted_* to every ok zero point (in place); returns the predictions of the points
-    that did not run (a stage not available yet), by name, so the ladder shows them simulated."""
+    that did not run (a stage not available yet), by name, so the ladder shows them simulated.
+    corun_passes: the co-run summaries of each pass (fastest_corun picks the profile's)."""
     zero = {r["name"]: r for r in results if r["experiment"] == "zero" and r["status"] == "ok"}
     alone = zero.get("zero-s0-w1-full")
     if alone is None or not sim.exists() or not prof_bin.exists() or not net.exists():
@@ -110,11 +120,12 @@ def predict(results: list[dict], corun_runs, sim: Path, prof_bin: Path, net: Pat
     profiles = {1: measured_profile(shape, [alone["summary"]],
                                     f"measured: {alone['name']} (1 rank, {steps} steps) x vit_scaling_profile; "
                                     f"{cpu_model}")}
-    if corun_runs:
-        slow = max(corun_runs, key=lambda s: s.step_s)  # synchronous steps wait for the slower core
+    slow = fastest_corun(corun_passes)
+    if slow is not None:
         profiles[2] = measured_profile(shape, [slow], f"measured: {cores} concurrent 1-rank stage-0 runs, one per "
-                                                      f"core (the slower core's medians) x vit_scaling_profile; "
-                                                      f"{cpu_model}")
+                                                      f"core (the slower core's medians; the fastest of "
+                                                      f"{len([p for p in corun_passes if p])} passes) x "
+                                                      f"vit_scaling_profile; {cpu_model}")
     for world, (prof, _) in profiles.items():
         (raw / "profiles" / f"zero-{'alone' if world == 1 else 'corun'}.json").write_text(json.dumps(prof, indent=1))
     d = ZERO_DIMS
