@@ -90,7 +90,7 @@ ZeroStepResult simulate_zero_step(const StepProfile& p, const NetworkModel& net,
   double persistent_bytes = 0;
   for (std::size_t i = 0; i < ns; ++i)
     if (group_of(i) == i && persistent(i)) persistent_bytes += static_cast<double>(group_elements[i]) * pbytes;
-  const bool sharded_params = z.stage == 3;   // groups acquired before each pass (copies, even at one rank)
+  const bool sharded_params = z.stage == 3;     // groups acquired before each pass (copies, even at one rank)
   const bool gathers = sharded_params && comm;  // ... and all-gathered
   // ZeRO's local copies on the compute stream (StepProfile::copy_bytes_per_s):
   // a stage-3 gather first copies the rank's part of the group, from its fp32
