@@ -58,6 +58,14 @@ def main() -> int:
                            for c in cont.values()),
                        "contended curves: progress thread, 5 sizes (1 KiB x4 .. 256 KiB), positive times")
                 expect(len(model["measured"]) == 3, "the idle curves stay in the file")
+                # Re-measuring one collective replaces its curve and keeps the others'.
+                rc, out = run([mpirun, "-np", "2", *flags, *env, idle_bench, "--out", str(net), "--merge",
+                               "--reps", "2", "--max-mib", "0.25", "--collectives", "allreduce"])
+                expect(rc == 0, f"vit_allreduce_bench --merge --collectives allreduce exits 0 (rc {rc}):\n{out}")
+                if rc == 0:
+                    kinds = sorted(c.get("collective", "allreduce") for c in json.loads(net.read_text())["measured"]
+                                   if c["world"] == 2)
+                    expect(kinds == sorted(KINDS), f"after re-measuring the all-reduce: one curve each, got {kinds}")
             rc, out = run([mpirun, "-np", "2", *flags, *env, idle_bench, "--out", str(net), "--merge",
                            "--collectives", "allreduce,scatter"])
             expect(rc != 0 and "scatter" in out and "reduce_scatter" in out,

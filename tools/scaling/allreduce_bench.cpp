@@ -181,9 +181,14 @@ int main(int argc, char** argv) {
       } catch (const std::exception&) {
         // no file yet: start one
       }
-      std::erase_if(m.measured, [&](const auto& c) { return c.world == world; });
     }
-    for (const auto& c : curves) m.measured.push_back(c);
+    // Each curve measured now replaces its own (world, collective) one; the
+    // collectives not asked for keep theirs (as vit_contended_bench merges).
+    for (const auto& curve : curves) {
+      std::erase_if(m.measured,
+                    [&](const auto& c) { return c.world == curve.world && c.collective == curve.collective; });
+      m.measured.push_back(curve);
+    }
     if (merge && m.intra.bandwidth_GBps > 0) {
       std::ofstream f(out);
       f << vitscale::scaling::to_json(m).dump(1) << "\n";

@@ -11,7 +11,8 @@ The simulator's check (zero_validation.md): every measured point is replayed by
   - the layer split of vit_scaling_profile on this model and micro-batch,
   - totals (forward, backward, optimizer, input) measured with every core busy: at world 1 the
     1-rank stage-0 run itself; at worlds 2 and 4 concurrent 1-rank copies, one per core
-    (Runner.corun), measured just before the axis; world 4 is oversubscribed (--cpu-cores),
+    (Runner.corun), measured before the axis in every pass, the fastest pass's kept (fastest_corun);
+    world 4 is oversubscribed (--cpu-cores),
   - the machine's measured network model (zero_network.json): the all-reduce, the reduce-scatter
     and the all-gather each timed on idle cores and while the core computes, through the calls
     MpiCommunicator makes (an older model without the last two charges each half an all-reduce;
