@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include "kernels/cpu/gemm.h"
+
 namespace vitscale::cpu {
 namespace {
 
@@ -25,8 +27,6 @@ constexpr std::int64_t kBiasColumns = 32;
 // Elements of d_weight per work item when the partial sums are added up.
 constexpr std::int64_t kPartialSumChunk = 1024;
 
-int to_int(std::int64_t v) { return static_cast<int>(v); }  // BLAS takes int sizes
-
 // How many blocks a GEMM of `work` multiply-adds is cut into along a dimension
 // of `extent`: a function of the shape only, never of the thread count.
 std::int64_t block_count(std::int64_t work, std::int64_t extent, std::int64_t max_blocks) {
@@ -37,7 +37,9 @@ std::int64_t block_count(std::int64_t work, std::int64_t extent, std::int64_t ma
 }
 
 // Row blocks of forward and the input gradient; reduction parts of the weight gradient.
-std::int64_t row_blocks(std::int64_t M, std::int64_t K, std::int64_t N) { return block_count(M * K * N, M, kMaxBlocks); }
+std::int64_t row_blocks(std::int64_t M, std::int64_t K, std::int64_t N) {
+  return block_count(M * K * N, M, kMaxBlocks);
+}
 std::int64_t weight_grad_parts(std::int64_t M, std::int64_t K, std::int64_t N) {
   return block_count(M * K * N, M, kMaxWeightGradParts);
 }
@@ -73,25 +75,55 @@ class SingleThreadedBlas {
 // out_rows (rows, N) = bias + in_rows (rows, K) · weightᵀ, on the calling thread.
 void gemm_bias_rows(float* out_rows, const float* in_rows, const float* weight, const float* bias, std::int64_t rows,
                     std::int64_t K, std::int64_t N) {
-  if (bias) {
-    for (std::int64_t r = 0; r < rows; ++r) std::copy(bias, bias + N, out_rows + r * N);
-  }
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, to_int(rows), to_int(N), to_int(K), 1.f, in_rows, to_int(K),
-              weight, to_int(K), bias ? 1.f : 0.f, out_rows, to_int(N));
+  gemm(gemm_isa(), GemmArgs{.c = out_rows,
+                            .ldc = N,
+                            .a = in_rows,
+                            .lda = K,
+                            .a_transposed = false,
+                            .b = weight,
+                            .ldb = K,
+                            .b_transposed = true,
+                            .m = rows,
+                            .n = N,
+                            .k = K,
+                            .accumulate = false,
+                            .bias = bias});
 }
 
 // d_in_rows (rows, K) = d_out_rows (rows, N) · weight (N, K), on the calling thread.
 void gemm_input_grad_rows(float* d_in_rows, const float* d_out_rows, const float* weight, std::int64_t rows,
                           std::int64_t K, std::int64_t N) {
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, to_int(rows), to_int(K), to_int(N), 1.f, d_out_rows, to_int(N),
-              weight, to_int(K), 0.f, d_in_rows, to_int(K));
+  gemm(gemm_isa(), GemmArgs{.c = d_in_rows,
+                            .ldc = K,
+                            .a = d_out_rows,
+                            .lda = N,
+                            .a_transposed = false,
+                            .b = weight,
+                            .ldb = K,
+                            .b_transposed = false,
+                            .m = rows,
+                            .n = K,
+                            .k = N,
+                            .accumulate = false,
+                            .bias = nullptr});
 }
 
-// dst (N, K) = beta·dst + d_out_rowsᵀ (N, rows) · in_rows (rows, K), on the calling thread.
-void gemm_weight_grad(float* dst, float beta, const float* d_out_rows, const float* in_rows, std::int64_t rows,
+// dst (N, K) = [dst +] d_out_rowsᵀ (N, rows) · in_rows (rows, K), on the calling thread.
+void gemm_weight_grad(float* dst, bool accumulate, const float* d_out_rows, const float* in_rows, std::int64_t rows,
                       std::int64_t K, std::int64_t N) {
-  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, to_int(N), to_int(K), to_int(rows), 1.f, d_out_rows, to_int(N),
-              in_rows, to_int(K), beta, dst, to_int(K));
+  gemm(gemm_isa(), GemmArgs{.c = dst,
+                            .ldc = K,
+                            .a = d_out_rows,
+                            .lda = N,
+                            .a_transposed = true,
+                            .b = in_rows,
+                            .ldb = K,
+                            .b_transposed = false,
+                            .m = N,
+                            .n = K,
+                            .k = rows,
+                            .accumulate = accumulate,
+                            .bias = nullptr});
 }
 
 }  // namespace
@@ -130,7 +162,7 @@ void linear_backward_weight(float* d_weight, const float* d_out, const float* in
   const SingleThreadedBlas single_threaded_blas;
   const std::int64_t parts = weight_grad_parts(M, K, N);
   if (parts == 1) {
-    gemm_weight_grad(d_weight, 1.f, d_out, in, M, K, N);
+    gemm_weight_grad(d_weight, true, d_out, in, M, K, N);
     return;
   }
   // The reduction over M is cut into fixed row ranges. Cutting the output
@@ -146,7 +178,7 @@ void linear_backward_weight(float* d_weight, const float* d_out, const float* in
 #pragma omp for schedule(dynamic, 1)
     for (std::int64_t p = 0; p < parts; ++p) {
       const Range rows = block_range(M, p, parts);
-      gemm_weight_grad(scratch + p * elems, 0.f, d_out + rows.begin * N, in + rows.begin * K, rows.size(), K, N);
+      gemm_weight_grad(scratch + p * elems, false, d_out + rows.begin * N, in + rows.begin * K, rows.size(), K, N);
     }
 #pragma omp for schedule(static)
     for (std::int64_t c = 0; c < chunks; ++c) {

@@ -28,6 +28,7 @@
 #include <thread>
 #include <vector>
 
+#include "kernels/cpu/gemm.h"
 #include "runtime/adamw_optimizer.h"
 #include "runtime/vit_flops.h"
 #include "runtime/vit_model.h"
@@ -43,8 +44,8 @@ using Clock = std::chrono::steady_clock;
 struct Options {
   ViTConfig config;  // defaults: the bar configuration (Fashion-MNIST ViT)
   int batch = 128;
-  int threads = 0;        // 0: every core
-  int torch_threads = 0;  // LibTorch's (intra-op and OpenBLAS); 0: the same as threads
+  int threads = 0;          // 0: every core
+  int torch_threads = 0;    // LibTorch's (intra-op and OpenBLAS); 0: the same as threads
   int ceiling_gemm = 2048;  // side of the SGEMM ceiling; 0: not measured
   int warmup = 3;
   int steps = 10;
@@ -87,7 +88,9 @@ int run(const Options& o) {
 
   // The compute ceiling first, on vitscale's thread count, before any step
   // has started OpenMP's or OpenBLAS's pools.
-  const double ceiling = o.ceiling_gemm > 0 ? bench::sgemm_ceiling_flops(o.ceiling_gemm, threads, 10) : 0;
+  const bench::SgemmCeiling sgemm =
+      o.ceiling_gemm > 0 ? bench::sgemm_ceiling(o.ceiling_gemm, threads, 10) : bench::SgemmCeiling{};
+  const double ceiling = sgemm.best();
 
   // vitscale's OpenMP team has `threads` (each of its GEMM blocks runs
   // OpenBLAS single-threaded); LibTorch's intra-op pool (OpenMP here) and
@@ -152,9 +155,10 @@ int run(const Options& o) {
   std::printf("vit_cpu_step_bench: %s, batch %d, %d threads (LibTorch: %d)\n", cfg.describe().c_str(), B, threads,
               torch_threads);
   std::printf("  vitscale: %s; baseline: %s\n", cpu->name().c_str(), torch_ref::torch_description().c_str());
+  std::printf("  vitscale's CPU GEMM: %s\n", cpu::gemm_isa_name(cpu::gemm_isa()));
   if (ceiling > 0)
-    std::printf("  SGEMM ceiling: %.1f GFLOP/s (%d^3, OpenBLAS, %d threads, fastest of 10)\n", ceiling / 1e9,
-                o.ceiling_gemm, threads);
+    std::printf("  SGEMM ceiling: %.1f GFLOP/s (%d^3, %d threads, fastest of 10; OpenBLAS %.1f, vitscale %.1f)\n",
+                ceiling / 1e9, o.ceiling_gemm, threads, sgemm.openblas_flops / 1e9, sgemm.vitscale_flops / 1e9);
   std::printf("%s", model.memory_plan().format().c_str());
   for (int i = 0; i < o.warmup; ++i) {
     vitscale_step();
@@ -197,8 +201,11 @@ int run(const Options& o) {
   // Model FLOPs (GEMMs and attention products, forward + backward; nothing
   // recomputed counts) per second of vitscale's median step.
   const double step_flops = vit_flops(cfg).training() * B;
-  std::printf("  vitscale step: %.1f GFLOP/s of model FLOPs (%.2f GFLOP/step)", step_flops / vs / 1e9, step_flops / 1e9);
-  if (ceiling > 0) std::printf(" = %.1f%% of the SGEMM ceiling", 100.0 * step_flops / vs / ceiling);
+  std::printf("  vitscale step: %.1f GFLOP/s of model FLOPs (%.2f GFLOP/step)", step_flops / vs / 1e9,
+              step_flops / 1e9);
+  if (ceiling > 0)
+    std::printf(" = %.1f%% of the SGEMM ceiling (%s's; %.1f%% of OpenBLAS's)", 100.0 * step_flops / vs / ceiling,
+                sgemm.best_name(), 100.0 * step_flops / vs / sgemm.openblas_flops);
   std::printf("\n");
 
   if (timed) {

@@ -23,17 +23,18 @@ struct CopyPoint {
 };
 
 struct Ceilings {
-  double copy_gbs = 0;       // GB/s, bytes read + written, of the largest copy
+  double copy_gbs = 0;  // GB/s, bytes read + written, of the largest copy
   // Optional: the copy's rate by size (ascending). A row that moves B bytes is
   // set against the fastest copy that moves at least B (an op whose data sits
   // in cache is compared with copies that fit there too); empty: copy_gbs.
   std::vector<CopyPoint> copy_curve;
-  double compute_flops = 0;  // FLOP/s of the large GEMM
-  double flop_unit = 1e12;   // the table's compute column: 1e12 (TFLOP/s) or 1e9 (GFLOP/s)
+  double compute_flops = 0;    // FLOP/s of the large GEMM
+  std::string compute_source;  // whose GEMM set it ("OpenBLAS", "vitscale"); may be empty
+  double flop_unit = 1e12;     // the table's compute column: 1e12 (TFLOP/s) or 1e9 (GFLOP/s)
   std::string flop_unit_name = "TFLOP/s";
 };
 
-std::string fmt(double v, int prec = 1);  // "-" for a negative (missing) value
+std::string fmt(double v, int prec = 1);                   // "-" for a negative (missing) value
 double copy_ceiling_gbs(const Ceilings& c, double bytes);  // the bandwidth ceiling for a row moving `bytes`
 
 // Prints the table to stdout; with `dir`, also writes results.md and results.csv there.

@@ -26,6 +26,7 @@
 #include <tuple>
 #include <vector>
 
+#include "kernels/cpu/gemm.h"
 #include "runtime/backend.h"
 #include "runtime/param_table.h"
 #include "runtime/vit_model.h"
@@ -96,11 +97,15 @@ Ceilings measure_ceilings(const BenchOptions& o, int threads) {
   }
   c.copy_gbs = c.copy_curve.back().gbs;
   const int n = o.ceiling_gemm;
-  c.compute_flops = sgemm_ceiling_flops(n, threads, std::max(3, std::min(o.reps, 10)));
+  const SgemmCeiling sgemm = sgemm_ceiling(n, threads, std::max(3, std::min(o.reps, 10)));
+  c.compute_flops = sgemm.best();
+  c.compute_source = sgemm.best_name();
 
   std::printf("ceilings: copy (read+write, %d threads)", threads);
   for (const CopyPoint& p : c.copy_curve) std::printf(" %.0f MiB %.1f GB/s;", p.bytes / 2 / (1 << 20), p.gbs);
-  std::printf(" SGEMM %.1f GFLOP/s (%d^3, OpenBLAS, %d threads)\n", c.compute_flops / 1e9, n, threads);
+  std::printf(" SGEMM %.1f GFLOP/s (%d^3, %d threads; OpenBLAS %.1f, vitscale's %s kernel %.1f)\n",
+              c.compute_flops / 1e9, n, threads, sgemm.openblas_flops / 1e9, cpu::gemm_isa_name(cpu::gemm_isa()),
+              sgemm.vitscale_flops / 1e9);
   return c;
 }
 
@@ -209,8 +214,8 @@ void bench_ops(Backend& be, const BenchOptions& o, const ViTConfig& cfg, int thr
   {
     auto logits = p.make({B, K}, -3, 3), targets = p.make({B, K}, 0, 0.2f), losses = p.make({B}), dl = p.make({B, K});
     add("cross_entropy fwd+bwd", "B=" + std::to_string(B) + " K=" + std::to_string(K),
-        time([&] { be.cross_entropy(losses, dl, logits, targets, 1.f / static_cast<float>(B)); }), B * K * 12.0, 0,
-        "", VITSCALE_TORCH(torch_cross_entropy(on_cpu, B, K, false).both_us()));
+        time([&] { be.cross_entropy(losses, dl, logits, targets, 1.f / static_cast<float>(B)); }), B * K * 12.0, 0, "",
+        VITSCALE_TORCH(torch_cross_entropy(on_cpu, B, K, false).both_us()));
     const ParamTable table(cfg);
     const long long n = table.total_numel();
     auto params = p.make({n}), grads = p.make({n}, -1e-3f, 1e-3f), m = p.make({n}, -1e-4f, 1e-4f),
@@ -236,8 +241,8 @@ void bench_ops(Backend& be, const BenchOptions& o, const ViTConfig& cfg, int thr
   // while after a call and would steal the cores from the next op.
   {
     const OpenBlasThreadsScope blas(threads, /*settle=*/true);
-    for (const auto& [name, N, Kd] : {std::tuple{"qkv", 3 * D, D}, std::tuple{"proj", D, D}, std::tuple{"fc1", F, D},
-                                      std::tuple{"fc2", D, F}}) {
+    for (const auto& [name, N, Kd] :
+         {std::tuple{"qkv", 3 * D, D}, std::tuple{"proj", D, D}, std::tuple{"fc1", F, D}, std::tuple{"fc2", D, F}}) {
       const int m = static_cast<int>(R), n = static_cast<int>(N), k = static_cast<int>(Kd);
       auto x = p.make({R, Kd}), w = p.make({N, Kd}, -0.05f, 0.05f), y = p.make({R, N}), dx = p.make({R, Kd}),
            dw = p.make({N, Kd});
@@ -296,7 +301,8 @@ int run_cpu_bench(const BenchOptions& o) {
     }
     write_reports(rows, c, o.out_dir,
                   header + "\n\nCeilings measured here: copy " + copy_curve_text(c) + ", SGEMM " +
-                      fmt(c.compute_flops / 1e9, 1) + " GFLOP/s (" + std::to_string(threads) + " threads).");
+                      fmt(c.compute_flops / 1e9, 1) + " GFLOP/s (" + c.compute_source + "'s, " +
+                      std::to_string(threads) + " threads; the faster of OpenBLAS and vitscale's GEMM).");
   } catch (const std::exception& e) {
     std::cerr << "vit_bench: " << e.what() << "\n";
     return 1;
