@@ -180,8 +180,8 @@ void CpuBackend::linear_backward(TensorView d_in, TensorView d_weight, TensorVie
     expect_distinct(op, "d_in", d_in, "d_out", d_out);
     cpu::linear_backward_input(dx, dy, f32(op, "weight", weight, {N, K}), M, K, N);
   }
-  cpu::linear_backward_weight(dw, dy, x, gemm_scratch(cpu::linear_backward_weight_scratch_floats(M, K, N)), M, K, N);
-  if (db) cpu::linear_backward_bias(db, dy, M, N);
+  cpu::linear_backward_weight(dw, db, dy, x, gemm_scratch(cpu::linear_backward_weight_scratch_floats(M, K, N)), M, K,
+                              N);
 }
 
 void CpuBackend::gelu_backward(TensorView d_pre, TensorView d_out, TensorView pre) {

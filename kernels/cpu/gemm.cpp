@@ -21,7 +21,15 @@ int to_int(std::int64_t v) { return static_cast<int>(v); }  // BLAS takes int si
 
 // The reference: one cblas_sgemm (OpenBLAS on whatever threads it is set to).
 void openblas_gemm(const GemmArgs& g) {
-  if (g.bias && g.m > 0) {  // C = bias, then C += A·B
+  if (g.a_row_sums) {
+    for (std::int64_t i = 0; i < g.m; ++i) {
+      double sum = 0;
+      for (std::int64_t p = 0; p < g.k; ++p) sum += g.a_transposed ? g.a[p * g.lda + i] : g.a[i * g.lda + p];
+      g.a_row_sums[i] += sum;
+    }
+  }
+  if (g.n == 0) return;
+  if (g.bias) {  // C = bias, then C += A·B
     for (std::int64_t i = 0; i < g.m; ++i)
       for (std::int64_t j = 0; j < g.n; ++j) g.c[i * g.ldc + j] = g.bias[j];
   }
@@ -113,7 +121,7 @@ void gemm(GemmIsa isa, const GemmArgs& args) {
     throw std::invalid_argument(std::string("gemm: this CPU does not support ") + gemm_isa_name(isa));
   // Empty products (k = 0 leaves C = bias or 0) go to the reference, which handles them.
   if (isa == GemmIsa::kOpenBlas || args.m == 0 || args.n == 0 || args.k == 0 || !kX86) {
-    if (args.m > 0 && args.n > 0) openblas_gemm(args);
+    if (args.m > 0 && (args.n > 0 || args.a_row_sums)) openblas_gemm(args);
     return;
   }
 #if defined(__x86_64__)

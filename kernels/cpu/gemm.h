@@ -41,6 +41,9 @@ GemmIsa gemm_isa();
 //   C (m, n): c[i·ldc + j].
 // accumulate: C += A·B; otherwise C = A·B + bias (bias (n) or nullptr; a bias
 // with accumulate is refused).
+// a_row_sums (m) or nullptr: a_row_sums[i] += Σ_p A(i, p), in double, p in
+// order, read while A is packed (the bias gradient is the row sums of d_outᵀ,
+// which the weight gradient packs anyway: one pass over d_out instead of two).
 struct GemmArgs {
   float* c;
   std::int64_t ldc;
@@ -53,6 +56,7 @@ struct GemmArgs {
   std::int64_t m, n, k;
   bool accumulate;
   const float* bias;
+  double* a_row_sums = nullptr;
 };
 
 // Runs on the calling thread; allocates its packing buffers (≤ 1.25 MiB).

@@ -54,21 +54,33 @@ constexpr GemmTile kTile{kTileRows, kTileCols};
 inline std::int64_t min64(std::int64_t a, std::int64_t b) { return a < b ? a : b; }
 
 // Rows [row0, row0 + rows) x depth [p0, p0 + depth) of A into panels of
-// kTileRows rows, each [depth][kTileRows]; rows past `rows` are zeros.
+// kTileRows rows, each [depth][kTileRows]; rows past `rows` are zeros. With
+// `row_sums`, also row_sums[i] += Σ_p A(row0 + i, p) (double, p in order).
 void pack_a(float* packed,  // (ceil(rows / kTileRows), depth, kTileRows)
-            const GemmArgs& g, std::int64_t row0, std::int64_t rows, std::int64_t p0, std::int64_t depth) {
+            const GemmArgs& g, std::int64_t row0, std::int64_t rows, std::int64_t p0, std::int64_t depth,
+            double* row_sums) {  // (rows) or nullptr
   for (std::int64_t r = 0; r < rows; r += kTileRows) {
     float* panel = packed + (r / kTileRows) * depth * kTileRows;
     const std::int64_t live = min64(kTileRows, rows - r);
     if (g.a_transposed) {  // A(i, p) = a[p·lda + i]: each depth step copies live contiguous floats
+      double sums[kTileRows] = {};
       for (std::int64_t p = 0; p < depth; ++p) {
         const float* src = g.a + (p0 + p) * g.lda + row0 + r;
         for (std::int64_t i = 0; i < live; ++i) panel[p * kTileRows + i] = src[i];
+        if (row_sums)
+          for (std::int64_t i = 0; i < live; ++i) sums[i] += src[i];
       }
+      if (row_sums)
+        for (std::int64_t i = 0; i < live; ++i) row_sums[r + i] += sums[i];
     } else {  // A(i, p) = a[i·lda + p]: each row is contiguous in depth
       for (std::int64_t i = 0; i < live; ++i) {
         const float* src = g.a + (row0 + r + i) * g.lda + p0;
+        double sum = 0;
         for (std::int64_t p = 0; p < depth; ++p) panel[p * kTileRows + i] = src[p];
+        if (row_sums) {
+          for (std::int64_t p = 0; p < depth; ++p) sum += src[p];
+          row_sums[r + i] += sum;
+        }
       }
     }
     for (std::int64_t i = live; i < kTileRows; ++i)
@@ -172,7 +184,8 @@ void blocked_gemm(const GemmArgs& g, float* packed_a, float* packed_b) {
       pack_b(packed_b, g, p0, depth, col0, cols);
       for (std::int64_t row0 = 0; row0 < g.m; row0 += blocking.rows) {
         const std::int64_t rows = min64(blocking.rows, g.m - row0);
-        pack_a(packed_a, g, row0, rows, p0, depth);
+        // A is packed once per column block; its row sums are read on the first.
+        pack_a(packed_a, g, row0, rows, p0, depth, g.a_row_sums && col0 == 0 ? g.a_row_sums + row0 : nullptr);
         // B's panel stays in L1 while A's panels stream past it from L2.
         for (std::int64_t c = 0; c < cols; c += kTileCols) {
           const float* b_panel = packed_b + (c / kTileCols) * depth * kTileCols;

@@ -3,6 +3,7 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <vector>
 
 #include "kernels/cpu/gemm.h"
 
@@ -22,8 +23,6 @@ constexpr std::int64_t kMaxBlocks = 48;
 // The weight gradient's blocks are partial sums held in scratch: at most this
 // many copies of d_weight.
 constexpr std::int64_t kMaxWeightGradParts = 12;
-// Columns one thread owns while summing a bias gradient (fits in registers).
-constexpr std::int64_t kBiasColumns = 32;
 // Elements of d_weight per work item when the partial sums are added up.
 constexpr std::int64_t kPartialSumChunk = 1024;
 
@@ -108,9 +107,10 @@ void gemm_input_grad_rows(float* d_in_rows, const float* d_out_rows, const float
                             .bias = nullptr});
 }
 
-// dst (N, K) = [dst +] d_out_rowsᵀ (N, rows) · in_rows (rows, K), on the calling thread.
+// dst (N, K) = [dst +] d_out_rowsᵀ (N, rows) · in_rows (rows, K), on the calling thread;
+// column_sums (N) += Σ_rows d_out_rows unless nullptr.
 void gemm_weight_grad(float* dst, bool accumulate, const float* d_out_rows, const float* in_rows, std::int64_t rows,
-                      std::int64_t K, std::int64_t N) {
+                      std::int64_t K, std::int64_t N, double* column_sums) {
   gemm(gemm_isa(), GemmArgs{.c = dst,
                             .ldc = K,
                             .a = d_out_rows,
@@ -123,7 +123,8 @@ void gemm_weight_grad(float* dst, bool accumulate, const float* d_out_rows, cons
                             .n = K,
                             .k = rows,
                             .accumulate = accumulate,
-                            .bias = nullptr});
+                            .bias = nullptr,
+                            .a_row_sums = column_sums});
 }
 
 }  // namespace
@@ -157,12 +158,23 @@ void linear_backward_input(float* d_in, const float* d_out, const float* weight,
   }
 }
 
-void linear_backward_weight(float* d_weight, const float* d_out, const float* in, float* scratch, std::int64_t M,
-                            std::int64_t K, std::int64_t N) {
+void linear_backward_weight(float* d_weight, float* d_bias, const float* d_out, const float* in, float* scratch,
+                            std::int64_t M, std::int64_t K, std::int64_t N) {
   const SingleThreadedBlas single_threaded_blas;
   const std::int64_t parts = weight_grad_parts(M, K, N);
+  // The bias gradient's column sums of d_out are the row sums of the GEMM's A
+  // (d_outᵀ), read while A is packed: part p's in bias_parts[p], in double.
+  std::vector<double> bias_parts(d_bias ? static_cast<std::size_t>(parts * N) : 0, 0.0);  // (parts, N)
+  const auto add_bias_parts = [&] {
+    for (std::int64_t j = 0; j < N && d_bias; ++j) {
+      double sum = 0;
+      for (std::int64_t p = 0; p < parts; ++p) sum += bias_parts[p * N + j];
+      d_bias[j] = static_cast<float>(d_bias[j] + sum);
+    }
+  };
   if (parts == 1) {
-    gemm_weight_grad(d_weight, true, d_out, in, M, K, N);
+    gemm_weight_grad(d_weight, true, d_out, in, M, K, N, d_bias ? bias_parts.data() : nullptr);
+    add_bias_parts();
     return;
   }
   // The reduction over M is cut into fixed row ranges. Cutting the output
@@ -178,9 +190,10 @@ void linear_backward_weight(float* d_weight, const float* d_out, const float* in
 #pragma omp for schedule(dynamic, 1)
     for (std::int64_t p = 0; p < parts; ++p) {
       const Range rows = block_range(M, p, parts);
-      gemm_weight_grad(scratch + p * elems, false, d_out + rows.begin * N, in + rows.begin * K, rows.size(), K, N);
+      gemm_weight_grad(scratch + p * elems, false, d_out + rows.begin * N, in + rows.begin * K, rows.size(), K, N,
+                       d_bias ? bias_parts.data() + p * N : nullptr);
     }
-#pragma omp for schedule(static)
+#pragma omp for schedule(static) nowait
     for (std::int64_t c = 0; c < chunks; ++c) {
       const std::int64_t begin = c * kPartialSumChunk, width = std::min(kPartialSumChunk, elems - begin);
       double sum[kPartialSumChunk] = {};
@@ -191,21 +204,8 @@ void linear_backward_weight(float* d_weight, const float* d_out, const float* in
       float* dw = d_weight + begin;
       for (std::int64_t e = 0; e < width; ++e) dw[e] = static_cast<float>(dw[e] + sum[e]);
     }
-  }
-}
-
-void linear_backward_bias(float* d_bias, const float* d_out, std::int64_t M, std::int64_t N) {
-  const std::int64_t blocks = (N + kBiasColumns - 1) / kBiasColumns;
-#pragma omp parallel for schedule(static) if (M * N >= kParallelGemmWork / 8)
-  for (std::int64_t blk = 0; blk < blocks; ++blk) {
-    const std::int64_t c0 = blk * kBiasColumns;
-    const std::int64_t width = std::min(kBiasColumns, N - c0);
-    double acc[kBiasColumns] = {};
-    for (std::int64_t r = 0; r < M; ++r) {
-      const float* row = d_out + r * N + c0;
-      for (std::int64_t c = 0; c < width; ++c) acc[c] += row[c];
-    }
-    for (std::int64_t c = 0; c < width; ++c) d_bias[c0 + c] = static_cast<float>(d_bias[c0 + c] + acc[c]);
+#pragma omp single
+    add_bias_parts();
   }
 }
 

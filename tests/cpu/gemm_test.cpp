@@ -3,7 +3,7 @@
 // loop, over shapes that hit every edge: partial tiles in rows and columns,
 // depths split into blocks (k > 512), column blocks (n past the packed-B
 // limit), strided operands (ld larger than the row), both transpositions of
-// both operands, the bias and accumulation. And the summation-order contract:
+// both operands, the bias, accumulation and A's row sums. And the summation-order contract:
 // the two vitscale kernels give the same bits as each other, call after call.
 #include "kernels/cpu/gemm.h"
 
@@ -70,7 +70,11 @@ double worst_error(const Problem& q, const std::vector<float>& c, bool accumulat
   return worst;
 }
 
-std::vector<float> run(GemmIsa isa, const Problem& q, bool accumulate, bool with_bias) {
+// With row_sums (m, starting at 1.0 each, to show they are added to), also
+// the row sums of A.
+std::vector<float> run(GemmIsa isa, const Problem& q, bool accumulate, bool with_bias,
+                       std::vector<double>* row_sums = nullptr) {
+  if (row_sums) row_sums->assign(static_cast<std::size_t>(q.m), 1.0);
   std::vector<float> c = q.c0;
   cpu::gemm(isa, GemmArgs{.c = c.data(),
                           .ldc = q.ldc(),
@@ -84,7 +88,8 @@ std::vector<float> run(GemmIsa isa, const Problem& q, bool accumulate, bool with
                           .n = q.n,
                           .k = q.k,
                           .accumulate = accumulate,
-                          .bias = with_bias ? q.bias.data() : nullptr});
+                          .bias = with_bias ? q.bias.data() : nullptr,
+                          .a_row_sums = row_sums ? row_sums->data() : nullptr});
   return c;
 }
 
@@ -108,9 +113,17 @@ TEST_CASE("gemm matches a double-precision reference on every ISA this CPU runs,
         for (auto [accumulate, with_bias] : {std::pair{false, false}, std::pair{false, true}, std::pair{true, false}}) {
           CAPTURE(cpu::gemm_isa_name(isa), m, n, k, a_t, b_t, accumulate, with_bias);
           bool padding_kept = false;
-          const double err = worst_error(q, run(isa, q, accumulate, with_bias), accumulate, with_bias, padding_kept);
+          std::vector<double> row_sums;
+          const double err =
+              worst_error(q, run(isa, q, accumulate, with_bias, &row_sums), accumulate, with_bias, padding_kept);
           REQUIRE(err < 1e-5);
           REQUIRE(padding_kept);
+          // Row sums of A (the bias gradient's column sums of d_out), in double: exact to ~1e-12.
+          for (std::int64_t i = 0; i < q.m; ++i) {
+            double ref = 1.0;
+            for (std::int64_t p = 0; p < q.k; ++p) ref += q.a_at(i, p);
+            REQUIRE(row_sums[i] == Approx(ref).margin(1e-9));
+          }
         }
       }
     }
@@ -130,7 +143,9 @@ TEST_CASE("vitscale's AVX2 and AVX-512 GEMMs give the same bits, every call", "[
     const auto avx2 = run(GemmIsa::kAvx2, q, false, true);
     CHECK(run(GemmIsa::kAvx2, q, false, true) == avx2);
     CHECK(run(GemmIsa::kAvx512, q, false, true) == avx2);
-    CHECK(run(GemmIsa::kAvx512, q, true, false) == run(GemmIsa::kAvx2, q, true, false));
+    std::vector<double> sums_avx2, sums_avx512;
+    CHECK(run(GemmIsa::kAvx512, q, true, false, &sums_avx512) == run(GemmIsa::kAvx2, q, true, false, &sums_avx2));
+    CHECK(sums_avx512 == sums_avx2);
   }
 }
 
