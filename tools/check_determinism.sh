@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Re-checks every bit-exact claim of the CPU backend under each OpenBLAS kernel
-# set this CPU can run, and prints a markdown table (docs/training.md,
-# "Determinism"). A by-hand check: CI runs the same tests once, with the kernels
-# OpenBLAS picks itself; forcing OPENBLAS_CORETYPE is for this script only.
+# Re-checks every bit-exact claim of the CPU backend under each GEMM this CPU
+# can run: vitscale's own kernels (kernels/cpu/gemm.h: avx512, avx2) and
+# OpenBLAS under each of its kernel sets; prints a markdown table
+# (docs/training.md, "Determinism"). A by-hand check: CI runs the same tests
+# once, with the GEMM the CPU picks itself; forcing VITSCALE_CPU_GEMM or
+# OPENBLAS_CORETYPE is for this script only.
 #
 # Usage: tools/check_determinism.sh [build-dir] [core types...]
 #   build-dir   a tools/test.sh build (default build/test) with test_cpu,
 #               test_train, vit_train and, for the ranks row, MPI
-#   core types  default: the CPU's own pick, Haswell
+#   core types  OpenBLAS rows; default: the CPU's own pick, Haswell
 #               and Zen (the AMD paths), and, with AVX-512, SkylakeX (the Intel one)
 #
 # Rows: the GEMM entry points and cross-row reductions at 1-4 threads; a run
@@ -23,6 +25,11 @@ if [[ ${#cores[@]} -eq 0 ]]; then
   cores=(default Haswell Zen)
   grep -qw avx512f /proc/cpuinfo && cores+=(SkylakeX)
 fi
+# Rows: GEMM/core type. vitscale's kernels do not call OpenBLAS for GEMMs.
+rows=()
+grep -qw avx512f /proc/cpuinfo && rows+=(avx512/default)
+grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo && rows+=(avx2/default)
+for core in "${cores[@]}"; do rows+=("openblas/$core"); done
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
@@ -42,9 +49,11 @@ for l in open(sys.argv[1]):
 
 echo "CPU: $(lscpu | sed -n 's/^Model name:[[:space:]]*//p'), $(nproc) cores; OpenBLAS $(dpkg-query -W -f='${Version}' libopenblas0 2>/dev/null)"
 echo
-echo "| OpenBLAS core type | GEMMs + reductions, 1-4 threads | resume (stop, SIGTERM) across threads | ranks vs one process | main job loss at step 50, 1 thread | 2 threads |"
+echo "| GEMM (OpenBLAS core type) | GEMMs + reductions, 1-4 threads | resume (stop, SIGTERM) across threads | ranks vs one process | main job loss at step 50, 1 thread | 2 threads |"
 echo "| --- | --- | --- | --- | --- | --- |"
-for core in "${cores[@]}"; do
+for row in "${rows[@]}"; do
+  export VITSCALE_CPU_GEMM=${row%%/*}
+  core=${row#*/}
   if [[ $core == default ]]; then unset OPENBLAS_CORETYPE; else export OPENBLAS_CORETYPE=$core; fi
   picked=$(OPENBLAS_VERBOSE=2 "$build/tests/test_cpu" "[threads]" 2>&1 | sed -n 's/^Core: //p' | head -1)
   kernels=$(verdict "$build/tests/test_cpu" "[contract]")
@@ -55,9 +64,9 @@ for core in "${cores[@]}"; do
   fi
   l1=$(loss_at_50 1)
   l2=$(loss_at_50 2)
-  echo "| $core (${picked:-?}) | $kernels | $resume | $ranks | $l1 | $l2 |"
+  echo "| $VITSCALE_CPU_GEMM ($core: ${picked:-?}) | $kernels | $resume | $ranks | $l1 | $l2 |"
 done
-unset OPENBLAS_CORETYPE
+unset OPENBLAS_CORETYPE VITSCALE_CPU_GEMM
 if grep -q FAIL "$work/log" 2>/dev/null || grep -q "FAILED" "$work/log"; then
   echo
   echo "failures: see the log below"

@@ -7,6 +7,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "kernels/cpu/gelu.h"
+
 namespace vitscale::cpu {
 namespace {
 
@@ -36,6 +38,8 @@ void openblas_gemm(const GemmArgs& g) {
   cblas_sgemm(CblasRowMajor, g.a_transposed ? CblasTrans : CblasNoTrans, g.b_transposed ? CblasTrans : CblasNoTrans,
               to_int(g.m), to_int(g.n), to_int(g.k), 1.f, g.a, to_int(g.lda), g.b, to_int(g.ldb),
               g.accumulate || g.bias ? 1.f : 0.f, g.c, to_int(g.ldc));
+  if (g.gelu_out)
+    for (std::int64_t i = 0; i < g.m; ++i) gelu_forward_serial(g.gelu_out + i * g.ldc, g.c + i * g.ldc, g.n);
 }
 
 GemmIsa widest_supported_isa() {

@@ -20,6 +20,7 @@
 
 #include <cstdint>
 
+#include "kernels/cpu/gelu.h"
 #include "kernels/cpu/gemm.h"
 
 namespace vitscale::cpu {
@@ -180,6 +181,7 @@ void blocked_gemm(const GemmArgs& g, float* packed_a, float* packed_b) {
       const std::int64_t depth = min64(blocking.depth, g.k - p0);
       // The first depth block stores (with the bias) unless accumulating; later ones add.
       const bool add_to_c = g.accumulate || p0 > 0;
+      const bool last_depth_block = p0 + depth == g.k;
       const float* bias = add_to_c || !g.bias ? nullptr : g.bias + col0;
       pack_b(packed_b, g, p0, depth, col0, cols);
       for (std::int64_t row0 = 0; row0 < g.m; row0 += blocking.rows) {
@@ -190,9 +192,14 @@ void blocked_gemm(const GemmArgs& g, float* packed_a, float* packed_b) {
         for (std::int64_t c = 0; c < cols; c += kTileCols) {
           const float* b_panel = packed_b + (c / kTileCols) * depth * kTileCols;
           for (std::int64_t r = 0; r < rows; r += kTileRows) {
-            multiply_tile(depth, packed_a + (r / kTileRows) * depth * kTileRows, b_panel,
-                          g.c + (row0 + r) * g.ldc + col0 + c, g.ldc, min64(kTileRows, rows - r),
-                          min64(kTileCols, cols - c), TileStore{add_to_c, bias ? bias + c : nullptr});
+            const std::int64_t at = (row0 + r) * g.ldc + col0 + c;
+            const std::int64_t live_rows = min64(kTileRows, rows - r), live_cols = min64(kTileCols, cols - c);
+            multiply_tile(depth, packed_a + (r / kTileRows) * depth * kTileRows, b_panel, g.c + at, g.ldc, live_rows,
+                          live_cols, TileStore{add_to_c, bias ? bias + c : nullptr});
+            if (g.gelu_out && last_depth_block) {
+              for (std::int64_t i = 0; i < live_rows; ++i)
+                gelu_forward_serial(g.gelu_out + at + i * g.ldc, g.c + at + i * g.ldc, live_cols);
+            }
           }
         }
       }

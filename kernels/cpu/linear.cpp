@@ -71,9 +71,10 @@ class SingleThreadedBlas {
 #endif
 };
 
-// out_rows (rows, N) = bias + in_rows (rows, K) · weightᵀ, on the calling thread.
-void gemm_bias_rows(float* out_rows, const float* in_rows, const float* weight, const float* bias, std::int64_t rows,
-                    std::int64_t K, std::int64_t N) {
+// out_rows (rows, N) = bias + in_rows (rows, K) · weightᵀ, on the calling thread;
+// gelu_rows (rows, N) = gelu(out_rows) unless nullptr.
+void gemm_bias_rows(float* out_rows, float* gelu_rows, const float* in_rows, const float* weight, const float* bias,
+                    std::int64_t rows, std::int64_t K, std::int64_t N) {
   gemm(gemm_isa(), GemmArgs{.c = out_rows,
                             .ldc = N,
                             .a = in_rows,
@@ -86,7 +87,8 @@ void gemm_bias_rows(float* out_rows, const float* in_rows, const float* weight, 
                             .n = N,
                             .k = K,
                             .accumulate = false,
-                            .bias = bias});
+                            .bias = bias,
+                            .gelu_out = gelu_rows});
 }
 
 // d_in_rows (rows, K) = d_out_rows (rows, N) · weight (N, K), on the calling thread.
@@ -134,8 +136,10 @@ std::size_t linear_backward_weight_scratch_floats(std::int64_t M, std::int64_t K
   return parts > 1 ? static_cast<std::size_t>(parts * N * K) : 0;
 }
 
-void linear_forward(float* out, const float* in, const float* weight, const float* bias, std::int64_t M, std::int64_t K,
-                    std::int64_t N) {
+namespace {
+
+void forward_blocks(float* out, float* gelu_out, const float* in, const float* weight, const float* bias,
+                    std::int64_t M, std::int64_t K, std::int64_t N) {
   const SingleThreadedBlas single_threaded_blas;
   const std::int64_t blocks = row_blocks(M, K, N);
   // Blocks are independent (disjoint output rows), so any thread may take any
@@ -143,8 +147,21 @@ void linear_forward(float* out, const float* in, const float* weight, const floa
 #pragma omp parallel for schedule(dynamic, 1) if (blocks > 1)
   for (std::int64_t b = 0; b < blocks; ++b) {
     const Range rows = block_range(M, b, blocks);
-    gemm_bias_rows(out + rows.begin * N, in + rows.begin * K, weight, bias, rows.size(), K, N);
+    gemm_bias_rows(out + rows.begin * N, gelu_out ? gelu_out + rows.begin * N : nullptr, in + rows.begin * K, weight,
+                   bias, rows.size(), K, N);
   }
+}
+
+}  // namespace
+
+void linear_forward(float* out, const float* in, const float* weight, const float* bias, std::int64_t M, std::int64_t K,
+                    std::int64_t N) {
+  forward_blocks(out, nullptr, in, weight, bias, M, K, N);
+}
+
+void linear_gelu_forward(float* pre, float* out, const float* in, const float* weight, const float* bias,
+                         std::int64_t M, std::int64_t K, std::int64_t N) {
+  forward_blocks(pre, out, in, weight, bias, M, K, N);
 }
 
 void linear_backward_input(float* d_in, const float* d_out, const float* weight, std::int64_t M, std::int64_t K,

@@ -33,6 +33,15 @@ void linear_forward(float* out,           // (M, N)
                     const float* bias,    // (N) or nullptr
                     std::int64_t M, std::int64_t K, std::int64_t N);
 
+// pre = in · weightᵀ + bias and out = gelu(pre), each tile's GELU taken as the
+// GEMM finishes it (one pass over pre instead of two).
+void linear_gelu_forward(float* pre,           // (M, N)
+                         float* out,           // (M, N)
+                         const float* in,      // (M, K)
+                         const float* weight,  // (N, K)
+                         const float* bias,    // (N) or nullptr
+                         std::int64_t M, std::int64_t K, std::int64_t N);
+
 // d_in = d_out · weight (assigned).
 void linear_backward_input(float* d_in,          // (M, K)
                            const float* d_out,   // (M, N)

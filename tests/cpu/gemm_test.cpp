@@ -3,13 +3,16 @@
 // loop, over shapes that hit every edge: partial tiles in rows and columns,
 // depths split into blocks (k > 512), column blocks (n past the packed-B
 // limit), strided operands (ld larger than the row), both transpositions of
-// both operands, the bias, accumulation and A's row sums. And the summation-order contract:
+// both operands, the bias, accumulation, A's row sums and the GELU epilogue. And the summation-order contract:
 // the two vitscale kernels give the same bits as each other, call after call.
 #include "kernels/cpu/gemm.h"
 
+#include <algorithm>
+#include <cstring>
 #include <stdexcept>
 #include <tuple>
 
+#include "kernels/cpu/gelu.h"
 #include "tests/cpu/cpu_test_util.h"
 #include "tests/test_skip.h"
 
@@ -146,6 +149,42 @@ TEST_CASE("vitscale's AVX2 and AVX-512 GEMMs give the same bits, every call", "[
     std::vector<double> sums_avx2, sums_avx512;
     CHECK(run(GemmIsa::kAvx512, q, true, false, &sums_avx512) == run(GemmIsa::kAvx2, q, true, false, &sums_avx2));
     CHECK(sums_avx512 == sums_avx2);
+  }
+}
+
+TEST_CASE("gemm's GELU epilogue is gelu_forward of the finished C, on every ISA", "[cpu][gemm]") {
+  const auto seed = fresh_seed();
+  CAPTURE(seed);
+  Rng rng(seed);
+  for (GemmIsa isa : supported_isas()) {
+    // One depth block and three (the GELU must wait for the last), edge tiles both ways.
+    for (auto [m, n, k] : {std::tuple{37, 70, 128}, std::tuple{29, 45, 1100}}) {
+      CAPTURE(cpu::gemm_isa_name(isa), m, n, k);
+      const Problem q = make_problem(rng, m, n, k, false, true, 1);
+      const std::vector<float> plain = run(isa, q, false, true);
+      std::vector<float> c = q.c0, activated(c.size(), -7.f);
+      cpu::gemm(isa, GemmArgs{.c = c.data(),
+                              .ldc = q.ldc(),
+                              .a = q.a.data(),
+                              .lda = q.lda(),
+                              .a_transposed = false,
+                              .b = q.b.data(),
+                              .ldb = q.ldb(),
+                              .b_transposed = true,
+                              .m = m,
+                              .n = n,
+                              .k = k,
+                              .accumulate = false,
+                              .bias = q.bias.data(),
+                              .gelu_out = activated.data()});
+      CHECK(std::memcmp(c.data(), plain.data(), c.size() * sizeof(float)) == 0);  // C is as without the epilogue
+      for (std::int64_t i = 0; i < m; ++i) {
+        std::vector<float> expected(static_cast<std::size_t>(n));
+        cpu::gelu_forward(expected.data(), c.data() + i * q.ldc(), n);
+        REQUIRE(std::equal(expected.begin(), expected.end(), activated.begin() + i * q.ldc()));
+        REQUIRE(activated[i * q.ldc() + n] == -7.f);  // the padding column is not written
+      }
+    }
   }
 }
 
