@@ -42,13 +42,15 @@ void openblas_gemm(const GemmArgs& g) {
     for (std::int64_t i = 0; i < g.m; ++i) gelu_forward_serial(g.gelu_out + i * g.ldc, g.c + i * g.ldc, g.n);
 }
 
-// AVX-512 where the CPU has it (1.6-1.9x OpenBLAS 0.3.21 per core on a family-26
-// EPYC, whose AVX2 kernels OpenBLAS runs there); else OpenBLAS. The AVX2 kernel
-// measured 94-101% of OpenBLAS's Haswell kernels (one thread, the step's
-// shapes, the same EPYC at 256 bits), so an AVX2-only CPU keeps the BLAS
-// unless VITSCALE_CPU_GEMM=avx2 asks for it.
+// The widest kernel the CPU runs. AVX-512: 1.6-1.9x OpenBLAS 0.3.21 per core
+// on a family-26 EPYC, where OpenBLAS runs its AVX2 kernels. AVX2: 94-101% of
+// OpenBLAS's Haswell kernels alone (one thread, the step's shapes, on that
+// EPYC at 256 bits), and in the whole step 5-8% faster at the bench
+// configuration and level with it at the vit-cpu shapes, with the bias-gradient and
+// GELU epilogues that OpenBLAS has not (docs/results/cpu_step_bench.md).
 GemmIsa default_isa() {
   if (gemm_isa_supported(GemmIsa::kAvx512)) return GemmIsa::kAvx512;
+  if (gemm_isa_supported(GemmIsa::kAvx2)) return GemmIsa::kAvx2;
   return GemmIsa::kOpenBlas;
 }
 

@@ -5,8 +5,7 @@
 //     twice, for AVX-512 (12x32 tiles in 24 zmm accumulators) and for AVX2+FMA
 //     (6x16 tiles in 12 ymm);
 //   - OpenBLAS's cblas_sgemm, the reference.
-// The default is AVX-512 where the CPU has it, else OpenBLAS (the AVX2 kernel
-// is 94-101% of OpenBLAS's AVX2 kernels; gemm.cpp, default_isa).
+// The default is the widest this CPU runs (gemm.cpp, default_isa, says why).
 // Why our own: OpenBLAS 0.3.21 does not know AMD's family-26 EPYCs and runs its
 // AVX2 (Haswell) kernels on them, half the width the core has; and at the
 // step's thin shapes (K or N = 128, M ≈ 1,000 rows per block) it packs and
@@ -32,7 +31,7 @@ const char* gemm_isa_name(GemmIsa isa);
 // Whether this CPU runs `isa` (OpenBLAS: always).
 bool gemm_isa_supported(GemmIsa isa);
 // The ISA the linear layers use: VITSCALE_CPU_GEMM (openblas, avx2 or avx512)
-// when set, else AVX-512 if this CPU has it, else OpenBLAS. Decided once per process; an
+// when set, else the widest this CPU runs (AVX-512, AVX2, else OpenBLAS). Decided once per process; an
 // unknown or unsupported value throws std::invalid_argument naming it.
 GemmIsa gemm_isa();
 
