@@ -40,6 +40,9 @@ void openblas_gemm(const GemmArgs& g) {
               g.accumulate || g.bias ? 1.f : 0.f, g.c, to_int(g.ldc));
   if (g.gelu_out)
     for (std::int64_t i = 0; i < g.m; ++i) gelu_forward_serial(g.gelu_out + i * g.ldc, g.c + i * g.ldc, g.n);
+  if (g.gelu_grad_pre)
+    for (std::int64_t i = 0; i < g.m; ++i)
+      gelu_backward_serial(g.c + i * g.ldc, g.c + i * g.ldc, g.gelu_grad_pre + i * g.ldc, g.n);
 }
 
 // The widest kernel the CPU runs. AVX-512: 1.6-1.9x OpenBLAS 0.3.21 per core
@@ -127,6 +130,8 @@ GemmBlocking gemm_blocking(std::int64_t m, std::int64_t n, std::int64_t k, GemmT
 void gemm(GemmIsa isa, const GemmArgs& args) {
   if (args.accumulate && args.bias)
     throw std::invalid_argument("gemm: a bias with accumulate (C += A·B) is not supported");
+  if (args.gelu_grad_pre && (args.accumulate || args.bias))
+    throw std::invalid_argument("gemm: the GELU-gradient epilogue needs C = A·B (no accumulate, no bias)");
   if (!gemm_isa_supported(isa))
     throw std::invalid_argument(std::string("gemm: this CPU does not support ") + gemm_isa_name(isa));
   // Empty products (k = 0 leaves C = bias or 0) go to the reference, which handles them.

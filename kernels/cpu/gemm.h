@@ -47,6 +47,9 @@ GemmIsa gemm_isa();
 // gelu_out (m, n), row stride ldc, or nullptr: gelu_out = gelu(C) as each tile
 // of C is finished, while it is still in L1 (the MLP's fc1 writes the
 // pre-activation for backward and the activation for fc2 in one pass).
+// gelu_grad_pre (m, n), row stride ldc, or nullptr: C ⊙= gelu'(gelu_grad_pre)
+// as each tile is finished (fc2's input gradient becomes fc1's pre-activation
+// gradient in the same pass); not with accumulate or a bias.
 struct GemmArgs {
   float* c;
   std::int64_t ldc;
@@ -61,6 +64,7 @@ struct GemmArgs {
   const float* bias;
   double* a_row_sums = nullptr;
   float* gelu_out = nullptr;
+  const float* gelu_grad_pre = nullptr;
 };
 
 // Runs on the calling thread; allocates its packing buffers (≤ 1.25 MiB).

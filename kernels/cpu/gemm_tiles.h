@@ -200,6 +200,11 @@ void blocked_gemm(const GemmArgs& g, float* packed_a, float* packed_b) {
               for (std::int64_t i = 0; i < live_rows; ++i)
                 gelu_forward_serial(g.gelu_out + at + i * g.ldc, g.c + at + i * g.ldc, live_cols);
             }
+            if (g.gelu_grad_pre && last_depth_block) {
+              for (std::int64_t i = 0; i < live_rows; ++i)
+                gelu_backward_serial(g.c + at + i * g.ldc, g.c + at + i * g.ldc, g.gelu_grad_pre + at + i * g.ldc,
+                                     live_cols);
+            }
           }
         }
       }

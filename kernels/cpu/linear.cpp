@@ -92,8 +92,9 @@ void gemm_bias_rows(float* out_rows, float* gelu_rows, const float* in_rows, con
 }
 
 // d_in_rows (rows, K) = d_out_rows (rows, N) · weight (N, K), on the calling thread.
-void gemm_input_grad_rows(float* d_in_rows, const float* d_out_rows, const float* weight, std::int64_t rows,
-                          std::int64_t K, std::int64_t N) {
+// With pre_rows (rows, K): d_in_rows ⊙= gelu'(pre_rows).
+void gemm_input_grad_rows(float* d_in_rows, const float* d_out_rows, const float* weight, const float* pre_rows,
+                          std::int64_t rows, std::int64_t K, std::int64_t N) {
   gemm(gemm_isa(), GemmArgs{.c = d_in_rows,
                             .ldc = K,
                             .a = d_out_rows,
@@ -106,7 +107,8 @@ void gemm_input_grad_rows(float* d_in_rows, const float* d_out_rows, const float
                             .n = K,
                             .k = N,
                             .accumulate = false,
-                            .bias = nullptr});
+                            .bias = nullptr,
+                            .gelu_grad_pre = pre_rows});
 }
 
 // dst (N, K) = [dst +] d_out_rowsᵀ (N, rows) · in_rows (rows, K), on the calling thread;
@@ -164,15 +166,30 @@ void linear_gelu_forward(float* pre, float* out, const float* in, const float* w
   forward_blocks(pre, out, in, weight, bias, M, K, N);
 }
 
-void linear_backward_input(float* d_in, const float* d_out, const float* weight, std::int64_t M, std::int64_t K,
-                           std::int64_t N) {
+namespace {
+
+void input_grad_blocks(float* d_in, const float* d_out, const float* weight, const float* pre, std::int64_t M,
+                       std::int64_t K, std::int64_t N) {
   const SingleThreadedBlas single_threaded_blas;
   const std::int64_t blocks = row_blocks(M, K, N);
 #pragma omp parallel for schedule(dynamic, 1) if (blocks > 1)
   for (std::int64_t b = 0; b < blocks; ++b) {
     const Range rows = block_range(M, b, blocks);
-    gemm_input_grad_rows(d_in + rows.begin * K, d_out + rows.begin * N, weight, rows.size(), K, N);
+    gemm_input_grad_rows(d_in + rows.begin * K, d_out + rows.begin * N, weight, pre ? pre + rows.begin * K : nullptr,
+                         rows.size(), K, N);
   }
+}
+
+}  // namespace
+
+void linear_backward_input(float* d_in, const float* d_out, const float* weight, std::int64_t M, std::int64_t K,
+                           std::int64_t N) {
+  input_grad_blocks(d_in, d_out, weight, nullptr, M, K, N);
+}
+
+void linear_backward_input_gelu(float* d_in, const float* d_out, const float* weight, const float* pre, std::int64_t M,
+                                std::int64_t K, std::int64_t N) {
+  input_grad_blocks(d_in, d_out, weight, pre, M, K, N);
 }
 
 void linear_backward_weight(float* d_weight, float* d_bias, const float* d_out, const float* in, float* scratch,

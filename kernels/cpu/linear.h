@@ -48,6 +48,15 @@ void linear_backward_input(float* d_in,          // (M, K)
                            const float* weight,  // (N, K)
                            std::int64_t M, std::int64_t K, std::int64_t N);
 
+// d_in = (d_out · weight) ⊙ gelu'(pre) (assigned): the input gradient of a
+// linear layer whose input was gelu(pre), taken tile by tile as the GEMM
+// finishes it (fc2's backward hands fc1 its pre-activation gradient).
+void linear_backward_input_gelu(float* d_in,          // (M, K)
+                                const float* d_out,   // (M, N)
+                                const float* weight,  // (N, K)
+                                const float* pre,     // (M, K)
+                                std::int64_t M, std::int64_t K, std::int64_t N);
+
 // d_weight += d_outᵀ · in and d_bias += Σ_rows d_out (accumulated; d_bias may
 // be nullptr). `scratch` holds linear_backward_weight_scratch_floats(M, K, N)
 // floats (nullptr when that is 0).

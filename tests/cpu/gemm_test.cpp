@@ -3,7 +3,7 @@
 // loop, over shapes that hit every edge: partial tiles in rows and columns,
 // depths split into blocks (k > 512), column blocks (n past the packed-B
 // limit), strided operands (ld larger than the row), both transpositions of
-// both operands, the bias, accumulation, A's row sums and the GELU epilogue. And the summation-order contract:
+// both operands, the bias, accumulation, A's row sums and the GELU epilogues. And the summation-order contract:
 // the two vitscale kernels give the same bits as each other, call after call.
 #include "kernels/cpu/gemm.h"
 
@@ -188,6 +188,41 @@ TEST_CASE("gemm's GELU epilogue is gelu_forward of the finished C, on every ISA"
   }
 }
 
+TEST_CASE("gemm's GELU-gradient epilogue is gelu_backward of the finished C, on every ISA", "[cpu][gemm]") {
+  const auto seed = fresh_seed();
+  CAPTURE(seed);
+  Rng rng(seed);
+  for (GemmIsa isa : supported_isas()) {
+    for (auto [m, n, k] : {std::tuple{37, 70, 128}, std::tuple{29, 45, 1100}}) {
+      CAPTURE(cpu::gemm_isa_name(isa), m, n, k);
+      const Problem q = make_problem(rng, m, n, k, false, false, 1);
+      const std::vector<float> plain = run(isa, q, false, false);
+      const std::vector<float> pre = rng.normals(plain.size(), 2.f);  // (m, ldc)
+      std::vector<float> c = q.c0;
+      cpu::gemm(isa, GemmArgs{.c = c.data(),
+                              .ldc = q.ldc(),
+                              .a = q.a.data(),
+                              .lda = q.lda(),
+                              .a_transposed = false,
+                              .b = q.b.data(),
+                              .ldb = q.ldb(),
+                              .b_transposed = false,
+                              .m = m,
+                              .n = n,
+                              .k = k,
+                              .accumulate = false,
+                              .bias = nullptr,
+                              .gelu_grad_pre = pre.data()});
+      for (std::int64_t i = 0; i < m; ++i) {
+        std::vector<float> expected(static_cast<std::size_t>(n));
+        cpu::gelu_backward(expected.data(), plain.data() + i * q.ldc(), pre.data() + i * q.ldc(), n);
+        REQUIRE(std::equal(expected.begin(), expected.end(), c.begin() + i * q.ldc()));
+        REQUIRE(std::isnan(c[i * q.ldc() + n]));  // the padding column is not written
+      }
+    }
+  }
+}
+
 TEST_CASE("gemm refuses what it cannot do, naming it", "[cpu][gemm]") {
   std::vector<float> a(4, 1.f), b(4, 1.f), c(4), bias(2, 0.f);
   const GemmArgs bias_with_accumulate{.c = c.data(),
@@ -204,6 +239,10 @@ TEST_CASE("gemm refuses what it cannot do, naming it", "[cpu][gemm]") {
                                       .accumulate = true,
                                       .bias = bias.data()};
   CHECK_THROWS_WITH(cpu::gemm(GemmIsa::kOpenBlas, bias_with_accumulate), Catch::Contains("bias with accumulate"));
+  GemmArgs gelu_grad_with_accumulate = bias_with_accumulate;
+  gelu_grad_with_accumulate.bias = nullptr;
+  gelu_grad_with_accumulate.gelu_grad_pre = a.data();
+  CHECK_THROWS_WITH(cpu::gemm(GemmIsa::kOpenBlas, gelu_grad_with_accumulate), Catch::Contains("GELU-gradient"));
   if (!cpu::gemm_isa_supported(GemmIsa::kAvx512)) {
     GemmArgs plain = bias_with_accumulate;
     plain.bias = nullptr;
