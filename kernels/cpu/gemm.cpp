@@ -127,6 +127,23 @@ GemmBlocking gemm_blocking(std::int64_t m, std::int64_t n, std::int64_t k, GemmT
   return {depth, rows, cols};
 }
 
+GemmArgs dense_gemm_args(float* c, const float* a, bool a_transposed, const float* b, bool b_transposed, std::int64_t m,
+                         std::int64_t n, std::int64_t k) {
+  return GemmArgs{.c = c,
+                  .ldc = n,
+                  .a = a,
+                  .lda = a_transposed ? m : k,
+                  .a_transposed = a_transposed,
+                  .b = b,
+                  .ldb = b_transposed ? k : n,
+                  .b_transposed = b_transposed,
+                  .m = m,
+                  .n = n,
+                  .k = k,
+                  .accumulate = false,
+                  .bias = nullptr};
+}
+
 void gemm(GemmIsa isa, const GemmArgs& args) {
   if (args.accumulate && args.bias)
     throw std::invalid_argument("gemm: a bias with accumulate (C += A·B) is not supported");

@@ -75,60 +75,29 @@ class SingleThreadedBlas {
 // gelu_rows (rows, N) = gelu(out_rows) unless nullptr.
 void gemm_bias_rows(float* out_rows, float* gelu_rows, const float* in_rows, const float* weight, const float* bias,
                     std::int64_t rows, std::int64_t K, std::int64_t N) {
-  gemm(gemm_isa(), GemmArgs{.c = out_rows,
-                            .ldc = N,
-                            .a = in_rows,
-                            .lda = K,
-                            .a_transposed = false,
-                            .b = weight,
-                            .ldb = K,
-                            .b_transposed = true,
-                            .m = rows,
-                            .n = N,
-                            .k = K,
-                            .accumulate = false,
-                            .bias = bias,
-                            .gelu_out = gelu_rows});
+  GemmArgs args = dense_gemm_args(out_rows, in_rows, false, weight, true, rows, N, K);
+  args.bias = bias;
+  args.gelu_out = gelu_rows;
+  gemm(gemm_isa(), args);
 }
 
 // d_in_rows (rows, K) = d_out_rows (rows, N) · weight (N, K), on the calling thread.
 // With pre_rows (rows, K): d_in_rows ⊙= gelu'(pre_rows).
 void gemm_input_grad_rows(float* d_in_rows, const float* d_out_rows, const float* weight, const float* pre_rows,
                           std::int64_t rows, std::int64_t K, std::int64_t N) {
-  gemm(gemm_isa(), GemmArgs{.c = d_in_rows,
-                            .ldc = K,
-                            .a = d_out_rows,
-                            .lda = N,
-                            .a_transposed = false,
-                            .b = weight,
-                            .ldb = K,
-                            .b_transposed = false,
-                            .m = rows,
-                            .n = K,
-                            .k = N,
-                            .accumulate = false,
-                            .bias = nullptr,
-                            .gelu_grad_pre = pre_rows});
+  GemmArgs args = dense_gemm_args(d_in_rows, d_out_rows, false, weight, false, rows, K, N);
+  args.gelu_grad_pre = pre_rows;
+  gemm(gemm_isa(), args);
 }
 
 // dst (N, K) = [dst +] d_out_rowsᵀ (N, rows) · in_rows (rows, K), on the calling thread;
 // column_sums (N) += Σ_rows d_out_rows unless nullptr.
 void gemm_weight_grad(float* dst, bool accumulate, const float* d_out_rows, const float* in_rows, std::int64_t rows,
                       std::int64_t K, std::int64_t N, double* column_sums) {
-  gemm(gemm_isa(), GemmArgs{.c = dst,
-                            .ldc = K,
-                            .a = d_out_rows,
-                            .lda = N,
-                            .a_transposed = true,
-                            .b = in_rows,
-                            .ldb = K,
-                            .b_transposed = false,
-                            .m = N,
-                            .n = K,
-                            .k = rows,
-                            .accumulate = accumulate,
-                            .bias = nullptr,
-                            .a_row_sums = column_sums});
+  GemmArgs args = dense_gemm_args(dst, d_out_rows, true, in_rows, false, N, K, rows);
+  args.accumulate = accumulate;
+  args.a_row_sums = column_sums;
+  gemm(gemm_isa(), args);
 }
 
 }  // namespace

@@ -73,26 +73,26 @@ double worst_error(const Problem& q, const std::vector<float>& c, bool accumulat
   return worst;
 }
 
+// The product of q into c, its padding and transpositions as q has them.
+GemmArgs args_of(const Problem& q, float* c) {
+  GemmArgs args = cpu::dense_gemm_args(c, q.a.data(), q.a_t, q.b.data(), q.b_t, q.m, q.n, q.k);
+  args.lda = q.lda();
+  args.ldb = q.ldb();
+  args.ldc = q.ldc();
+  return args;
+}
+
 // With row_sums (m, starting at 1.0 each, to show they are added to), also
 // the row sums of A.
 std::vector<float> run(GemmIsa isa, const Problem& q, bool accumulate, bool with_bias,
                        std::vector<double>* row_sums = nullptr) {
   if (row_sums) row_sums->assign(static_cast<std::size_t>(q.m), 1.0);
   std::vector<float> c = q.c0;
-  cpu::gemm(isa, GemmArgs{.c = c.data(),
-                          .ldc = q.ldc(),
-                          .a = q.a.data(),
-                          .lda = q.lda(),
-                          .a_transposed = q.a_t,
-                          .b = q.b.data(),
-                          .ldb = q.ldb(),
-                          .b_transposed = q.b_t,
-                          .m = q.m,
-                          .n = q.n,
-                          .k = q.k,
-                          .accumulate = accumulate,
-                          .bias = with_bias ? q.bias.data() : nullptr,
-                          .a_row_sums = row_sums ? row_sums->data() : nullptr});
+  GemmArgs args = args_of(q, c.data());
+  args.accumulate = accumulate;
+  args.bias = with_bias ? q.bias.data() : nullptr;
+  args.a_row_sums = row_sums ? row_sums->data() : nullptr;
+  cpu::gemm(isa, args);
   return c;
 }
 
@@ -163,20 +163,10 @@ TEST_CASE("gemm's GELU epilogue is gelu_forward of the finished C, on every ISA"
       const Problem q = make_problem(rng, m, n, k, false, true, 1);
       const std::vector<float> plain = run(isa, q, false, true);
       std::vector<float> c = q.c0, activated(c.size(), -7.f);
-      cpu::gemm(isa, GemmArgs{.c = c.data(),
-                              .ldc = q.ldc(),
-                              .a = q.a.data(),
-                              .lda = q.lda(),
-                              .a_transposed = false,
-                              .b = q.b.data(),
-                              .ldb = q.ldb(),
-                              .b_transposed = true,
-                              .m = m,
-                              .n = n,
-                              .k = k,
-                              .accumulate = false,
-                              .bias = q.bias.data(),
-                              .gelu_out = activated.data()});
+      GemmArgs args = args_of(q, c.data());
+      args.bias = q.bias.data();
+      args.gelu_out = activated.data();
+      cpu::gemm(isa, args);
       CHECK(std::memcmp(c.data(), plain.data(), c.size() * sizeof(float)) == 0);  // C is as without the epilogue
       for (std::int64_t i = 0; i < m; ++i) {
         std::vector<float> expected(static_cast<std::size_t>(n));
@@ -199,20 +189,9 @@ TEST_CASE("gemm's GELU-gradient epilogue is gelu_backward of the finished C, on 
       const std::vector<float> plain = run(isa, q, false, false);
       const std::vector<float> pre = rng.normals(plain.size(), 2.f);  // (m, ldc)
       std::vector<float> c = q.c0;
-      cpu::gemm(isa, GemmArgs{.c = c.data(),
-                              .ldc = q.ldc(),
-                              .a = q.a.data(),
-                              .lda = q.lda(),
-                              .a_transposed = false,
-                              .b = q.b.data(),
-                              .ldb = q.ldb(),
-                              .b_transposed = false,
-                              .m = m,
-                              .n = n,
-                              .k = k,
-                              .accumulate = false,
-                              .bias = nullptr,
-                              .gelu_grad_pre = pre.data()});
+      GemmArgs args = args_of(q, c.data());
+      args.gelu_grad_pre = pre.data();
+      cpu::gemm(isa, args);
       for (std::int64_t i = 0; i < m; ++i) {
         std::vector<float> expected(static_cast<std::size_t>(n));
         cpu::gelu_backward(expected.data(), plain.data() + i * q.ldc(), pre.data() + i * q.ldc(), n);
@@ -225,19 +204,9 @@ TEST_CASE("gemm's GELU-gradient epilogue is gelu_backward of the finished C, on 
 
 TEST_CASE("gemm refuses what it cannot do, naming it", "[cpu][gemm]") {
   std::vector<float> a(4, 1.f), b(4, 1.f), c(4), bias(2, 0.f);
-  const GemmArgs bias_with_accumulate{.c = c.data(),
-                                      .ldc = 2,
-                                      .a = a.data(),
-                                      .lda = 2,
-                                      .a_transposed = false,
-                                      .b = b.data(),
-                                      .ldb = 2,
-                                      .b_transposed = false,
-                                      .m = 2,
-                                      .n = 2,
-                                      .k = 2,
-                                      .accumulate = true,
-                                      .bias = bias.data()};
+  GemmArgs bias_with_accumulate = cpu::dense_gemm_args(c.data(), a.data(), false, b.data(), false, 2, 2, 2);
+  bias_with_accumulate.accumulate = true;
+  bias_with_accumulate.bias = bias.data();
   CHECK_THROWS_WITH(cpu::gemm(GemmIsa::kOpenBlas, bias_with_accumulate), Catch::Contains("bias with accumulate"));
   GemmArgs gelu_grad_with_accumulate = bias_with_accumulate;
   gelu_grad_with_accumulate.bias = nullptr;

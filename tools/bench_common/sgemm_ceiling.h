@@ -82,19 +82,7 @@ inline SgemmCeiling sgemm_ceiling(int n, int threads, int reps) {
 #pragma omp parallel for schedule(static) num_threads(threads)
     for (int t = 0; t < threads; ++t) {
       const std::int64_t row0 = std::int64_t{n} * t / threads, rows = std::int64_t{n} * (t + 1) / threads - row0;
-      cpu::gemm(isa, cpu::GemmArgs{.c = y.data() + row0 * n,
-                                   .ldc = n,
-                                   .a = a.data() + row0 * n,
-                                   .lda = n,
-                                   .a_transposed = false,
-                                   .b = b.data(),
-                                   .ldb = n,
-                                   .b_transposed = true,
-                                   .m = rows,
-                                   .n = n,
-                                   .k = n,
-                                   .accumulate = false,
-                                   .bias = nullptr});
+      cpu::gemm(isa, cpu::dense_gemm_args(y.data() + row0 * n, a.data() + row0 * n, false, b.data(), true, rows, n, n));
     }
   });
   return c;
