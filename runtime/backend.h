@@ -54,8 +54,8 @@ struct AdamWHyper {
   float beta2 = 0.999f;
   float eps = 1e-8f;
   float weight_decay = 0.05f;
-  int step = 1;               // 1-based, for bias correction
-  float max_grad_norm = 0.f;  // <= 0: no clipping
+  int step = 1;                  // 1-based, for bias correction
+  float max_grad_norm = 0.f;     // <= 0: no clipping
 };
 
 class Backend {
@@ -63,12 +63,12 @@ class Backend {
   virtual ~Backend() = default;
 
   virtual DeviceKind kind() const = 0;
-  virtual std::string name() const = 0;        // "cpu (2 threads)", "cuda:0 NVIDIA H200"
-  virtual DType activation_dtype() const = 0;  // f32 on CPU; f32 or bf16 on CUDA
+  virtual std::string name() const = 0;          // "cpu (2 threads)", "cuda:0 NVIDIA H200"
+  virtual DType activation_dtype() const = 0;    // f32 on CPU; f32 or bf16 on CUDA
 
   // ---- memory --------------------------------------------------------------
   virtual Buffer allocate(std::size_t bytes, const std::string& what) = 0;  // device memory
-  virtual Buffer allocate_host(std::size_t bytes) = 0;                      // host memory the device copies from fast
+  virtual Buffer allocate_host(std::size_t bytes) = 0;  // host memory the device copies from fast
   virtual std::size_t device_memory_in_use() const { return 0; }
   // Host → device, ordered on the compute stream (host memory must stay alive
   // and unchanged until synchronize() or until host_reads_done()'s fence completes).
@@ -106,19 +106,10 @@ class Backend {
   virtual void linear_gelu(TensorView pre, TensorView out, TensorView in, TensorView weight, TensorView bias) = 0;
   // d_in (M, K) = d_out · weight (may be empty: not needed);
   // d_weight (N, K) += d_outᵀ · in;  d_bias (N) += column sums of d_out (may be empty).
-  virtual void linear_backward(TensorView d_in, TensorView d_weight, TensorView d_bias, TensorView d_out, TensorView in,
-                               TensorView weight) = 0;
+  virtual void linear_backward(TensorView d_in, TensorView d_weight, TensorView d_bias, TensorView d_out,
+                               TensorView in, TensorView weight) = 0;
   // d_pre (M, N) = d_out ⊙ gelu'(pre); d_pre may alias d_out.
   virtual void gelu_backward(TensorView d_pre, TensorView d_out, TensorView pre) = 0;
-  // linear_backward of a layer whose input was gelu(pre), then d_in ⊙= gelu'(pre):
-  // d_in (M, K) = (d_out · weight) ⊙ gelu'(pre (M, K)); d_weight, d_bias as
-  // linear_backward. The MLP's fc2 backward; a backend may fuse the two (the
-  // CPU backend does). This default runs them one after the other.
-  virtual void linear_backward_gelu(TensorView d_in, TensorView d_weight, TensorView d_bias, TensorView d_out,
-                                    TensorView in, TensorView weight, TensorView pre) {
-    linear_backward(d_in, d_weight, d_bias, d_out, in, weight);
-    gelu_backward(d_in, d_in, pre);
-  }
 
   // ---- layernorm ---------------------------------------------------------------
   // Over the last dim D of in (R, D): out = (in - mean) * rstd * gamma + beta;
@@ -140,8 +131,8 @@ class Backend {
   // saved for backward. scale = 1/sqrt(hd).
   virtual void attention(TensorView out, TensorView lse, TensorView qkv, int heads) = 0;
   // d_qkv (B, T, 3D) = ; P is recomputed from qkv and lse.
-  virtual void attention_backward(TensorView d_qkv, TensorView d_out, TensorView qkv, TensorView out, TensorView lse,
-                                  int heads) = 0;
+  virtual void attention_backward(TensorView d_qkv, TensorView d_out, TensorView qkv, TensorView out,
+                                  TensorView lse, int heads) = 0;
 
   // ---- pooling and loss --------------------------------------------------------
   // pooled (B, D) = x[:, 0] (cls_token) or mean over T (mean); x (B, T, D).

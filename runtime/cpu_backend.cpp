@@ -162,24 +162,13 @@ void CpuBackend::linear_gelu(TensorView pre, TensorView out, TensorView in, Tens
   float* y = f32(op, "out", out, {M, N});
   expect_distinct(op, "pre", pre, "in", in);
   expect_distinct(op, "out", out, "pre", pre);
-  cpu::linear_gelu_forward(p, y, x, w, optional_f32(op, "bias", bias, {N}), M, K, N);
+  cpu::linear_forward(p, x, w, optional_f32(op, "bias", bias, {N}), M, K, N);
+  cpu::gelu_forward(y, p, M * N);
 }
 
 void CpuBackend::linear_backward(TensorView d_in, TensorView d_weight, TensorView d_bias, TensorView d_out,
                                  TensorView in, TensorView weight) {
-  backward_of_linear("linear_backward", d_in, d_weight, d_bias, d_out, in, weight, TensorView{});
-}
-
-void CpuBackend::linear_backward_gelu(TensorView d_in, TensorView d_weight, TensorView d_bias, TensorView d_out,
-                                      TensorView in, TensorView weight, TensorView pre) {
-  if (d_in.empty() || pre.empty())
-    throw std::invalid_argument(
-        "linear_backward_gelu: d_in and pre are required (d_in = (d_out · weight) ⊙ gelu'(pre))");
-  backward_of_linear("linear_backward_gelu", d_in, d_weight, d_bias, d_out, in, weight, pre);
-}
-
-void CpuBackend::backward_of_linear(const char* op, TensorView d_in, TensorView d_weight, TensorView d_bias,
-                                    TensorView d_out, TensorView in, TensorView weight, TensorView gelu_pre) {
+  const char* op = "linear_backward";
   const float* dy = f32(op, "d_out", d_out, {-1, -1});
   const std::int64_t M = d_out.dim(0), N = d_out.dim(1);
   const float* x = f32(op, "in", in, {M, -1});
@@ -189,15 +178,7 @@ void CpuBackend::backward_of_linear(const char* op, TensorView d_in, TensorView 
   if (!d_in.empty()) {
     float* dx = f32(op, "d_in", d_in, {M, K});
     expect_distinct(op, "d_in", d_in, "d_out", d_out);
-    const float* w = f32(op, "weight", weight, {N, K});
-    if (gelu_pre.empty()) {
-      cpu::linear_backward_input(dx, dy, w, M, K, N);
-    } else {
-      // d_in is written before the weight gradient reads `in` (= gelu(pre)), which it does not alias.
-      expect_distinct(op, "d_in", d_in, "in", in);
-      expect_distinct(op, "d_in", d_in, "pre", gelu_pre);  // each tile's pre is read after the tile is written
-      cpu::linear_backward_input_gelu(dx, dy, w, f32(op, "pre", gelu_pre, {M, K}), M, K, N);
-    }
+    cpu::linear_backward_input(dx, dy, f32(op, "weight", weight, {N, K}), M, K, N);
   }
   cpu::linear_backward_weight(dw, db, dy, x, gemm_scratch(cpu::linear_backward_weight_scratch_floats(M, K, N)), M, K,
                               N);

@@ -45,8 +45,6 @@ class CpuBackend final : public Backend {
   void linear_gelu(TensorView pre, TensorView out, TensorView in, TensorView weight, TensorView bias) override;
   void linear_backward(TensorView d_in, TensorView d_weight, TensorView d_bias, TensorView d_out, TensorView in,
                        TensorView weight) override;
-  void linear_backward_gelu(TensorView d_in, TensorView d_weight, TensorView d_bias, TensorView d_out, TensorView in,
-                            TensorView weight, TensorView pre) override;
   void gelu_backward(TensorView d_pre, TensorView d_out, TensorView pre) override;
 
   void layernorm(TensorView out, TensorView mean, TensorView rstd, TensorView in, TensorView gamma,
@@ -76,9 +74,6 @@ class CpuBackend final : public Backend {
 
   // The weight gradient's partial sums (kernels/cpu/linear.h); grows, never shrinks.
   float* gemm_scratch(std::size_t floats);
-  // linear_backward, and with gelu_pre (M, K) also d_in ⊙= gelu'(gelu_pre).
-  void backward_of_linear(const char* op, TensorView d_in, TensorView d_weight, TensorView d_bias, TensorView d_out,
-                          TensorView in, TensorView weight, TensorView gelu_pre);
 
   std::vector<float> attention_scratch_;
   std::vector<float> gemm_scratch_;

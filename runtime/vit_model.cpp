@@ -14,7 +14,8 @@ std::string MemoryPlan::format() const {
   char line[160];
   std::ostringstream s;
   s << "memory plan";
-  if (world > 1 || zero_stage > 0) s << " of rank " << rank << " of " << world << " at ZeRO stage " << zero_stage;
+  if (world > 1 || zero_stage > 0)
+    s << " of rank " << rank << " of " << world << " at ZeRO stage " << zero_stage;
   s << (activation_checkpointing ? ", activation checkpointing" : "") << " (one allocation per arena):\n";
   auto row = [&](const char* name, std::size_t b) {
     std::snprintf(line, sizeof line, "  %-16s %12zu bytes  %10.2f MiB\n", name, b, mib(b));
@@ -296,8 +297,9 @@ void ViTModel::forward(float grad_scale) {
   {
     const GroupWeights w{ps, acquire(0, Pass::forward), groups_[0].begin};
     be.image_to_patches(a.patches, a.images, norm_, c.patch_size, c.image_size);
-    be.linear(a.patch_emb.reshaped({B * c.num_patches(), D}), a.patches.reshaped({B * c.num_patches(), c.patch_dim()}),
-              w(table_.patch_w, {D, c.patch_dim()}), w(table_.patch_b, {D}));
+    be.linear(a.patch_emb.reshaped({B * c.num_patches(), D}),
+              a.patches.reshaped({B * c.num_patches(), c.patch_dim()}), w(table_.patch_w, {D, c.patch_dim()}),
+              w(table_.patch_b, {D}));
     be.embed_tokens(a.blocks[0].x, a.patch_emb, w(table_.cls_token, {D}), w(table_.pos_embed, {T, D}));
     release(0);
   }
@@ -394,9 +396,9 @@ void ViTModel::backward(GradReadyListener* listener) {
     if (shape_.activation_checkpointing && l < c.depth - 1) forward_block(a, l, true, weights);
     const BlockActivations& b = a.blocks[static_cast<std::size_t>(l)];
     const BlockParamIndex& p = table_.blocks[static_cast<std::size_t>(l)];
-    // fc2's input gradient, through the GELU: d_fc1 is fc1's pre-activation gradient.
-    be.linear_backward_gelu(a.d_fc1.reshaped({R, F}), g(p.fc2_w, {D, F}), g(p.fc2_b, {D}), a.d_x.reshaped({R, D}),
-                            b.fc1_act.reshaped({R, F}), w(p.fc2_w, {D, F}), b.fc1_pre.reshaped({R, F}));
+    be.linear_backward(a.d_fc1.reshaped({R, F}), g(p.fc2_w, {D, F}), g(p.fc2_b, {D}), a.d_x.reshaped({R, D}),
+                       b.fc1_act.reshaped({R, F}), w(p.fc2_w, {D, F}));
+    be.gelu_backward(a.d_fc1.reshaped({R, F}), a.d_fc1.reshaped({R, F}), b.fc1_pre.reshaped({R, F}));
     be.linear_backward(a.d_ln.reshaped({R, D}), g(p.fc1_w, {F, D}), g(p.fc1_b, {F}), a.d_fc1.reshaped({R, F}),
                        b.ln2.reshaped({R, D}), w(p.fc1_w, {F, D}));
     be.layernorm_backward(a.d_x.reshaped({R, D}), g(p.norm2_w, {D}), g(p.norm2_b, {D}), a.d_ln.reshaped({R, D}),

@@ -76,12 +76,6 @@ void gelu_forward(float* out, const float* in, std::int64_t n) {
   }
 }
 
-void gelu_forward_serial(float* out, const float* in, std::int64_t n) { gelu_forward_chunk(out, in, n); }
-
-void gelu_backward_serial(float* d_in, const float* d_out, const float* pre, std::int64_t n) {
-  gelu_backward_chunk(d_in, d_out, pre, n);
-}
-
 void gelu_backward(float* d_in, const float* d_out, const float* pre, std::int64_t n) {
   const std::int64_t chunks = (n + kChunk - 1) / kChunk;
 #pragma omp parallel for schedule(static) if (chunks > 1)

@@ -23,18 +23,6 @@ void gelu_forward(float* out,       // (n)
                   const float* in,  // (n)
                   std::int64_t n);
 
-// out = gelu(in) on the calling thread (the GEMM's fused epilogue: a row of a
-// tile at a time, from inside its own parallel loop).
-void gelu_forward_serial(float* out,       // (n)
-                         const float* in,  // (n)
-                         std::int64_t n);
-
-// d_in = d_out ⊙ gelu'(pre) on the calling thread (d_in may alias d_out).
-void gelu_backward_serial(float* d_in,         // (n)
-                          const float* d_out,  // (n)
-                          const float* pre,    // (n)
-                          std::int64_t n);
-
 // d_in = d_out ⊙ gelu'(pre), gelu'(x) = Φ(x) + x·φ(x). d_in may alias d_out.
 void gelu_backward(float* d_in,         // (n)
                    const float* d_out,  // (n)

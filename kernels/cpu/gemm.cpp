@@ -7,8 +7,6 @@
 #include <stdexcept>
 #include <string>
 
-#include "kernels/cpu/gelu.h"
-
 namespace vitscale::cpu {
 namespace {
 
@@ -38,11 +36,6 @@ void openblas_gemm(const GemmArgs& g) {
   cblas_sgemm(CblasRowMajor, g.a_transposed ? CblasTrans : CblasNoTrans, g.b_transposed ? CblasTrans : CblasNoTrans,
               to_int(g.m), to_int(g.n), to_int(g.k), 1.f, g.a, to_int(g.lda), g.b, to_int(g.ldb),
               g.accumulate || g.bias ? 1.f : 0.f, g.c, to_int(g.ldc));
-  if (g.gelu_out)
-    for (std::int64_t i = 0; i < g.m; ++i) gelu_forward_serial(g.gelu_out + i * g.ldc, g.c + i * g.ldc, g.n);
-  if (g.gelu_grad_pre)
-    for (std::int64_t i = 0; i < g.m; ++i)
-      gelu_backward_serial(g.c + i * g.ldc, g.c + i * g.ldc, g.gelu_grad_pre + i * g.ldc, g.n);
 }
 
 // The widest kernel the CPU runs. AVX-512: 1.6-1.9x OpenBLAS 0.3.21 per core
@@ -147,8 +140,6 @@ GemmArgs dense_gemm_args(float* c, const float* a, bool a_transposed, const floa
 void gemm(GemmIsa isa, const GemmArgs& args) {
   if (args.accumulate && args.bias)
     throw std::invalid_argument("gemm: a bias with accumulate (C += A·B) is not supported");
-  if (args.gelu_grad_pre && (args.accumulate || args.bias))
-    throw std::invalid_argument("gemm: the GELU-gradient epilogue needs C = A·B (no accumulate, no bias)");
   if (!gemm_isa_supported(isa))
     throw std::invalid_argument(std::string("gemm: this CPU does not support ") + gemm_isa_name(isa));
   // Empty products (k = 0 leaves C = bias or 0) go to the reference, which handles them.

@@ -44,12 +44,6 @@ GemmIsa gemm_isa();
 // a_row_sums (m) or nullptr: a_row_sums[i] += Σ_p A(i, p), in double, p in
 // order, read while A is packed (the bias gradient is the row sums of d_outᵀ,
 // which the weight gradient packs anyway: one pass over d_out instead of two).
-// gelu_out (m, n), row stride ldc, or nullptr: gelu_out = gelu(C) as each tile
-// of C is finished, while it is still in L1 (the MLP's fc1 writes the
-// pre-activation for backward and the activation for fc2 in one pass).
-// gelu_grad_pre (m, n), row stride ldc, or nullptr: C ⊙= gelu'(gelu_grad_pre)
-// as each tile is finished (fc2's input gradient becomes fc1's pre-activation
-// gradient in the same pass); not with accumulate or a bias.
 struct GemmArgs {
   float* c;
   std::int64_t ldc;
@@ -63,8 +57,6 @@ struct GemmArgs {
   bool accumulate;
   const float* bias;
   double* a_row_sums = nullptr;
-  float* gelu_out = nullptr;
-  const float* gelu_grad_pre = nullptr;
 };
 
 // C (m, n) = A (m, k) · B (k, n) with every operand stored densely (each

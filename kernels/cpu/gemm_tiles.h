@@ -20,7 +20,6 @@
 
 #include <cstdint>
 
-#include "kernels/cpu/gelu.h"
 #include "kernels/cpu/gemm.h"
 
 namespace vitscale::cpu {
@@ -181,7 +180,6 @@ void blocked_gemm(const GemmArgs& g, float* packed_a, float* packed_b) {
       const std::int64_t depth = min64(blocking.depth, g.k - p0);
       // The first depth block stores (with the bias) unless accumulating; later ones add.
       const bool add_to_c = g.accumulate || p0 > 0;
-      const bool last_depth_block = p0 + depth == g.k;
       const float* bias = add_to_c || !g.bias ? nullptr : g.bias + col0;
       pack_b(packed_b, g, p0, depth, col0, cols);
       for (std::int64_t row0 = 0; row0 < g.m; row0 += blocking.rows) {
@@ -196,15 +194,6 @@ void blocked_gemm(const GemmArgs& g, float* packed_a, float* packed_b) {
             const std::int64_t live_rows = min64(kTileRows, rows - r), live_cols = min64(kTileCols, cols - c);
             multiply_tile(depth, packed_a + (r / kTileRows) * depth * kTileRows, b_panel, g.c + at, g.ldc, live_rows,
                           live_cols, TileStore{add_to_c, bias ? bias + c : nullptr});
-            if (g.gelu_out && last_depth_block) {
-              for (std::int64_t i = 0; i < live_rows; ++i)
-                gelu_forward_serial(g.gelu_out + at + i * g.ldc, g.c + at + i * g.ldc, live_cols);
-            }
-            if (g.gelu_grad_pre && last_depth_block) {
-              for (std::int64_t i = 0; i < live_rows; ++i)
-                gelu_backward_serial(g.c + at + i * g.ldc, g.c + at + i * g.ldc, g.gelu_grad_pre + at + i * g.ldc,
-                                     live_cols);
-            }
           }
         }
       }

@@ -71,23 +71,18 @@ class SingleThreadedBlas {
 #endif
 };
 
-// out_rows (rows, N) = bias + in_rows (rows, K) · weightᵀ, on the calling thread;
-// gelu_rows (rows, N) = gelu(out_rows) unless nullptr.
-void gemm_bias_rows(float* out_rows, float* gelu_rows, const float* in_rows, const float* weight, const float* bias,
-                    std::int64_t rows, std::int64_t K, std::int64_t N) {
+// out_rows (rows, N) = bias + in_rows (rows, K) · weightᵀ, on the calling thread.
+void gemm_bias_rows(float* out_rows, const float* in_rows, const float* weight, const float* bias, std::int64_t rows,
+                    std::int64_t K, std::int64_t N) {
   GemmArgs args = dense_gemm_args(out_rows, in_rows, false, weight, true, rows, N, K);
   args.bias = bias;
-  args.gelu_out = gelu_rows;
   gemm(gemm_isa(), args);
 }
 
 // d_in_rows (rows, K) = d_out_rows (rows, N) · weight (N, K), on the calling thread.
-// With pre_rows (rows, K): d_in_rows ⊙= gelu'(pre_rows).
-void gemm_input_grad_rows(float* d_in_rows, const float* d_out_rows, const float* weight, const float* pre_rows,
-                          std::int64_t rows, std::int64_t K, std::int64_t N) {
-  GemmArgs args = dense_gemm_args(d_in_rows, d_out_rows, false, weight, false, rows, K, N);
-  args.gelu_grad_pre = pre_rows;
-  gemm(gemm_isa(), args);
+void gemm_input_grad_rows(float* d_in_rows, const float* d_out_rows, const float* weight, std::int64_t rows,
+                          std::int64_t K, std::int64_t N) {
+  gemm(gemm_isa(), dense_gemm_args(d_in_rows, d_out_rows, false, weight, false, rows, K, N));
 }
 
 // dst (N, K) = [dst +] d_out_rowsᵀ (N, rows) · in_rows (rows, K), on the calling thread;
@@ -107,10 +102,8 @@ std::size_t linear_backward_weight_scratch_floats(std::int64_t M, std::int64_t K
   return parts > 1 ? static_cast<std::size_t>(parts * N * K) : 0;
 }
 
-namespace {
-
-void forward_blocks(float* out, float* gelu_out, const float* in, const float* weight, const float* bias,
-                    std::int64_t M, std::int64_t K, std::int64_t N) {
+void linear_forward(float* out, const float* in, const float* weight, const float* bias, std::int64_t M, std::int64_t K,
+                    std::int64_t N) {
   const SingleThreadedBlas single_threaded_blas;
   const std::int64_t blocks = row_blocks(M, K, N);
   // Blocks are independent (disjoint output rows), so any thread may take any
@@ -118,47 +111,19 @@ void forward_blocks(float* out, float* gelu_out, const float* in, const float* w
 #pragma omp parallel for schedule(dynamic, 1) if (blocks > 1)
   for (std::int64_t b = 0; b < blocks; ++b) {
     const Range rows = block_range(M, b, blocks);
-    gemm_bias_rows(out + rows.begin * N, gelu_out ? gelu_out + rows.begin * N : nullptr, in + rows.begin * K, weight,
-                   bias, rows.size(), K, N);
+    gemm_bias_rows(out + rows.begin * N, in + rows.begin * K, weight, bias, rows.size(), K, N);
   }
 }
 
-}  // namespace
-
-void linear_forward(float* out, const float* in, const float* weight, const float* bias, std::int64_t M, std::int64_t K,
-                    std::int64_t N) {
-  forward_blocks(out, nullptr, in, weight, bias, M, K, N);
-}
-
-void linear_gelu_forward(float* pre, float* out, const float* in, const float* weight, const float* bias,
-                         std::int64_t M, std::int64_t K, std::int64_t N) {
-  forward_blocks(pre, out, in, weight, bias, M, K, N);
-}
-
-namespace {
-
-void input_grad_blocks(float* d_in, const float* d_out, const float* weight, const float* pre, std::int64_t M,
-                       std::int64_t K, std::int64_t N) {
+void linear_backward_input(float* d_in, const float* d_out, const float* weight, std::int64_t M, std::int64_t K,
+                           std::int64_t N) {
   const SingleThreadedBlas single_threaded_blas;
   const std::int64_t blocks = row_blocks(M, K, N);
 #pragma omp parallel for schedule(dynamic, 1) if (blocks > 1)
   for (std::int64_t b = 0; b < blocks; ++b) {
     const Range rows = block_range(M, b, blocks);
-    gemm_input_grad_rows(d_in + rows.begin * K, d_out + rows.begin * N, weight, pre ? pre + rows.begin * K : nullptr,
-                         rows.size(), K, N);
+    gemm_input_grad_rows(d_in + rows.begin * K, d_out + rows.begin * N, weight, rows.size(), K, N);
   }
-}
-
-}  // namespace
-
-void linear_backward_input(float* d_in, const float* d_out, const float* weight, std::int64_t M, std::int64_t K,
-                           std::int64_t N) {
-  input_grad_blocks(d_in, d_out, weight, nullptr, M, K, N);
-}
-
-void linear_backward_input_gelu(float* d_in, const float* d_out, const float* weight, const float* pre, std::int64_t M,
-                                std::int64_t K, std::int64_t N) {
-  input_grad_blocks(d_in, d_out, weight, pre, M, K, N);
 }
 
 void linear_backward_weight(float* d_weight, float* d_bias, const float* d_out, const float* in, float* scratch,

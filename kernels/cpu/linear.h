@@ -33,29 +33,11 @@ void linear_forward(float* out,           // (M, N)
                     const float* bias,    // (N) or nullptr
                     std::int64_t M, std::int64_t K, std::int64_t N);
 
-// pre = in · weightᵀ + bias and out = gelu(pre), each tile's GELU taken as the
-// GEMM finishes it (one pass over pre instead of two).
-void linear_gelu_forward(float* pre,           // (M, N)
-                         float* out,           // (M, N)
-                         const float* in,      // (M, K)
-                         const float* weight,  // (N, K)
-                         const float* bias,    // (N) or nullptr
-                         std::int64_t M, std::int64_t K, std::int64_t N);
-
 // d_in = d_out · weight (assigned).
 void linear_backward_input(float* d_in,          // (M, K)
                            const float* d_out,   // (M, N)
                            const float* weight,  // (N, K)
                            std::int64_t M, std::int64_t K, std::int64_t N);
-
-// d_in = (d_out · weight) ⊙ gelu'(pre) (assigned): the input gradient of a
-// linear layer whose input was gelu(pre), taken tile by tile as the GEMM
-// finishes it (fc2's backward hands fc1 its pre-activation gradient).
-void linear_backward_input_gelu(float* d_in,          // (M, K)
-                                const float* d_out,   // (M, N)
-                                const float* weight,  // (N, K)
-                                const float* pre,     // (M, K)
-                                std::int64_t M, std::int64_t K, std::int64_t N);
 
 // d_weight += d_outᵀ · in and d_bias += Σ_rows d_out (accumulated; d_bias may
 // be nullptr). `scratch` holds linear_backward_weight_scratch_floats(M, K, N)

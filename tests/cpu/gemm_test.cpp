@@ -3,16 +3,14 @@
 // loop, over shapes that hit every edge: partial tiles in rows and columns,
 // depths split into blocks (k > 512), column blocks (n past the packed-B
 // limit), strided operands (ld larger than the row), both transpositions of
-// both operands, the bias, accumulation, A's row sums and the GELU epilogues. And the summation-order contract:
+// both operands, the bias, accumulation and A's row sums. And the summation-order contract:
 // the two vitscale kernels give the same bits as each other, call after call.
 #include "kernels/cpu/gemm.h"
 
 #include <algorithm>
-#include <cstring>
 #include <stdexcept>
 #include <tuple>
 
-#include "kernels/cpu/gelu.h"
 #include "tests/cpu/cpu_test_util.h"
 #include "tests/test_skip.h"
 
@@ -152,66 +150,12 @@ TEST_CASE("vitscale's AVX2 and AVX-512 GEMMs give the same bits, every call", "[
   }
 }
 
-TEST_CASE("gemm's GELU epilogue is gelu_forward of the finished C, on every ISA", "[cpu][gemm]") {
-  const auto seed = fresh_seed();
-  CAPTURE(seed);
-  Rng rng(seed);
-  for (GemmIsa isa : supported_isas()) {
-    // One depth block and three (the GELU must wait for the last), edge tiles both ways.
-    for (auto [m, n, k] : {std::tuple{37, 70, 128}, std::tuple{29, 45, 1100}}) {
-      CAPTURE(cpu::gemm_isa_name(isa), m, n, k);
-      const Problem q = make_problem(rng, m, n, k, false, true, 1);
-      const std::vector<float> plain = run(isa, q, false, true);
-      std::vector<float> c = q.c0, activated(c.size(), -7.f);
-      GemmArgs args = args_of(q, c.data());
-      args.bias = q.bias.data();
-      args.gelu_out = activated.data();
-      cpu::gemm(isa, args);
-      CHECK(std::memcmp(c.data(), plain.data(), c.size() * sizeof(float)) == 0);  // C is as without the epilogue
-      for (std::int64_t i = 0; i < m; ++i) {
-        std::vector<float> expected(static_cast<std::size_t>(n));
-        cpu::gelu_forward(expected.data(), c.data() + i * q.ldc(), n);
-        REQUIRE(std::equal(expected.begin(), expected.end(), activated.begin() + i * q.ldc()));
-        REQUIRE(activated[i * q.ldc() + n] == -7.f);  // the padding column is not written
-      }
-    }
-  }
-}
-
-TEST_CASE("gemm's GELU-gradient epilogue is gelu_backward of the finished C, on every ISA", "[cpu][gemm]") {
-  const auto seed = fresh_seed();
-  CAPTURE(seed);
-  Rng rng(seed);
-  for (GemmIsa isa : supported_isas()) {
-    for (auto [m, n, k] : {std::tuple{37, 70, 128}, std::tuple{29, 45, 1100}}) {
-      CAPTURE(cpu::gemm_isa_name(isa), m, n, k);
-      const Problem q = make_problem(rng, m, n, k, false, false, 1);
-      const std::vector<float> plain = run(isa, q, false, false);
-      const std::vector<float> pre = rng.normals(plain.size(), 2.f);  // (m, ldc)
-      std::vector<float> c = q.c0;
-      GemmArgs args = args_of(q, c.data());
-      args.gelu_grad_pre = pre.data();
-      cpu::gemm(isa, args);
-      for (std::int64_t i = 0; i < m; ++i) {
-        std::vector<float> expected(static_cast<std::size_t>(n));
-        cpu::gelu_backward(expected.data(), plain.data() + i * q.ldc(), pre.data() + i * q.ldc(), n);
-        REQUIRE(std::equal(expected.begin(), expected.end(), c.begin() + i * q.ldc()));
-        REQUIRE(std::isnan(c[i * q.ldc() + n]));  // the padding column is not written
-      }
-    }
-  }
-}
-
 TEST_CASE("gemm refuses what it cannot do, naming it", "[cpu][gemm]") {
   std::vector<float> a(4, 1.f), b(4, 1.f), c(4), bias(2, 0.f);
   GemmArgs bias_with_accumulate = cpu::dense_gemm_args(c.data(), a.data(), false, b.data(), false, 2, 2, 2);
   bias_with_accumulate.accumulate = true;
   bias_with_accumulate.bias = bias.data();
   CHECK_THROWS_WITH(cpu::gemm(GemmIsa::kOpenBlas, bias_with_accumulate), Catch::Contains("bias with accumulate"));
-  GemmArgs gelu_grad_with_accumulate = bias_with_accumulate;
-  gelu_grad_with_accumulate.bias = nullptr;
-  gelu_grad_with_accumulate.gelu_grad_pre = a.data();
-  CHECK_THROWS_WITH(cpu::gemm(GemmIsa::kOpenBlas, gelu_grad_with_accumulate), Catch::Contains("GELU-gradient"));
   if (!cpu::gemm_isa_supported(GemmIsa::kAvx512)) {
     GemmArgs plain = bias_with_accumulate;
     plain.bias = nullptr;

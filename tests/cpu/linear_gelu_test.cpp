@@ -84,35 +84,6 @@ TEST_CASE("linear backward matches finite differences and accumulates parameter 
   }
 }
 
-TEST_CASE("linear_backward_gelu gives the bits of linear_backward then gelu_backward", "[cpu][linear][gelu]") {
-  const auto seed = fresh_seed();
-  CAPTURE(seed);
-  Rng rng(seed);
-  auto be = make_cpu_backend();
-  // fc2 of an MLP: in = gelu(pre) (M, K), out (M, N); the large shape runs threaded.
-  for (auto [M, K, N] : {std::tuple{9, 20, 6}, std::tuple{700, 192, 96}}) {
-    CAPTURE(M, K, N);
-    auto pre = rng.normals(M * K, 2.f), w = rng.normals(N * K, 0.2f), d_out = rng.normals(M * N);
-    std::vector<float> in(M * K);
-    cpu::gelu_forward(in.data(), pre.data(), M * K);
-    std::vector<float> d_in(M * K, 5.f), d_w = rng.normals(N * K), d_b = rng.normals(N);
-    auto d_in2 = d_in, d_w2 = d_w, d_b2 = d_b;
-    be->linear_backward(view(d_in, {M, K}), view(d_w, {N, K}), view(d_b, {N}), view(d_out, {M, N}), view(in, {M, K}),
-                        view(w, {N, K}));
-    be->gelu_backward(view(d_in, {M, K}), view(d_in, {M, K}), view(pre, {M, K}));
-    be->linear_backward_gelu(view(d_in2, {M, K}), view(d_w2, {N, K}), view(d_b2, {N}), view(d_out, {M, N}),
-                             view(in, {M, K}), view(w, {N, K}), view(pre, {M, K}));
-    CHECK(d_in2 == d_in);
-    CHECK(d_w2 == d_w);
-    CHECK(d_b2 == d_b);
-  }
-  // d_in and pre are required.
-  std::vector<float> x(12), y(12), ww(9);  // in, d_out (4, 3); weight, d_weight (3, 3)
-  CHECK_THROWS_WITH(be->linear_backward_gelu(TensorView{}, view(ww, {3, 3}), TensorView{}, view(y, {4, 3}),
-                                             view(x, {4, 3}), view(ww, {3, 3}), view(x, {4, 3})),
-                    Catch::Contains("d_in and pre are required"));
-}
-
 TEST_CASE("GELU is the exact erf GELU to float precision", "[cpu][gelu]") {
   // Over the range activations take, against double-precision erfc.
   double worst_value = 0, worst_slope = 0;

@@ -89,11 +89,6 @@ void TimedBackend::linear_backward(TensorView d_in, TensorView d_weight, TensorV
 void TimedBackend::gelu_backward(TensorView d_pre, TensorView d_out, TensorView pre) {
   timed("gelu_backward", [&] { inner_.gelu_backward(d_pre, d_out, pre); });
 }
-void TimedBackend::linear_backward_gelu(TensorView d_in, TensorView d_weight, TensorView d_bias, TensorView d_out,
-                                        TensorView in, TensorView weight, TensorView pre) {
-  timed(gemm_key("linear_backward_gelu", in, weight),
-        [&] { inner_.linear_backward_gelu(d_in, d_weight, d_bias, d_out, in, weight, pre); });
-}
 
 void TimedBackend::layernorm(TensorView out, TensorView mean, TensorView rstd, TensorView in, TensorView gamma,
                              TensorView beta) {
