@@ -40,7 +40,7 @@ TEST_CASE("defaults are the CPU main job: vit-cpu on Fashion-MNIST, batch 128", 
   CHECK(c.image_size == 28);
   CHECK(c.patch_size == 7);
   CHECK(c.dim == 96);
-  CHECK(c.epochs == 16);
+  CHECK(c.epochs == 32);
 }
 
 TEST_CASE("DeepSpeed batch arithmetic: any two of the three batch keys fix the third", "[config]") {

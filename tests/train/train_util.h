@@ -45,6 +45,9 @@ inline nlohmann::json tiny_synthetic_config() {
        {{"dataset", "synthetic"},
         {"crop_padding", 1},
         {"hflip", true},
+        // mixup pairs rows within a micro batch, so a resume with another split
+        // would mix other pairs (docs/training.md); off here, as before it was the default.
+        {"mixup_alpha", 0.0},
         {"workers", 1},
         {"synthetic",
          {{"train_count", 1024}, {"test_count", 512}, {"image_size", 16}, {"channels", 3}, {"classes", 10}}}}},

@@ -16,7 +16,8 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 tiny=(--dataset synthetic --synthetic-train 480 --synthetic-test 64 --synthetic-image-size 16 --image-size 16
       --patch-size 4 --dim 32 --depth 2 --heads 2 --mlp-dim 64 --train-batch-size 24 --max-steps 12
-      --steps-per-print 1 --threads 1 --reduce-bucket-size 2000 --stage3-param-persistence-threshold 0)
+      --steps-per-print 1 --threads 1 --reduce-bucket-size 2000 --stage3-param-persistence-threshold 0
+      --mixup-alpha 0)  # mixup pairs rows within a micro batch: another split mixes other pairs (docs/training.md)
 # run NP STAGE MICRO ACCUM ARGS...: vit_train on NP ranks (one plain process for 1)
 run() {
   local np=$1 stage=$2 micro=$3 accum=$4
