@@ -270,7 +270,7 @@ else
   [[ -n ${SELECTED[sanitizer]:-} ]] && skip_stage sanitizer "no compute-sanitizer on the PATH"
 fi
 TRAIN=("$BUILD/train/vit_train" --device cuda --bf16 --model vit-small --dataset synthetic --synthetic-train 8192
-  --synthetic-test 1024 --micro-batch-size 256 --max-steps 100 --steps-per-print 25)
+  --synthetic-test 1024 --micro-batch-size 256 --max-steps 100 --steps-per-print 25 --randaugment-ops 0 --mixup-alpha 0)
 gpu train_bf16 "${TRAIN[@]}" --cuda-graphs --metrics-out "$LOGDIR/train_metrics.jsonl"
 gpu train_bf16_eager "${TRAIN[@]}" --metrics-out "$LOGDIR/train_eager_metrics.jsonl"
 

@@ -41,9 +41,9 @@ void openblas_gemm(const GemmArgs& g) {
 // The widest kernel the CPU runs. AVX-512: 1.6-1.9x OpenBLAS 0.3.21 per core
 // on a family-26 EPYC, where OpenBLAS runs its AVX2 kernels. AVX2: 94-101% of
 // OpenBLAS's Haswell kernels alone (one thread, the step's shapes, on that
-// EPYC at 256 bits), and in the whole step 5-8% faster at the bench
-// configuration and level with it at the vit-cpu shapes, with the bias-gradient and
-// GELU epilogues that OpenBLAS has not (docs/results/cpu_step_bench.md).
+// EPYC at 256 bits). In the whole step it was 5-8% faster at the bench
+// configuration in one set of runs and level in another, and level with it
+// at the vit-cpu shapes within this VM's noise (docs/results/cpu_step_bench.md).
 GemmIsa default_isa() {
   if (gemm_isa_supported(GemmIsa::kAvx512)) return GemmIsa::kAvx512;
   if (gemm_isa_supported(GemmIsa::kAvx2)) return GemmIsa::kAvx2;

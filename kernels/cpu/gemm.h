@@ -61,7 +61,7 @@ struct GemmArgs {
 
 // C (m, n) = A (m, k) · B (k, n) with every operand stored densely (each
 // leading dimension the stored row's length, ldc = n); set the other fields
-// (accumulate, bias, epilogues) on the result.
+// (accumulate, bias, row sums) on the result.
 GemmArgs dense_gemm_args(float* c, const float* a, bool a_transposed, const float* b, bool b_transposed, std::int64_t m,
                          std::int64_t n, std::int64_t k);
 
