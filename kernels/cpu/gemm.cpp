@@ -38,8 +38,9 @@ void openblas_gemm(const GemmArgs& g) {
               g.accumulate || g.bias ? 1.f : 0.f, g.c, to_int(g.ldc));
 }
 
-// The widest kernel the CPU runs. AVX-512: 1.6-1.9x OpenBLAS 0.3.21 per core
-// on a family-26 EPYC, where OpenBLAS runs its AVX2 kernels. AVX2: 94-101% of
+// The widest kernel the CPU runs. AVX-512, on a family-26 EPYC, one thread:
+// 1.6-1.9x OpenBLAS 0.3.21 on its Haswell kernels (what this project's
+// environment sets), 0.94-1.08x on its Cooperlake ones (its own pick). AVX2: 94-101% of
 // OpenBLAS's Haswell kernels alone (one thread, the step's shapes, on that
 // EPYC at 256 bits). In the whole step it was 5-8% faster at the bench
 // configuration in one set of runs and level in another, and level with it

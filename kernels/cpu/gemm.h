@@ -6,11 +6,18 @@
 //     (6x16 tiles in 12 ymm);
 //   - OpenBLAS's cblas_sgemm, the reference.
 // The default is the widest this CPU runs (gemm.cpp, default_isa, says why).
-// Why our own: OpenBLAS 0.3.21 does not know AMD's family-26 EPYCs and runs its
-// AVX2 (Haswell) kernels on them, half the width the core has; and at the
-// step's thin shapes (K or N = 128, M ≈ 1,000 rows per block) it packs and
-// tiles for large square GEMMs. Threads are the caller's business (linear.cpp
-// cuts every GEMM into blocks fixed by its shape); each block is one call here.
+// Why our own: OpenBLAS's speed here depends on which of its kernel sets it
+// runs. This project's machines set OPENBLAS_CORETYPE=Haswell in their
+// environment (not vitscale's doing), and on an AVX-512 CPU that leaves half
+// the core's width unused. Left to pick on the family-26
+// EPYC, OpenBLAS 0.3.21 takes its Cooperlake kernels, and this kernel is
+// then at 94-108% of them, one thread, at the step's shapes. Ours does not
+// depend on that setting. It also gives the same bits on AVX2 and AVX-512,
+// and it reads the bias gradient while it packs (a_row_sums). At the step's
+// thin shapes (K or N = 128, M ≈ 1,000 rows per block) it is as fast as a
+// BLAS tuned for large square GEMMs. Threads are the caller's business
+// (linear.cpp cuts every GEMM into blocks fixed by its shape); each block is
+// one call here.
 //
 // Summation order, for the determinism contract: element (i, j) is
 //   c_ij = (((bias_j or C_ij or 0) + s_0) + s_1) + ...,
