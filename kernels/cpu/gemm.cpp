@@ -2,6 +2,7 @@
 
 #include <cblas.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <memory>
 #include <stdexcept>
@@ -107,17 +108,18 @@ GemmBlocking gemm_blocking(std::int64_t m, std::int64_t n, std::int64_t k, GemmT
   constexpr std::int64_t kMaxSingleDepth = 512, kDepthTarget = 384;
   constexpr std::int64_t kPackedAFloats = 48 * 1024, kPackedBFloats = 256 * 1024;
   const auto round_up = [](std::int64_t v, std::int64_t to) { return (v + to - 1) / to * to; };
-  const auto at_least = [](std::int64_t v, std::int64_t lo) { return v < lo ? lo : v; };
-  const auto at_most = [](std::int64_t v, std::int64_t hi) { return v > hi ? hi : v; };
-  std::int64_t depth = at_least(k, 1);
+  std::int64_t depth = std::max<std::int64_t>(k, 1);
   if (k > kMaxSingleDepth) {
     const std::int64_t blocks = (k + kDepthTarget - 1) / kDepthTarget;
     depth = (k + blocks - 1) / blocks;
   }
+  // As many whole tiles as fit the packing budget (at least one), no more than the operand has.
   const std::int64_t rows =
-      at_most(at_least(kPackedAFloats / depth / tile.rows * tile.rows, tile.rows), round_up(at_least(m, 1), tile.rows));
+      std::min<std::int64_t>(std::max<std::int64_t>(kPackedAFloats / depth / tile.rows * tile.rows, tile.rows),
+                             round_up(std::max<std::int64_t>(m, 1), tile.rows));
   const std::int64_t cols =
-      at_most(at_least(kPackedBFloats / depth / tile.cols * tile.cols, tile.cols), round_up(at_least(n, 1), tile.cols));
+      std::min<std::int64_t>(std::max<std::int64_t>(kPackedBFloats / depth / tile.cols * tile.cols, tile.cols),
+                             round_up(std::max<std::int64_t>(n, 1), tile.cols));
   return {depth, rows, cols};
 }
 

@@ -57,7 +57,9 @@ Range block_range(std::int64_t n, std::int64_t b, std::int64_t count) { return {
 class SingleThreadedBlas {
  public:
 #if defined(OPENBLAS_VERSION)
-  SingleThreadedBlas() : previous_(openblas_get_num_threads()) {
+  // Only when the GEMM is OpenBLAS's: vitscale's kernels never call it, and
+  // openblas_set_num_threads on every linear call would be work for nothing.
+  SingleThreadedBlas() : previous_(gemm_isa() == GemmIsa::kOpenBlas ? openblas_get_num_threads() : 1) {
     if (previous_ != 1) openblas_set_num_threads(1);
   }
   ~SingleThreadedBlas() {
@@ -134,7 +136,8 @@ void linear_backward_weight(float* d_weight, float* d_bias, const float* d_out, 
   // (d_outᵀ), read while A is packed: part p's in bias_parts[p], in double.
   std::vector<double> bias_parts(d_bias ? static_cast<std::size_t>(parts * N) : 0, 0.0);  // (parts, N)
   const auto add_bias_parts = [&] {
-    for (std::int64_t j = 0; j < N && d_bias; ++j) {
+    if (!d_bias) return;
+    for (std::int64_t j = 0; j < N; ++j) {
       double sum = 0;
       for (std::int64_t p = 0; p < parts; ++p) sum += bias_parts[p * N + j];
       d_bias[j] = static_cast<float>(d_bias[j] + sum);
