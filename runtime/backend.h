@@ -63,7 +63,7 @@ class Backend {
   virtual ~Backend() = default;
 
   virtual DeviceKind kind() const = 0;
-  virtual std::string name() const = 0;          // "cpu (2 threads)", "cuda:0 NVIDIA H200"
+  virtual std::string name() const = 0;          // "cpu (2 threads, avx512 GEMM)", "cuda:0 NVIDIA H200"
   virtual DType activation_dtype() const = 0;    // f32 on CPU; f32 or bf16 on CUDA
 
   // ---- memory --------------------------------------------------------------

@@ -9,6 +9,7 @@
 #include "kernels/cpu/attention.h"
 #include "kernels/cpu/cross_entropy.h"
 #include "kernels/cpu/embed.h"
+#include "kernels/cpu/gemm.h"
 #include "kernels/cpu/gelu.h"
 #include "kernels/cpu/layernorm.h"
 #include "kernels/cpu/linear.h"
@@ -60,13 +61,18 @@ cpu::PoolKind pool_kind(Pooling mode) {
 
 }  // namespace
 
+// The GEMM kernel is read here, not at the first linear call: an unknown or
+// unsupported VITSCALE_CPU_GEMM is then refused at start-up, before any data
+// is loaded or step is run.
 CpuBackend::CpuBackend(int threads) {
   if (threads > 0) omp_set_num_threads(threads);
+  cpu::gemm_isa();
 }
 
 std::string CpuBackend::name() const {
   const int threads = omp_get_max_threads();
-  return "cpu (" + std::to_string(threads) + (threads == 1 ? " thread)" : " threads)");
+  return "cpu (" + std::to_string(threads) + (threads == 1 ? " thread, " : " threads, ") +
+         cpu::gemm_isa_name(cpu::gemm_isa()) + " GEMM)";
 }
 
 // ---- memory -----------------------------------------------------------------

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -149,6 +150,18 @@ std::vector<std::string> tiny_synthetic_flags() {
           "1"};
 }
 
+// Sets an environment variable for the children started in its lifetime.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) { ::setenv(name, value, 1); }
+  ~ScopedEnv() { ::unsetenv(name_); }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  const char* name_;
+};
+
 void check_one_line_error(const Outcome& o, const std::string& expected) {
   INFO("stderr: " << o.err);
   CHECK(o.exit_code != 0);
@@ -239,6 +252,14 @@ TEST_CASE("vit_train refuses bad input with one line and a non-zero exit", "[cli
     const Outcome o = run_vit_train(args, dir);
     check_one_line_error(o, "cannot open the metrics file");
     CHECK(o.out.find("step ") == std::string::npos);
+  }
+  SECTION("an unknown VITSCALE_CPU_GEMM fails at start-up, not at the first linear layer") {
+    const ScopedEnv gemm("VITSCALE_CPU_GEMM", "avx9000");
+    std::vector<std::string> args = tiny_synthetic_flags();
+    args.insert(args.end(), {"--max-steps", "5"});
+    const Outcome o = run_vit_train(args, dir);
+    check_one_line_error(o, "VITSCALE_CPU_GEMM=avx9000: unknown (expected openblas, avx2 or avx512)");
+    CHECK(o.out.find("model:") == std::string::npos);  // before the model is built
   }
   SECTION("a corrupted checkpoint") {
     std::ofstream(dir / "ckpt.safetensors") << "not a checkpoint at all";

@@ -121,11 +121,16 @@ std::string copy_curve_text(const Ceilings& c) {
 // the cores from the next vitscale op). Empty: no LibTorch figure for the row.
 using TorchTimer = std::function<double()>;
 
+// Tokens per image: --tokens, else the configuration's patches + the class token.
+long long bench_tokens(const BenchOptions& o, const ViTConfig& cfg) {
+  return o.tokens > 0 ? o.tokens : (cfg.image_size / cfg.patch_size) * (cfg.image_size / cfg.patch_size) + 1;
+}
+long long bench_batch(const BenchOptions& o) { return o.batch > 0 ? o.batch : 128; }
+
 void bench_ops(Backend& be, const BenchOptions& o, const ViTConfig& cfg, int threads, std::vector<BenchRow>& rows,
                std::vector<TorchTimer>& torch_timers) {
-  const long long B = o.batch > 0 ? o.batch : 128, D = cfg.dim, H = cfg.heads, F = cfg.mlp_dim, K = cfg.num_classes;
-  const long long T =
-      o.tokens > 0 ? o.tokens : (cfg.image_size / cfg.patch_size) * (cfg.image_size / cfg.patch_size) + 1;
+  const long long B = bench_batch(o), D = cfg.dim, H = cfg.heads, F = cfg.mlp_dim, K = cfg.num_classes;
+  const long long T = bench_tokens(o, cfg);
   const long long R = B * T, hd = D / H;
   const std::string model = "D" + std::to_string(D) + " T" + std::to_string(T) + " B" + std::to_string(B);
   const auto time = [&](const std::function<void()>& f) { return median_us(o.warmup, o.reps, f); };
@@ -286,8 +291,12 @@ int run_cpu_bench(const BenchOptions& o) {
     // One thread count for both sides, as vit_cpu_step_bench sets it.
     torch_ref::set_torch_threads(threads);
 #endif
+    // The shapes timed, not cfg.describe(): --tokens overrides the patch grid.
+    const std::string shapes = "D=" + std::to_string(cfg.dim) + " H=" + std::to_string(cfg.heads) +
+                               " F=" + std::to_string(cfg.mlp_dim) + " T=" + std::to_string(bench_tokens(o, cfg)) +
+                               " K=" + std::to_string(cfg.num_classes) + ", batch " + std::to_string(bench_batch(o));
     const std::string header = "# vit_bench on " + be->name() + "\n\nCPU backend ops at the ViT step's shapes (" +
-                               cfg.describe() + "), " + torch_line + "; median of " + std::to_string(o.reps) +
+                               shapes + "), " + torch_line + "; median of " + std::to_string(o.reps) +
                                " runs after " + std::to_string(o.warmup) + " warm-ups.";
     std::cout << header << "\n";
     const Ceilings c = measure_ceilings(o, threads);
