@@ -18,13 +18,27 @@ namespace {
 // baseline one. GCC's vector extension pins the register tiles below, which
 // plain loops did not (the compiler spilled the accumulators).
 using Float8 = float __attribute__((vector_size(32)));
-// By reference, not by value: a 32-byte vector passed in registers would need
-// AVX in the baseline clone's ABI. Inlined either way.
-inline void load8(Float8& v, const float* p) { std::memcpy(&v, p, sizeof v); }
-inline void store8(float* p, const Float8& v) { std::memcpy(p, &v, sizeof v); }
+// Sixteen floats: the 16-wide column tile. One AVX-512 register in the v4
+// clone, two AVX registers in the v3 clone (the code the v3 clone had with
+// two Float8), four SSE registers in the baseline. Each lane is the same
+// multiply-add chain at any width, so the bits do not depend on the clone.
+using Float16 = float __attribute__((vector_size(64)));
+// By reference, not by value: a 32- or 64-byte vector passed in registers
+// would need AVX in the baseline clone's ABI. Inlined either way.
+template <typename Vec>
+inline __attribute__((always_inline)) void load_vec(Vec& v, const float* p) {
+  std::memcpy(&v, p, sizeof v);
+}
+template <typename Vec>
+inline __attribute__((always_inline)) void store_vec(float* p, const Vec& v) {
+  std::memcpy(p, &v, sizeof v);
+}
 
-// Register tile: up to kRows rows × up to kCols columns of accumulators (12 of
-// the 16 AVX registers; 2 more hold b's row, 1 the broadcast a value). Every
+// Register tile: up to kRows rows × up to kCols columns of accumulators (in
+// the v3 clone 12 of the 16 AVX registers, 2 more hold b's row, 1 the
+// broadcast a value; in the v4 clone 6 zmm, one instruction per row where two
+// ymm ones were: attention 12-26% faster forward, 7-17% backward at
+// T = 17 and 50, vit_bench --device cpu, AMD EPYC family 26). Every
 // product in a head is built from it. Columns come in 16-wide tiles and, when
 // a width is an odd multiple of 8, one 8-wide tile at the end: ViT heads are
 // narrow (T = 17 and hd = 24 in the CPU model), and padding them to 16 wasted
@@ -33,8 +47,8 @@ inline void store8(float* p, const Float8& v) { std::memcpy(p, &v, sizeof v); }
 // multiply-add chain over k in order, whatever the tile, so the tiling never
 // changes a bit.
 constexpr std::int64_t kRows = 6;
-constexpr std::int64_t kLanes = 8;  // floats per Float8
-constexpr std::int64_t kCols = 2 * kLanes;
+constexpr std::int64_t kLanes = 8;          // floats per Float8
+constexpr std::int64_t kCols = 2 * kLanes;  // floats per Float16
 
 constexpr std::int64_t round_up(std::int64_t n, std::int64_t m) { return (n + m - 1) / m * m; }
 
@@ -52,32 +66,31 @@ struct Strided {
   Strided from_row(std::int64_t r) const { return {p + r * row, row, col}; }
 };
 
-// acc (R, V·8) += a column k (R) · b row k (V·8) from column c0; `first`
+// acc (R, width of Vec) += a column k (R) · b row k from column c0; `first`
 // assigns instead (the same bits as adding to zero, without zeroing a tile
 // that GCC then kept in memory).
-template <int R, int V, bool first>
-VITSCALE_INLINE void tile_step(Float8 (&acc)[R][V], Strided a, const float* b, std::int64_t ldb, std::int64_t k,
+template <typename Vec, int R, bool first>
+VITSCALE_INLINE void tile_step(Vec (&acc)[R], Strided a, const float* b, std::int64_t ldb, std::int64_t k,
                                std::int64_t c0) {
-  Float8 bk[V];
-  for (int v = 0; v < V; ++v) load8(bk[v], b + k * ldb + c0 + v * kLanes);
+  Vec bk;
+  load_vec(bk, b + k * ldb + c0);
   const float* ak = a.p + k * a.col;
   for (int r = 0; r < R; ++r) {
     const float a_rk = ak[r * a.row];
-    for (int v = 0; v < V; ++v) acc[r][v] = first ? a_rk * bk[v] : acc[r][v] + a_rk * bk[v];
+    acc[r] = first ? a_rk * bk : acc[r] + a_rk * bk;
   }
 }
 
-// c (R, V·8) at column c0 = a (R, K) · b (K, …) there; K ≥ 1. The K loop is
-// innermost so the tile of c stays in registers while a's values are
+// c (R, width of Vec) at column c0 = a (R, K) · b (K, …) there; K ≥ 1. The K
+// loop is innermost so the tile of c stays in registers while a's values are
 // broadcast and b's rows stream through.
-template <int R, int V>
+template <typename Vec, int R>
 VITSCALE_INLINE void tile_product(float* c, std::int64_t ldc, Strided a, const float* b, std::int64_t ldb,
                                   std::int64_t K, std::int64_t c0) {
-  Float8 acc[R][V];
-  tile_step<R, V, true>(acc, a, b, ldb, 0, c0);
-  for (std::int64_t k = 1; k < K; ++k) tile_step<R, V, false>(acc, a, b, ldb, k, c0);
-  for (int r = 0; r < R; ++r)
-    for (int v = 0; v < V; ++v) store8(c + r * ldc + c0 + v * kLanes, acc[r][v]);
+  Vec acc[R];
+  tile_step<Vec, R, true>(acc, a, b, ldb, 0, c0);
+  for (std::int64_t k = 1; k < K; ++k) tile_step<Vec, R, false>(acc, a, b, ldb, k, c0);
+  for (int r = 0; r < R; ++r) store_vec(c + r * ldc + c0, acc[r]);
 }
 
 // c (R, n) = a (R, K) · b (K, n); n a multiple of 8.
@@ -85,8 +98,8 @@ template <int R>
 VITSCALE_INLINE void rows_product(float* c, std::int64_t ldc, Strided a, const float* b, std::int64_t ldb,
                                   std::int64_t K, std::int64_t n) {
   std::int64_t c0 = 0;
-  for (; c0 + kCols <= n; c0 += kCols) tile_product<R, 2>(c, ldc, a, b, ldb, K, c0);
-  if (c0 < n) tile_product<R, 1>(c, ldc, a, b, ldb, K, c0);
+  for (; c0 + kCols <= n; c0 += kCols) tile_product<Float16, R>(c, ldc, a, b, ldb, K, c0);
+  if (c0 < n) tile_product<Float8, R>(c, ldc, a, b, ldb, K, c0);
 }
 
 // The last block of a product: `rows` (< kRows) rows, dispatched to the tile
@@ -151,7 +164,7 @@ using Int8 = std::int32_t __attribute__((vector_size(32)));  // a shuffle's lane
 // shuffles (GCC emits unpcklps/unpckhps, shufps and vperm2f128 for them).
 VITSCALE_INLINE void transpose8x8(float* dst, std::int64_t ld_dst, const float* src, std::int64_t ld_src) {
   Float8 r[8], t[8];
-  for (int i = 0; i < 8; ++i) load8(r[i], src + i * ld_src);
+  for (int i = 0; i < 8; ++i) load_vec(r[i], src + i * ld_src);
   for (int i = 0; i < 8; i += 2) {  // t[i] = r_i0 r_(i+1)0 r_i1 r_(i+1)1 | same for columns 4, 5
     t[i] = __builtin_shuffle(r[i], r[i + 1], Int8{0, 8, 1, 9, 4, 12, 5, 13});
     t[i + 1] = __builtin_shuffle(r[i], r[i + 1], Int8{2, 10, 3, 11, 6, 14, 7, 15});
@@ -163,8 +176,8 @@ VITSCALE_INLINE void transpose8x8(float* dst, std::int64_t ld_dst, const float* 
     r[i + 3] = __builtin_shuffle(t[i + 1], t[i + 3], Int8{2, 3, 10, 11, 6, 7, 14, 15});
   }
   for (int c = 0; c < 4; ++c) {  // column c: rows 0-3 from r[c], rows 4-7 from r[c + 4]
-    store8(dst + c * ld_dst, __builtin_shuffle(r[c], r[c + 4], Int8{0, 1, 2, 3, 8, 9, 10, 11}));
-    store8(dst + (c + 4) * ld_dst, __builtin_shuffle(r[c], r[c + 4], Int8{4, 5, 6, 7, 12, 13, 14, 15}));
+    store_vec(dst + c * ld_dst, __builtin_shuffle(r[c], r[c + 4], Int8{0, 1, 2, 3, 8, 9, 10, 11}));
+    store_vec(dst + (c + 4) * ld_dst, __builtin_shuffle(r[c], r[c + 4], Int8{4, 5, 6, 7, 12, 13, 14, 15}));
   }
 }
 

@@ -296,8 +296,8 @@ int run_cpu_bench(const BenchOptions& o) {
                                " F=" + std::to_string(cfg.mlp_dim) + " T=" + std::to_string(bench_tokens(o, cfg)) +
                                " K=" + std::to_string(cfg.num_classes) + ", batch " + std::to_string(bench_batch(o));
     const std::string header = "# vit_bench on " + be->name() + "\n\nCPU backend ops at the ViT step's shapes (" +
-                               shapes + "), " + torch_line + "; median of " + std::to_string(o.reps) +
-                               " runs after " + std::to_string(o.warmup) + " warm-ups.";
+                               shapes + "), " + torch_line + "; median of " + std::to_string(o.reps) + " runs after " +
+                               std::to_string(o.warmup) + " warm-ups.";
     std::cout << header << "\n";
     const Ceilings c = measure_ceilings(o, threads);
     std::vector<BenchRow> rows;
