@@ -121,10 +121,8 @@ std::string copy_curve_text(const Ceilings& c) {
 // the cores from the next vitscale op). Empty: no LibTorch figure for the row.
 using TorchTimer = std::function<double()>;
 
-// Tokens per image: --tokens, else the configuration's patches + the class token.
-long long bench_tokens(const BenchOptions& o, const ViTConfig& cfg) {
-  return o.tokens > 0 ? o.tokens : (cfg.image_size / cfg.patch_size) * (cfg.image_size / cfg.patch_size) + 1;
-}
+// Tokens per image: --tokens, else the configuration's (patches + class token).
+long long bench_tokens(const BenchOptions& o, const ViTConfig& cfg) { return o.tokens > 0 ? o.tokens : cfg.tokens(); }
 long long bench_batch(const BenchOptions& o) { return o.batch > 0 ? o.batch : 128; }
 
 void bench_ops(Backend& be, const BenchOptions& o, const ViTConfig& cfg, int threads, std::vector<BenchRow>& rows,
