@@ -58,6 +58,18 @@ def main() -> int:
                            for c in cont.values()),
                        "contended curves: progress thread, 5 sizes (1 KiB x4 .. 256 KiB), positive times")
                 expect(len(model["measured"]) == 3, "the idle curves stay in the file")
+                # A launch at another gap adds its curves beside the first gap's (the simulator
+                # interpolates between gaps); one at the same gap again replaces them.
+                for gap in ("400", "200"):
+                    rc, out = run([mpirun, "-np", "2", *flags, *env, contended_bench, "--network", str(net),
+                                   "--steps", "2", "--buckets", "2", "--gap-us", gap, "--max-mib", "0.25",
+                                   "--collectives", "allreduce"])
+                    expect(rc == 0, f"vit_contended_bench --gap-us {gap} exits 0 (rc {rc}):\n{out}")
+                gaps = sorted((c.get("collective", "allreduce"), c["gap_us"])
+                              for c in json.loads(net.read_text())["contended"])
+                expect(gaps == [("allgather", 200.0), ("allreduce", 200.0), ("allreduce", 400.0),
+                                ("reduce_scatter", 200.0)],
+                       f"contended curves by collective and gap: 200 us for each, 400 us for the all-reduce; got {gaps}")
                 # Re-measuring one collective replaces its curve and keeps the others'.
                 rc, out = run([mpirun, "-np", "2", *flags, *env, idle_bench, "--out", str(net), "--merge",
                                "--reps", "2", "--max-mib", "0.25", "--collectives", "allreduce"])

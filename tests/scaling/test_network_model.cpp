@@ -96,6 +96,23 @@ TEST_CASE("contended curves give the rates of a collective overlapping compute",
     CHECK(r.comm_rate == 1.0);
     CHECK(r.compute_rate == 1.0);
   }
+  SECTION("curves at several gaps: linear in the gap between them, clamped outside") {
+    // The same size measured with 4 ms of compute between launches: 6 ms per
+    // collective, 3 ms lost (at 1 ms: 4 ms, 1 ms lost).
+    n.contended.push_back({2, "thread", 4000.0, {{1e6, 0.006, 0.003}}});
+    const auto at = [&](double gap_s) { return n.overlapped(1e6, 2, Collective::all_reduce, gap_s); };
+    CHECK(at(-1).compute_rate == Approx(0.75));  // no gap given: the smallest gap's curve
+    CHECK(at(0.0005).compute_rate == Approx(0.75));
+    CHECK(at(0.001).compute_rate == Approx(0.75));
+    const auto mid = at(0.0025);  // halfway: 5 ms per collective, 2 ms lost
+    CHECK(mid.comm_rate == Approx(1.0 / 5.0));
+    CHECK(mid.compute_rate == Approx(1.0 - 2.0 / 5.0));
+    CHECK(at(0.004).compute_rate == Approx(0.5));
+    CHECK(at(0.050).comm_rate == Approx(1.0 / 6.0));  // beyond the largest gap: its curve
+    CHECK(at(0.050).compute_rate == Approx(0.5));
+    n.mpi_progress = "polling";  // the other mode has one gap: the gap changes nothing
+    CHECK(at(0.004).compute_rate == Approx(0.75));
+  }
   SECTION("they round-trip through JSON") {
     n.mpi_progress = "polling";
     const NetworkModel back = network_from_json(to_json(n));

@@ -13,8 +13,9 @@ from pathlib import Path
 sys.dont_write_bytecode = True
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools" / "scaling"))
 
-from study_runner import (Config, Machine, Runner, median_curve, median_curves, merge_repeats, pass_order,  # noqa: E402
-                          Summary, read_memory, steal_pct, summarize, zero_refusal)
+from study_runner import (Config, Machine, Runner, contended_steps, median_curve, median_curves,  # noqa: E402
+                          merge_repeats, parse_gaps_us, pass_order, Summary, read_memory, steal_pct, summarize,
+                          zero_refusal)
 import zero_study  # noqa: E402
 
 
@@ -208,6 +209,19 @@ class MedianCurveTest(unittest.TestCase):
         self.assertEqual((got[1]["collective"], got[1]["points"], got[1]["launches"]),
                          ("reduce_scatter", [[1024, 0.002]], 2))
         self.assertEqual(median_curves([]), [])
+
+
+class ContendedGapsTest(unittest.TestCase):
+    def test_gaps_are_ascending_distinct_and_default_where_not_given(self):
+        self.assertEqual(parse_gaps_us("10000,1000,4000,1000"), [1000.0, 4000.0, 10000.0])
+        self.assertEqual(parse_gaps_us(None), [1000.0])
+        self.assertEqual(parse_gaps_us("", zero_study.CONTENDED_GAPS_US), [1000.0, 4000.0, 10000.0])
+        for bad in ("0", "-5", "1000,x", ","):
+            with self.assertRaises(SystemExit, msg=bad):
+                parse_gaps_us(bad)
+
+    def test_longer_gaps_time_fewer_steps(self):
+        self.assertEqual([contended_steps(g) for g in (1000, 2000, 4000, 10000)], [15, 8, 5, 5])
 
 
 class StealTest(unittest.TestCase):

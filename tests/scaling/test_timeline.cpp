@@ -154,6 +154,49 @@ TEST_CASE("a measured contended curve replaces processor sharing", "[timeline]")
   }
 }
 
+TEST_CASE("each bucket takes the contended rates of the compute before it", "[timeline]") {
+  // Four 4 MB buckets, one ready after each backward segment; 4 ms alone each.
+  // Measured with 1 ms of compute between launches: 8 ms per collective, 2 ms
+  // of compute lost; with 10 ms: 8 ms, 6 ms lost. So the collective runs at 0.5
+  // of its idle speed, and compute at 0.75 (1 ms) or 0.25 (10 ms).
+  NetworkModel cpu = simple_net();
+  cpu.measured.push_back({2, {{4e6, 0.004}}});
+  cpu.contended.push_back({2, "thread", 1000.0, {{4e6, 0.008, 0.002}}});
+  cpu.contended.push_back({2, "thread", 10000.0, {{4e6, 0.008, 0.006}}});
+  StepOptions o;
+  o.world = 2;
+  o.bucket_bytes = 4000000;
+  SECTION("10 ms between launches: the 10 ms curve") {
+    const StepResult r = simulate_step(four_params(0.0, 0.010, 0.0), cpu, o);
+    REQUIRE(r.buckets.size() == 4);
+    // Bucket 0 is ready at 10 ms and takes 8 ms, while compute does 2 ms of
+    // the next 10 ms segment; the other 8 ms run alone, to 26 ms; and so on.
+    CHECK(r.buckets[0].end_s == Approx(0.018));
+    CHECK(r.buckets[1].ready_s == Approx(0.026));
+    CHECK(r.buckets[1].end_s == Approx(0.034));
+    CHECK(r.backward_end_s == Approx(0.058));
+    CHECK(r.step_s == Approx(0.062));  // the last bucket after backward: alone, 4 ms
+  }
+  SECTION("5.5 ms between launches: halfway, 4 ms lost of 8 (compute at 0.5)") {
+    const StepResult r = simulate_step(four_params(0.0, 0.0055, 0.0), cpu, o);
+    CHECK(r.buckets[0].end_s == Approx(0.0135));
+    CHECK(r.buckets[1].ready_s == Approx(0.015));  // 4 of its 5.5 ms during the 8 ms, 1.5 ms after
+    CHECK(r.backward_end_s == Approx(0.034));
+    CHECK(r.step_s == Approx(0.038));
+  }
+  SECTION("the compute before the step's backward counts for its first bucket") {
+    // 10 ms of forward, then 1 ms segments: bucket 0's gap is 11 ms (the 10 ms
+    // curve), the others' 1 ms (the 1 ms curve).
+    const StepResult r = simulate_step(four_params(0.010, 0.001, 0.0), cpu, o);
+    // Bucket 0: 11 -> 19 ms; compute at 0.25 does 2 ms in those 8, two of the
+    // 1 ms segments, so bucket 1 waits for it, ready since 15 ms.
+    CHECK(r.buckets[0].ready_s == Approx(0.011));
+    CHECK(r.buckets[0].end_s == Approx(0.019));
+    CHECK(r.buckets[1].ready_s == Approx(0.015));
+    CHECK(r.buckets[1].start_s == Approx(0.019));
+  }
+}
+
 TEST_CASE("the bucket plan matches the reducer's rule on a real ViT", "[timeline]") {
   ViTConfig c;  // the default small model
   std::int64_t total = 0;

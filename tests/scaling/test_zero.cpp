@@ -1,5 +1,6 @@
 // The ZeRO step replay and memory model (tools/scaling/zero_*.h) against
 // closed forms and hand-computed timelines.
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <string>
 
@@ -55,12 +56,18 @@ StepOptions on(int world, std::size_t bucket_bytes = 4000000, bool overlap = tru
 
 TEST_CASE("zero replay at stage 0 is the data-parallel replay, step for step", "[zero]") {
   const StepProfile p = four_params(0.1, 0.05, 0.01);
-  for (double share : {0.0, 1.0})
+  // share 2: processor sharing at 1, plus contended curves at two gaps (each
+  // bucket's rates depend on the compute before it, counted the same way).
+  for (double share : {0.0, 1.0, 2.0})
     for (bool overlap : {true, false})
       for (int accum : {1, 3}) {
         StepOptions o = on(2, 4000000, overlap);
         o.accumulation = accum;
-        const NetworkModel net = simple_net(share);
+        NetworkModel net = simple_net(std::min(share, 1.0));
+        if (share == 2.0) {
+          net.contended.push_back({2, "thread", 1000.0, {{4e6, 0.010, 0.002}}});
+          net.contended.push_back({2, "thread", 60000.0, {{4e6, 0.012, 0.009}}});
+        }
         const StepResult dp = simulate_step(p, net, o);
         const ZeroStepResult z = simulate_zero_step(p, net, o, zero(0));
         CAPTURE(share, overlap, accum);

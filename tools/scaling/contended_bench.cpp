@@ -32,8 +32,8 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
-#include <cstdio>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <span>
@@ -70,10 +70,10 @@ class ComputeUnit {
 
  private:
   static constexpr std::int64_t kRows = 64, kIn = 256, kOut = 512;
-  std::vector<float> in_ = std::vector<float>(kRows * kIn, 0.5f);        // (64, 256)
-  std::vector<float> weight_ = std::vector<float>(kOut * kIn, 0.01f);    // (512, 256)
-  std::vector<float> bias_ = std::vector<float>(kOut, 0.0f);             // (512)
-  std::vector<float> out_ = std::vector<float>(kRows * kOut, 0.0f);      // (64, 512)
+  std::vector<float> in_ = std::vector<float>(kRows * kIn, 0.5f);      // (64, 256)
+  std::vector<float> weight_ = std::vector<float>(kOut * kIn, 0.01f);  // (512, 256)
+  std::vector<float> bias_ = std::vector<float>(kOut, 0.0f);           // (512)
+  std::vector<float> out_ = std::vector<float>(kRows * kOut, 0.0f);    // (64, 512)
 };
 
 }  // namespace
@@ -126,7 +126,7 @@ int main(int argc, char** argv) {
 
   const auto max_elems = static_cast<std::size_t>(max_mib * (1 << 20) / 4);
   const auto nb = static_cast<std::size_t>(buckets);
-  std::vector<float> buf(max_elems * nb, 1.0f);    // one slice per bucket in flight
+  std::vector<float> buf(max_elems * nb, 1.0f);     // one slice per bucket in flight
   std::vector<float> shards(max_elems * nb, 0.0f);  // the reduce-scatter's receive blocks (generous)
   const int world = launch.world_size;
   // One collective on bucket b's slice of n elements, its blocks split by
@@ -195,7 +195,8 @@ int main(int argc, char** argv) {
   if (launch.rank == 0) {
     for (const auto& curve : curves) {
       std::erase_if(model.contended, [&](const auto& c) {
-        return c.world == curve.world && c.collective == curve.collective && c.progress == curve.progress;
+        return c.world == curve.world && c.collective == curve.collective && c.progress == curve.progress &&
+               c.gap_us == curve.gap_us;  // curves at other gaps stay: the simulator interpolates between them
       });
       model.contended.push_back(curve);
     }

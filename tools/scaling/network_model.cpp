@@ -143,20 +143,37 @@ double NetworkModel::measured_s(double bytes, int world, Collective kind) const 
   return -1.0;
 }
 
-NetworkModel::Overlapped NetworkModel::overlapped(double bytes, int world, Collective kind) const {
-  // This collective's own contended curve first, then the all-reduce's.
+NetworkModel::Overlapped NetworkModel::overlapped(double bytes, int world, Collective kind, double gap_s) const {
+  // This collective's own contended curves first, then the all-reduce's.
   for (const Collective c : {kind, Collective::all_reduce}) {
+    // (gap, wall, lost) of each curve at this size, by gap.
+    struct AtGap {
+      double gap_s, wall, lost;
+    };
+    std::vector<AtGap> at;
     for (const auto& curve : contended) {
       if (curve.world != world || curve.collective != c || curve.progress != mpi_progress || curve.points.empty())
         continue;
-      const double wall = interpolate(curve.points, bytes, [](const ContendedPoint& p) { return p.seconds; });
-      const double lost = interpolate(curve.points, bytes, [](const ContendedPoint& p) { return p.compute_lost_s; });
-      const double alone = collective_s(bytes, world, c);
-      if (wall <= 0) break;
-      // Rates stay in (0, 1]: a measured point faster than the idle curve (noise)
-      // means no slowdown, and compute keeps a sliver so the replay always advances.
-      return {std::clamp(alone / wall, 1e-3, 1.0), std::clamp(1.0 - lost / wall, 0.02, 1.0)};
+      at.push_back({1e-6 * curve.gap_us,
+                    interpolate(curve.points, bytes, [](const ContendedPoint& p) { return p.seconds; }),
+                    interpolate(curve.points, bytes, [](const ContendedPoint& p) { return p.compute_lost_s; })});
     }
+    if (at.empty()) continue;
+    std::sort(at.begin(), at.end(), [](const AtGap& a, const AtGap& b) { return a.gap_s < b.gap_s; });
+    AtGap pick = at.front();
+    if (gap_s >= at.back().gap_s) {
+      pick = at.back();
+    } else if (gap_s > at.front().gap_s) {
+      const auto hi = std::find_if(at.begin(), at.end(), [&](const AtGap& a) { return a.gap_s >= gap_s; });
+      const AtGap& lo = *(hi - 1);
+      const double f = hi->gap_s > lo.gap_s ? (gap_s - lo.gap_s) / (hi->gap_s - lo.gap_s) : 0.0;
+      pick = {gap_s, lo.wall + f * (hi->wall - lo.wall), lo.lost + f * (hi->lost - lo.lost)};
+    }
+    if (pick.wall <= 0) continue;
+    const double alone = collective_s(bytes, world, c);
+    // Rates stay in (0, 1]: a measured point faster than the idle curve (noise)
+    // means no slowdown, and compute keeps a sliver so the replay always advances.
+    return {std::clamp(alone / pick.wall, 1e-3, 1.0), std::clamp(1.0 - pick.lost / pick.wall, 0.02, 1.0)};
   }
   const double shared = 1.0 / (1.0 + comm_compute_share);
   return {shared, shared};
@@ -293,7 +310,8 @@ nlohmann::json to_json(const NetworkModel& n) {
           {"comm_compute_share", n.comm_compute_share},
           {"algo", algo_name(n.algo)},
           {"mpi_progress", n.mpi_progress},
-          {"measured", [&] {
+          {"measured",
+           [&] {
              nlohmann::json m = nlohmann::json::array();
              for (const auto& c : n.measured) {
                nlohmann::json pts = nlohmann::json::array();

@@ -34,7 +34,7 @@ enum class AllReduceAlgo { ring, tree, hierarchical, best };
 // (Open MPI's 2-rank reduce-scatter of 4 MiB takes about as long as the
 // all-reduce, not half).
 enum class Collective { all_reduce, reduce_scatter, all_gather };
-Collective parse_collective(const std::string& name);  // allreduce | reduce_scatter | allgather
+Collective parse_collective(const std::string& name);                      // allreduce | reduce_scatter | allgather
 std::vector<Collective> parse_collectives(const std::string& comma_list);  // "allreduce,allgather"
 const char* collective_name(Collective c);
 AllReduceAlgo parse_algo(const std::string& name);  // ring | tree | hierarchical | best
@@ -78,8 +78,8 @@ struct NetworkModel {
   };
   struct ContendedCurve {
     int world = 0;
-    std::string progress;  // the MPI progress mode it was measured with
-    double gap_us = 0;     // compute between two collectives in the bench
+    std::string progress;                // the MPI progress mode it was measured with
+    double gap_us = 0;                   // compute between two collectives in the bench
     std::vector<ContendedPoint> points;  // ascending bytes
     Collective collective = Collective::all_reduce;
   };
@@ -90,11 +90,16 @@ struct NetworkModel {
   struct Overlapped {
     double comm_rate = 1, compute_rate = 1;
   };
-  // From the contended curve of this collective, world size and mpi_progress;
-  // without one, the all-reduce's contended curve at the same size (its
+  // From the contended curves of this collective, world size and mpi_progress;
+  // without one, the all-reduce's contended curves at the same size (their
   // slowdown and lost share applied to this collective); else
   // comm_compute_share's processor sharing (both at 1 / (1 + share)).
-  Overlapped overlapped(double bytes, int world, Collective c = Collective::all_reduce) const;
+  // gap_s: the compute since the previous collective was launched (the
+  // bench's --gap-us). What a collective takes from compute grows with it (a
+  // late peer's thread has had longer to fall behind), so curves measured at
+  // several gaps are interpolated linearly in the gap, clamped to the gaps
+  // measured; gap_s < 0 takes the smallest gap's curve.
+  Overlapped overlapped(double bytes, int world, Collective c = Collective::all_reduce, double gap_s = -1) const;
 
   int nodes(int world) const { return (world + ranks_per_node - 1) / ranks_per_node; }
   int ranks_in_node(int world) const { return world < ranks_per_node ? world : ranks_per_node; }

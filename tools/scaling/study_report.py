@@ -353,26 +353,26 @@ def contention_table(net_json: Path) -> str:
         return c.get("collective", "allreduce")
 
     curves = sorted(model.get("contended", []), key=lambda c: (c["world"], c["progress"], kind(c) != "allreduce",
-                                                               kind(c)))
+                                                               kind(c), c.get("gap_us", 0)))
     idle = {(c["world"], kind(c)): dict((p[0], p[1]) for p in c["points"]) for c in model.get("measured", [])}
     rows = []
     for c in curves:
         for b, wall, lost in c["points"]:
             alone = idle.get((c["world"], kind(c)), {}).get(b)
-            rows.append([c["world"], c["progress"], kind(c), f"{int(b):,}", fmt(alone and 1e6 * alone, ".0f"),
-                         f"{1e6 * wall:.0f}", f"{1e6 * lost:.0f}", f"{100 * lost / wall:.0f}%" if wall else "—"])
+            rows.append([c["world"], c["progress"], kind(c), f"{c.get('gap_us', 0):,.0f}", f"{int(b):,}",
+                         fmt(alone and 1e6 * alone, ".0f"), f"{1e6 * wall:.0f}", f"{1e6 * lost:.0f}",
+                         f"{100 * lost / wall:.0f}%" if wall else "—"])
     if not rows:
         return ""
-    launches = ", ".join(f"{c['world']} ranks {c['progress']} {kind(c)}: {c.get('launches', 1)} launch(es)"
-                         for c in curves)
-    return md_table(["ranks", "MPI progress", "collective", "bytes", "idle us", "while computing us",
+    launches = sorted({c.get("launches", 1) for c in curves})
+    return md_table(["ranks", "MPI progress", "collective", "gap us", "bytes", "idle us", "while computing us",
                      "compute lost us", "lost / while computing"], rows) + (
-        f"\nMedians over each launch's timed steps of 16 buckets, then the median over launches ({launches}); "
-        "compute between launches "
-        f"{curves[0].get('gap_us', 0):.0f} us. *bytes*: the full buffer (a reduce-scatter's input, an all-gather's "
-        "output). *idle*: vit_allreduce_bench on idle cores, the same collective. The simulator replays a "
-        "collective that overlaps compute at these rates (collective at idle / contended speed, compute at "
-        "1 − lost / contended).\n")
+        "\nMedians over each launch's timed steps of 16 buckets, then the median over "
+        f"{' or '.join(str(n) for n in launches)} launches. *gap*: the compute before each launch. *bytes*: the "
+        "full buffer (a reduce-scatter's input, an all-gather's output). *idle*: vit_allreduce_bench on idle "
+        "cores, the same collective. The simulator replays a collective that overlaps compute at these rates "
+        "(collective at idle / contended speed, compute at 1 − lost / contended), interpolated in the gap for "
+        "the compute before it.\n")
 
 
 def paper_runs_table(results, out: Path) -> str:

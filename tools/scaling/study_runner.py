@@ -517,3 +517,23 @@ def median_curves(curves: list[dict]) -> list[dict]:
     for c in curves:
         kinds.setdefault(c.get("collective", "allreduce"), []).append(c)
     return [median_curve(cs) for cs in kinds.values()]
+
+
+def parse_gaps_us(text: str | None, default=(1000,)) -> list[float]:
+    """vit_scaling --contended-gap-us ("1000,4000"): ascending distinct positive microseconds;
+    `default` where it is not given."""
+    if not text:
+        return sorted({float(g) for g in default})
+    try:
+        gaps = [float(g) for g in text.split(",") if g.strip()]
+    except ValueError:
+        gaps = []
+    if not gaps or any(g <= 0 for g in gaps):
+        raise SystemExit(f"vit_scaling: --contended-gap-us wants positive microseconds, comma-separated; got {text!r}")
+    return sorted(set(gaps))
+
+
+def contended_steps(gap_us: float) -> int:
+    """vit_contended_bench's timed steps per size: 15 at a 1 ms gap, fewer where each step computes
+    longer (at least 5), so that a launch at 10 ms takes about as long as one at 3 ms."""
+    return max(5, round(15 * 1000 / gap_us))

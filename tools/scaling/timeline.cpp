@@ -71,6 +71,18 @@ StepResult simulate_step(const StepProfile& p, const NetworkModel& net, const St
                   : std::vector<SimBucket>{};
   const std::size_t nb = buckets.size();
   r.buckets.resize(nb);
+  // The compute of the step before each bucket is ready: the spacing between
+  // two launches, which the contended curves are measured at
+  // (NetworkModel::overlapped); the first bucket's counts from the step's start.
+  std::vector<double> ready_compute(nb, 0.0);
+  {
+    double done = t;
+    std::size_t next = 0;
+    for (const auto& seg : p.backward) {
+      done += seg.seconds * scale;
+      while (next < nb && seg.ready_from <= buckets[next].begin) ready_compute[next++] = done;
+    }
+  }
   std::vector<double> work(nb);
   std::vector<NetworkModel::Overlapped> together(nb);
   for (std::size_t i = 0; i < nb; ++i) {
@@ -78,7 +90,8 @@ StepResult simulate_step(const StepProfile& p, const NetworkModel& net, const St
     r.buckets[i].count = buckets[i].count;
     const double bytes = static_cast<double>(buckets[i].count) * p.grad_bytes;
     work[i] = net.allreduce_s(bytes, o.world);
-    together[i] = net.overlapped(bytes, o.world);
+    const double gap = ready_compute[i] - (i ? ready_compute[i - 1] : 0.0);
+    together[i] = net.overlapped(bytes, o.world, Collective::all_reduce, gap);
   }
 
   // Event replay of the last backward and the buckets. While compute and a

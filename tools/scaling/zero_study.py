@@ -37,6 +37,10 @@ ZERO_MODEL = ("--model", "vit-cpu", "--image-size", "32", "--patch-size", "8", "
 ZERO_DIMS = {"image": 32, "channels": 3, "patch": 8, "dim": 384, "depth": 6, "heads": 6, "mlp": 1536, "classes": 10}
 ZERO_MICRO = 8
 ZERO_BUCKET_ELEMS = 1_048_576  # 4 MiB buckets: about 11 per step, so that overlap has something to hide
+# The axis's spacing between collectives on a 2-core machine, at which the contended curves are
+# measured (vit_scaling --contended-gap-us): 4-5 ms in backward (about 13 buckets over 65 ms),
+# ~9 ms with checkpointing's recompute; forward and the optimizer come before the first bucket.
+CONTENDED_GAPS_US = (1000, 4000, 10000)
 STAGES = (0, 1, 2, 3)
 WORLDS = (1, 2, 4)
 

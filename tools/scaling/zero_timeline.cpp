@@ -198,8 +198,16 @@ ZeroStepResult simulate_zero_step(const StepProfile& p, const NetworkModel& net,
   // The ops, numbered in issue order.
   std::vector<Op> ops;
   std::vector<int> gather_op(tasks.size(), -1), carried_op(ns, -1);
+  // Compute since the last op was issued: the spacing the contended curves are
+  // measured at (NetworkModel::overlapped); ops issued together have none.
+  double since_issue = 0;
+  auto overlapped = [&](double b, Collective kind) {
+    const NetworkModel::Overlapped rate = net.overlapped(b, W, kind, since_issue);
+    since_issue = 0;
+    return rate;
+  };
   auto issue = [&](double b) {
-    ops.push_back(Op{net.collective_s(b, W, Collective::all_gather), net.overlapped(b, W, Collective::all_gather),
+    ops.push_back(Op{net.collective_s(b, W, Collective::all_gather), overlapped(b, Collective::all_gather),
                      half_sent_bytes(b, W), true});
     return static_cast<int>(ops.size()) - 1;
   };
@@ -225,11 +233,12 @@ ZeroStepResult simulate_zero_step(const StepProfile& p, const NetworkModel& net,
     t.needs = t.wait_all ? static_cast<int>(ops.size()) - 1 : gather_op[k];
     if (t.carried_group >= 0) t.needs = carried_op[static_cast<std::size_t>(t.carried_group)];
     t.issued_by_start = ops.size();
+    since_issue += t.seconds;
     for (std::size_t b : t.reduces) {
       const double bytes = static_cast<double>(buckets[b].count) * p.grad_bytes;
       // Stage 0 all-reduces each bucket; ZeRO reduce-scatters it into the shards.
       const Collective kind = z.stage == 0 ? Collective::all_reduce : Collective::reduce_scatter;
-      ops.push_back(Op{net.collective_s(bytes, W, kind), net.overlapped(bytes, W, kind),
+      ops.push_back(Op{net.collective_s(bytes, W, kind), overlapped(bytes, kind),
                        z.stage == 0 ? allreduce_sent_bytes(bytes, W) : half_sent_bytes(bytes, W)});
     }
     if (t.gather_after_bytes > 0) issue(t.gather_after_bytes);
