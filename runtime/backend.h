@@ -155,6 +155,10 @@ class Backend {
   // segments give the weight-decay rule; offsets are relative to params.data.
   virtual void adamw(TensorView params, TensorView grads, TensorView m, TensorView v,
                      std::span<const ParamSegment> segments, const AdamWHyper& hyper, TensorView grad_norm_sq) = 0;
+  // The weights' moving average: ema (n) f32 ← decay·ema + (1 − decay)·params
+  // (n) f32, elementwise, each product rounded (no FMA): the same bits on every
+  // backend and thread count (kernels/cpu/weight_ema.h).
+  virtual void weight_ema(TensorView ema, TensorView params, float decay) = 0;
 };
 
 // The CPU backend (always available). threads <= 0: OpenMP's default.

@@ -16,6 +16,7 @@
 #include "kernels/cpu/patchify.h"
 #include "kernels/cpu/pool.h"
 #include "kernels/cpu/residual.h"
+#include "kernels/cpu/weight_ema.h"
 
 namespace vitscale {
 namespace {
@@ -352,6 +353,14 @@ void CpuBackend::adamw(TensorView params, TensorView grads, TensorView m, Tensor
     scalars.weight_decay = s.decay ? hyper.weight_decay : 0.f;
     cpu::adamw_update(p + s.offset, g + s.offset, m1 + s.offset, m2 + s.offset, s.numel, scalars);
   }
+}
+
+void CpuBackend::weight_ema(TensorView ema, TensorView params, float decay) {
+  const char* op = "weight_ema";
+  float* e = f32(op, "ema", ema, {-1});
+  const std::int64_t n = ema.dim(0);
+  if (!(decay >= 0.f && decay <= 1.f)) refuse(op, "decay " + std::to_string(decay) + " is outside [0, 1]");
+  cpu::weight_ema_update(e, f32(op, "params", params, {n}), n, decay);
 }
 
 std::unique_ptr<Backend> make_cpu_backend(int threads) { return std::make_unique<CpuBackend>(threads); }

@@ -67,6 +67,7 @@ class CpuBackend final : public Backend {
   void grad_norm_squared(TensorView out, TensorView grads) override;
   void adamw(TensorView params, TensorView grads, TensorView m, TensorView v, std::span<const ParamSegment> segments,
              const AdamWHyper& hyper, TensorView grad_norm_sq) override;
+  void weight_ema(TensorView ema, TensorView params, float decay) override;
 
  private:
   // Attention scratch for the current thread count and shape; grows, never shrinks.

@@ -26,6 +26,7 @@
 #include "kernels/cuda/layernorm.h"
 #include "kernels/cuda/patchify.h"
 #include "kernels/cuda/reduce.h"
+#include "kernels/cuda/weight_ema.h"
 
 namespace vitscale {
 
@@ -651,6 +652,18 @@ void CudaBackend::adamw(TensorView params, TensorView grads, TensorView m, Tenso
                      static_cast<float*>(m.data), static_cast<float*>(v.data), n, table, count,
                      hyper_.as<cuda::AdamWDeviceHyper>(),
                      grad_norm_sq.empty() ? nullptr : static_cast<const float*>(grad_norm_sq.data));
+}
+
+void CudaBackend::weight_ema(TensorView ema, TensorView params, float decay) {
+  const char* op = "weight_ema";
+  const long long n = ema.numel();
+  expect_dtype(op, "ema", ema, DType::f32);
+  expect_dtype(op, "params", params, DType::f32);
+  expect_numel(op, "params", params, n);
+  if (!(decay >= 0.f && decay <= 1.f))
+    throw std::invalid_argument("weight_ema: decay " + std::to_string(decay) + " is outside [0, 1]");
+  cuda::weight_ema_update(stream_->get(), static_cast<float*>(ema.data), static_cast<const float*>(params.data), n,
+                          decay);
 }
 
 // ---- graphs -----------------------------------------------------------------------------------

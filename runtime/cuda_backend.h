@@ -115,6 +115,7 @@ class CudaBackend final : public Backend {
   void grad_norm_squared(TensorView out, TensorView grads) override;
   void adamw(TensorView params, TensorView grads, TensorView m, TensorView v, std::span<const ParamSegment> segments,
              const AdamWHyper& hyper, TensorView grad_norm_sq) override;
+  void weight_ema(TensorView ema, TensorView params, float decay) override;
 
   // ---- CUDA specifics -----------------------------------------------------------
   int device() const { return device_; }

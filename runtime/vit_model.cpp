@@ -25,6 +25,7 @@ std::string MemoryPlan::format() const {
   row("gradients", grads);
   if (compute_params) row("bf16 weights", compute_params);
   row("optimizer", optimizer);
+  if (ema) row("EMA weights", ema);
   row(activation_checkpointing ? "activations (ckpt)" : "activations", activations);
   row("peak (total)", total());
   return s.str();
@@ -222,6 +223,11 @@ void ViTModel::read_params(std::span<float> host) const {
   }
   if (arrival_) arrival_->wait_all();
   backend_.copy_to_host(host.data(), params_.data, params_.bytes());
+}
+
+TensorView ViTModel::complete_params() const {
+  if (arrival_) arrival_->wait_all();
+  return params_;
 }
 
 TensorView ViTModel::acquire(int group, ParamProvider::Pass pass) {

@@ -76,9 +76,10 @@ struct MemoryPlan {
   // This rank's bytes: the model's own arenas, plus what the data-parallel
   // engine holds for it (ZeRO's shards and working buffers).
   std::size_t params = 0, grads = 0, compute_params = 0, activations = 0, optimizer = 0;
+  std::size_t ema = 0;                    // the weights' moving average and its swap space (train/weight_ema.h; 0: off)
   bool activation_checkpointing = false;  // activations: block inputs + one block's working set
   int zero_stage = 0, rank = 0, world = 1;  // whose bytes these are (set by the data-parallel engine)
-  std::size_t total() const { return params + grads + compute_params + activations + optimizer; }
+  std::size_t total() const { return params + grads + compute_params + activations + optimizer + ema; }
   std::string format() const;  // a small table in MiB
 };
 
@@ -158,6 +159,8 @@ class ViTModel {
   // (ZeRO-1/2, overlap_comm) other ranks' parts may still be arriving: read
   // them through read_params, which waits.
   TensorView params() const { return params_; }
+  // The same view once every part has arrived (waits for a ParamArrival).
+  TensorView complete_params() const;
   TensorView grads() const { return grads_; }    // (n) f32; empty when not resident
   bool resident_params() const { return shape_.resident_params; }
   bool resident_gradients() const { return shape_.resident_gradients; }

@@ -66,7 +66,7 @@ def run_recipe(vit_train, name, flags, holdout, targets, workdir):
     final = next(r for r in records if r["event"] == "final")
     if final.get("split") != "holdout":
         raise SystemExit(f"recipe_sweep: {name} did not evaluate on the holdout")
-    return {
+    row = {
         "name": name,
         "flags": flags,
         "load": load,
@@ -77,6 +77,11 @@ def run_recipe(vit_train, name, flags, holdout, targets, workdir):
         "process_wall_s": wall,
         "time_to": {t: time_to(evals, t) for t in targets},
     }
+    # --ema-decay: test_acc is the weight average's; the live weights' of the
+    # same run come beside it (one run answers whether the average pays).
+    if evals and all("live_test_acc" in e for e in evals):
+        row["live_epochs"] = [e["live_test_acc"] for e in evals]
+    return row
 
 
 def markdown(rows, holdout, targets, machine):
@@ -88,6 +93,8 @@ def markdown(rows, holdout, targets, machine):
            "| --- | --- | --- | --- | --- | --- | " + " | ".join("---" for _ in targets) + " |"]
     for r in rows:
         by_epoch = " ".join(f"{100 * a:.2f}" for a in r["epochs"])
+        if r.get("live_epochs"):
+            by_epoch = "EMA: " + by_epoch + "; live: " + " ".join(f"{100 * a:.2f}" for a in r["live_epochs"])
         tt = " | ".join("—" if r["time_to"].get(t) is None else f"{r['time_to'][t]:.0f}" for t in targets)
         out.append(f"| {r['name']} | `{r['flags'] or '(defaults)'}` | {r['load']:.2f} | {by_epoch} | "
                    f"{100 * r['best']:.2f} | {r['train_wall_s']:.0f} | {tt} |")

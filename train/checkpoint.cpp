@@ -76,7 +76,8 @@ std::string checkpoint_checksum(const SafetensorsFile& file) {
 
 void write_checkpoint(const std::string& path, const ParamTable& table, const Checkpoint& c) {
   const auto n = static_cast<std::size_t>(table.total_numel());
-  if (c.params.size() != n || c.exp_avg.size() != n || c.exp_avg_sq.size() != n)
+  if (c.params.size() != n || c.exp_avg.size() != n || c.exp_avg_sq.size() != n ||
+      (!c.ema.empty() && c.ema.size() != n))
     throw std::invalid_argument(path + ": checkpoint buffers do not match the model's " + std::to_string(n) +
                                 " parameters");
   SafetensorsFile f;
@@ -89,6 +90,8 @@ void write_checkpoint(const std::string& path, const ParamTable& table, const Ch
     f.tensors.push_back({"optimizer.exp_avg." + p.name, p.shape, slice(c.exp_avg, p)});
   for (const ParamInfo& p : table.params())
     f.tensors.push_back({"optimizer.exp_avg_sq." + p.name, p.shape, slice(c.exp_avg_sq, p)});
+  if (!c.ema.empty())
+    for (const ParamInfo& p : table.params()) f.tensors.push_back({"ema." + p.name, p.shape, slice(c.ema, p)});
 
   const TrainState& s = c.state;
   f.metadata["format"] = "pt";  // what safetensors.torch / timm expect
@@ -166,6 +169,10 @@ Checkpoint read_checkpoint(const std::string& path, const ParamTable& table) {
   fill(c.params, "");
   fill(c.exp_avg, "optimizer.exp_avg.");
   fill(c.exp_avg_sq, "optimizer.exp_avg_sq.");
+  if (!table.params().empty() && f.find("ema." + table.params().front().name)) {
+    c.ema.assign(n, 0.f);
+    fill(c.ema, "ema.");
+  }
   return c;
 }
 

@@ -3,7 +3,8 @@
 //
 // File ckpt-<step, 8 digits>.safetensors in --save-dir:
 //   tensors   the parameters under timm's names (load in PyTorch as they are),
-//             "optimizer.exp_avg.<name>" and "optimizer.exp_avg_sq.<name>"
+//             "optimizer.exp_avg.<name>" and "optimizer.exp_avg_sq.<name>", and with
+//             --ema-decay the weights' moving average as "ema.<name>"
 //   metadata  vitscale_checkpoint = "1", step, epoch, epoch_step, images_seen,
 //             train_s, rng ({"seed": ...}: every random draw in vitscale is a
 //             pure function of the seed and a counter, so this is all the RNG
@@ -50,6 +51,7 @@ struct Checkpoint {
   nlohmann::json config;                   // TrainConfig::to_json() of the run that wrote it
   std::vector<float> params;               // (n) flat, in the ParamTable's layout
   std::vector<float> exp_avg, exp_avg_sq;  // (n) flat, the same layout
+  std::vector<float> ema;                  // (n) the weights' moving average (--ema-decay); empty: none
   std::string model_card;                  // train/model_card.h's JSON, stored as metadata "model_card" ("" : none)
 };
 

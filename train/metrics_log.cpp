@@ -126,16 +126,27 @@ void MetricsLog::train(const TrainRecord& r) {
 
 void MetricsLog::eval(const EvalRecord& r) {
   if (!enabled_) return;
-  char line[200];
+  char line[260];
   const char* what = eval_split_.c_str();
   std::snprintf(line, sizeof line, "[ep %3d] eval at step %lld: %s_acc %.4f  %s_loss %.4f  (%lld images, %s)", r.epoch,
                 static_cast<long long>(r.step), what, r.test_acc, what, r.test_loss, static_cast<long long>(r.images),
                 format_duration(r.eval_s).c_str());
-  console_ << line << '\n' << std::flush;
+  console_ << line;
+  if (r.live_acc) {
+    std::snprintf(line, sizeof line, "  [EMA weights; live: %s_acc %.4f  %s_loss %.4f]", what, *r.live_acc, what,
+                  r.live_loss.value_or(0.0));
+    console_ << line;
+  }
+  console_ << '\n' << std::flush;
   nlohmann::ordered_json j = {{"event", "eval"},        {"epoch", r.epoch},         {"step", r.step},
                               {"test_acc", r.test_acc}, {"test_loss", r.test_loss}, {"images", r.images},
                               {"eval_s", r.eval_s},     {"elapsed_s", r.elapsed_s}};
   if (eval_split_ != "test") j["split"] = eval_split_;
+  if (r.live_acc) {
+    j["weights"] = "ema";
+    j["live_test_acc"] = *r.live_acc;
+    j["live_test_loss"] = r.live_loss.value_or(0.0);
+  }
   write(j);
   write_csv(j);
 }

@@ -14,6 +14,7 @@
 //    "time_ms":{"data":..,"upload":..,"forward":..,"backward":..,"comm":.. (exposed),"comm_total":..,"overlap":..,
 //               "optimizer":..}}   (time_ms with wall_clock_breakdown)
 //   {"event":"eval","epoch":..,"step":..,"test_acc":..,"test_loss":..,"images":..,"eval_s":..,"elapsed_s":..}
+//       (with --ema-decay also "weights":"ema","live_test_acc":..,"live_test_loss":..: test_acc is the average's)
 //   {"event":"final","test_acc":..,"best_test_acc":..,"test_loss":..,"images_per_s":..,"wall_s":..,"steps":..,
 //    "time_to_acc":{"0.85":123.4,"0.88":390.1,"0.90":null}}   (null: not reached)
 // plus "start", "resume", "checkpoint", "interrupted" and "flops_profile" records.
@@ -65,6 +66,9 @@ struct EvalRecord {
   std::int64_t step = 0, images = 0;
   double test_acc = 0, test_loss = 0, eval_s = 0;
   double elapsed_s = 0;  // training-loop wall time at the evaluation's end (the clock of time_to_acc)
+  // With the weight average (--ema-decay): test_acc/test_loss are the
+  // average's, these the live weights' of the same step.
+  std::optional<double> live_acc, live_loss;
 };
 
 struct FinalRecord {

@@ -67,6 +67,8 @@ const Setting kSettings[] = {
     {"training.stop_at_step", "--stop-at-step", "Training", "save a checkpoint and exit at this step as if pre-empted; the schedule is still the full run's (default: 0, off)", &O::stop_at_step},
     {"training.seed", "--seed", "Training", "fixes everything random: initialisation, data order, augmentation", &O::seed},
     {"training.label_smoothing", "--label-smoothing", "Training", "label smoothing epsilon in [0, 1)", &O::label_smoothing},
+    {"training.ema_decay", "--ema-decay", "Training", "keep an exponential moving average of the weights with this decay (timm's --model-ema-decay, e.g. 0.999) and evaluate and export it instead of the live weights; both are evaluated each epoch (default: 0, off; not at zero_optimization.stage 3)", &O::ema_decay},
+    {"training.ema_warmup", "--ema-warmup", "Training", "ramp the average's decay up as min(decay, (1 + step) / (10 + step)), so that the first steps' weights do not linger (default: true; --no-ema-warmup for a fixed decay)", &O::ema_warmup},
     {"training.warmup_epochs", "--warmup-epochs", "Schedule", "warmup length in epochs when --warmup-steps is not given", &O::warmup_epochs},
     // optimizer
     {"optimizer.type", "--optimizer", "Optimizer", "AdamW (DeepSpeed's Adam, whose adam_w_mode defaults to true, is accepted as AdamW)", &O::optimizer_type},

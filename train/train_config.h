@@ -65,6 +65,8 @@ struct TrainOptions {
   std::optional<std::int64_t> max_steps, stop_at_step;
   std::optional<std::uint64_t> seed;
   std::optional<double> label_smoothing;
+  std::optional<double> ema_decay;
+  std::optional<bool> ema_warmup;
   // --- optimizer and schedule (DeepSpeed) ------------------------------------------
   std::optional<std::string> optimizer_type;
   std::optional<double> lr, beta1, beta2, eps, weight_decay, gradient_clipping;
@@ -139,6 +141,10 @@ struct TrainConfig {
   std::int64_t stop_at_step = 0;  // > 0: save and exit at this step as if pre-empted (the schedule is unchanged)
   std::uint64_t seed = 0;
   double label_smoothing = 0.1;
+  // The weights' moving average (train/weight_ema.h): 0 off; else evaluated
+  // and exported instead of the live weights (both are evaluated and logged).
+  double ema_decay = 0.0;
+  bool ema_warmup = true;  // d_t = min(decay, (1 + t) / (10 + t))
   // optimizer (AdamW) and schedule (warmup then cosine)
   std::string optimizer_type = "AdamW";
   double lr = 3e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.05, gradient_clipping = 1.0;

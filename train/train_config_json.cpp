@@ -94,6 +94,8 @@ nlohmann::ordered_json TrainConfig::identity_json() const {
                    {"warmup_epochs", warmup_epochs}};
   j["optimizer"] = {{"type", optimizer_type},
                     {"params", {{"lr", lr}, {"betas", {beta1, beta2}}, {"eps", eps}, {"weight_decay", weight_decay}}}};
+  // Only when used: older checkpoints (no average) resume unchanged.
+  if (ema_decay > 0) j["training"]["ema_decay"] = ema_decay, j["training"]["ema_warmup"] = ema_warmup;
   j["gradient_clipping"] = gradient_clipping;
   j["scheduler"] = {{"type", scheduler_type}, {"params", scheduler_params_json(*this)}};
   j["bf16"] = {{"enabled", bf16}};
@@ -110,6 +112,8 @@ nlohmann::ordered_json TrainConfig::to_json() const {
   j["data"]["prefetch"] = prefetch_batches;
   j["training"]["stop_at_step"] = stop_at_step;
   j["training"]["eval_batch_size"] = eval_batch_size;
+  j["training"]["ema_decay"] = ema_decay;
+  j["training"]["ema_warmup"] = ema_warmup;
   j["zero_optimization"]["reduce_bucket_size"] = reduce_bucket_size;
   j["zero_optimization"]["overlap_comm"] = overlap_comm;
   j["zero_optimization"]["allgather_bucket_size"] = allgather_bucket_size;

@@ -233,6 +233,11 @@ void validate(const TrainOptions& o, const TrainConfig& c, Problems& p) {
   p.at_least("training.epochs", c.epochs, c.max_steps == 0 ? 1 : 0);
   p.at_least("training.stop_at_step", c.stop_at_step, 0);
   p.unit_interval("training.label_smoothing", c.label_smoothing, false);
+  p.unit_interval("training.ema_decay", c.ema_decay, false);
+  if (c.ema_decay > 0 && c.zero_stage == 3)
+    p.refuse("training.ema_decay",
+             "is not supported at zero_optimization.stage 3: no rank holds the whole weights "
+             "to average (stages 0-2 keep them on every rank)");
   p.one_of("optimizer.type", c.optimizer_type, {"AdamW", "Adam"});
   p.positive("optimizer.params.lr", c.lr);
   p.unit_interval("optimizer.params.betas[0]", c.beta1, false);
@@ -358,6 +363,8 @@ TrainConfig resolve(const TrainOptions& file, const TrainOptions& flags, int wor
   take(c.stop_at_step, o.stop_at_step);
   take(c.seed, o.seed);
   take(c.label_smoothing, o.label_smoothing);
+  take(c.ema_decay, o.ema_decay);
+  take(c.ema_warmup, o.ema_warmup);
   take(c.optimizer_type, o.optimizer_type);
   take(c.lr, o.lr);
   take(c.beta1, o.beta1);

@@ -13,6 +13,7 @@
 #include "train/flops_profile.h"
 #include "train/memory_check.h"
 #include "train/run_plan.h"
+#include "train/weight_ema.h"
 
 namespace vitscale::train {
 
@@ -70,13 +71,18 @@ Trainer::Trainer(TrainConfig config, Backend& backend, TrainerIo io)
   if (config_.holdout > 0) log_.set_eval_split("holdout");
   build_model();
   const std::string resume = resume_path_for(config_);
+  std::vector<float> saved_average;
   if (!resume.empty()) {
-    restore(resume);
+    saved_average = restore(resume);
   } else {
     model_->init_parameters(config_.seed);
     state_.seed = config_.seed;
     if (!config_.init_from.empty())  // every rank reads the same file: the replicas start equal
       init_notes_ = init_from_pretrained(*model_, read_safetensors(config_.init_from), config_.init_from);
+  }
+  if (config_.ema_decay > 0) {  // starts from the weights the run starts from
+    ema_ = std::make_unique<WeightEma>(*model_, config_.ema_decay, config_.ema_warmup);
+    if (resumed_) ema_->write(saved_average);
   }
   model_->zero_grads();
 
@@ -122,11 +128,8 @@ void Trainer::build_model() {
   if (engine_->world_size() != config_.world_size)
     throw std::logic_error("the step engine has world size " + std::to_string(engine_->world_size()) +
                            " but the config was resolved for " + std::to_string(config_.world_size));
-  if (backend_.kind() == DeviceKind::cpu) {  // on a GPU the allocations themselves fail (cudaMalloc)
-    MemoryPlan plan = model_->memory_plan();
-    engine_->add_to_plan(plan);
-    check_memory_plan(plan, rss_before, io_.rank);
-  }
+  if (backend_.kind() == DeviceKind::cpu)  // on a GPU the allocations themselves fail (cudaMalloc)
+    check_memory_plan(memory_plan(), rss_before, io_.rank);
   // resolve() allows --cuda-graphs at world size 1 only.
   if (config_.cuda_graphs) graphs_ = std::make_unique<StepGraphs>(backend_);
 
@@ -147,9 +150,28 @@ void Trainer::build_model() {
   schedule_ = std::make_unique<LrSchedule>(spec);
 }
 
-void Trainer::restore(const std::string& path) {
+MemoryPlan Trainer::memory_plan() const {
+  MemoryPlan plan = model_->memory_plan();
+  engine_->add_to_plan(plan);
+  // The average and the live weights' copy while it is evaluated (train/weight_ema.h).
+  if (config_.ema_decay > 0) plan.ema = 2 * static_cast<std::size_t>(model_->table().total_numel()) * sizeof(float);
+  return plan;
+}
+
+std::vector<float> Trainer::restore(const std::string& path) {
   Checkpoint ckpt = read_checkpoint(path, model_->table());
   check_same_run(ckpt.config, config_.identity_json(), path);
+  // (An average in the run but not in the file cannot pass check_same_run:
+  // the identity then holds training.ema_decay. The other way round it can.)
+  if (config_.ema_decay == 0 && !ckpt.ema.empty())
+    throw ConfigError(
+        path + ": the checkpoint carries a weight average (training.ema_decay " +
+        ckpt.config.value("training", nlohmann::json::object()).value("ema_decay", nlohmann::json()).dump() +
+        "); resume with the same --ema-decay, or it would be dropped");
+  if (config_.ema_decay > 0 && ckpt.ema.empty())
+    throw std::runtime_error(path +
+                             ": the checkpoint has no weight average (ema.* tensors) although its config "
+                             "sets training.ema_decay");
   const int saved_micro = ckpt.config.value("train_micro_batch_size_per_gpu", config_.micro_batch_size);
   const int saved_accumulation = ckpt.config.value("gradient_accumulation_steps", config_.gradient_accumulation_steps);
   if (saved_micro != config_.micro_batch_size || saved_accumulation != config_.gradient_accumulation_steps)
@@ -168,6 +190,7 @@ void Trainer::restore(const std::string& path) {
   resumed_ = true;
   last_checkpoint_ = path;
   last_checkpoint_step_ = state_.step;
+  return std::move(ckpt.ema);
 }
 
 void Trainer::report_start() {
@@ -188,9 +211,12 @@ void Trainer::report_start() {
   s << "schedule: " << schedule_->describe() << "; AdamW betas (" << config_.beta1 << ", " << config_.beta2 << ") eps "
     << config_.eps << " wd " << config_.weight_decay << ", clip " << config_.gradient_clipping << ", label smoothing "
     << config_.label_smoothing << ", seed " << config_.seed << "\n";
-  MemoryPlan plan = model_->memory_plan();
-  engine_->add_to_plan(plan);
+  const MemoryPlan plan = memory_plan();
   s << plan.format();
+  if (ema_)
+    s << "weight average (EMA): decay " << config_.ema_decay
+      << (config_.ema_warmup ? ", warm-up min(decay, (1 + step) / (10 + step))" : ", no warm-up")
+      << "; evaluated and exported in place of the live weights (both are evaluated)\n";
   for (const std::string& note : config_notes(config_)) s << note << "\n";
   if (resumed_)
     s << "resumed from " << last_checkpoint_ << " at step " << state_.step << " (epoch " << state_.epoch + 1
@@ -216,6 +242,7 @@ void Trainer::report_start() {
                                     {"compute_params", plan.compute_params},
                                     {"optimizer", plan.optimizer},
                                     {"activations", plan.activations},
+                                    {"ema", plan.ema},
                                     {"total", plan.total()}}},
                                   {"config", config_.to_json()}};
   log_.event(resumed_ ? "resume" : "start",
@@ -285,6 +312,9 @@ Trainer::StepOutcome Trainer::train_step(bool logged) {
   auto t5 = Clock::now();
   const AdamWHyper h = step_hyper(config_, *schedule_, state_.step + 1);
   double opt_comm = 0;
+  // The average takes the previous step's weights now that forward has waited
+  // for all of them (eagerly: not part of a captured graph).
+  if (ema_) ema_->settle();
   run_phase(
       StepGraphs::Phase::optimizer,
       [&] {
@@ -310,6 +340,18 @@ Trainer::StepOutcome Trainer::train_step(bool logged) {
 }
 
 EvalResult Trainer::evaluate() {
+  if (!ema_) return evaluate_current();
+  const EvalResult live = evaluate_current();
+  EvalResult r;
+  ema_->with_average([&] { r = evaluate_current(); });
+  r.live_accuracy = live.accuracy;
+  r.live_loss = live.loss;
+  r.seconds += live.seconds;
+  return r;
+}
+
+EvalResult Trainer::evaluate_current() {
+  if (ema_) ema_->settle();  // the live weights are complete (and the average current) before a forward reads them
   const auto t0 = Clock::now();
   EvalPass pass;
   pass.batch_size = config_.eval_batch_size;
@@ -355,6 +397,10 @@ std::string Trainer::save_checkpoint() {
   if (writes || !model_->resident_params()) {
     c.params.resize(static_cast<std::size_t>(model_->table().total_numel()));
     model_->read_params(c.params);
+  }
+  if (writes && ema_) {
+    c.ema.resize(c.params.size());
+    ema_->read(c.ema);
   }
   if (writes) {
     c.state = state_;
@@ -456,6 +502,7 @@ TrainResult Trainer::run() {
     ++state_.epoch_step;
     ++session_steps_;
     state_.images_seen += config_.train_batch_size;
+    if (ema_) ema_->step_done(state_.step);
     log_step(o, logged);
 
     if (state_.epoch_step == steps_per_epoch_) {
@@ -470,7 +517,7 @@ TrainResult Trainer::run() {
       state_.last_test_loss = e.loss;
       const double at = loop_seconds();
       state_.milestones.record(e.accuracy, at);
-      log_.eval({state_.epoch, state_.step, e.images, e.accuracy, e.loss, e.seconds, at});
+      log_.eval({state_.epoch, state_.step, e.images, e.accuracy, e.loss, e.seconds, at, e.live_accuracy, e.live_loss});
       window_excluded_s_ += e.seconds;  // keep evaluation out of the throughput
     }
     if (config_.save_every > 0 && state_.step % config_.save_every == 0) save_checkpoint();
@@ -491,7 +538,8 @@ TrainResult Trainer::run() {
     state_.last_test_loss = e.loss;
     const double at = loop_seconds();
     state_.milestones.record(e.accuracy, at);
-    log_.eval({state_.epoch + 1, state_.step, e.images, e.accuracy, e.loss, e.seconds, at});
+    log_.eval(
+        {state_.epoch + 1, state_.step, e.images, e.accuracy, e.loss, e.seconds, at, e.live_accuracy, e.live_loss});
   }
   if (!config_.save_dir.empty()) save_checkpoint();
   if (!config_.export_model.empty()) export_trained_model();
@@ -514,9 +562,15 @@ void Trainer::export_trained_model() {
     resident->write_params(full);
   }
   if (io_.rank != 0) return;
-  const ExportedModel m = export_model(resident ? *resident : *model_, model_card(), config_.export_model);
-  log_.event("export", {{"weights", m.weights}, {"card", m.card}});
-  log_.note("model: " + m.weights + " (weights, timm names) and " + m.card + " (timm arguments, class names)");
+  ExportedModel m;
+  const auto write = [&] { m = export_model(resident ? *resident : *model_, model_card(), config_.export_model); };
+  if (ema_)  // timm's convention: the average is the model one ships
+    ema_->with_average(write);
+  else
+    write();
+  log_.event("export", {{"weights", m.weights}, {"card", m.card}, {"ema", ema_ != nullptr}});
+  log_.note("model: " + m.weights + (ema_ ? " (the weight average, timm names)" : " (weights, timm names)") + " and " +
+            m.card + " (timm arguments, class names)");
 }
 
 }  // namespace vitscale::train

@@ -13,7 +13,8 @@
 // Determinism: initialisation is Rng(seed); batch (epoch, micro-step) is a
 // pure function of (seed, epoch, micro-step, rank) (data/loader.h); the LR is
 // a pure function of the step. So a checkpoint needs only the weights, the
-// AdamW moments and (step, epoch, step within the epoch), and a resumed run
+// AdamW moments (with --ema-decay, the weight average) and (step, epoch, step
+// within the epoch), and a resumed run
 // computes the same losses, bit for bit, as one never interrupted (on the same
 // backend and thread count).
 #pragma once
@@ -23,7 +24,9 @@
 #include <functional>
 #include <iosfwd>
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "data/dataset.h"
 #include "runtime/backend.h"
@@ -40,10 +43,13 @@
 namespace vitscale::train {
 
 struct EvalResult {
-  double accuracy = 0, loss = 0;
+  double accuracy = 0, loss = 0;  // with --ema-decay: the weight average's
   std::int64_t images = 0;
-  double seconds = 0;
+  double seconds = 0;                              // both evaluations, with --ema-decay
+  std::optional<double> live_accuracy, live_loss;  // with --ema-decay: the live weights'
 };
+
+class WeightEma;  // train/weight_ema.h
 
 struct TrainResult {
   enum class Outcome { finished, interrupted, paused };
@@ -98,7 +104,12 @@ class Trainer {
   };
   void load_data();
   void build_model();
-  void restore(const std::string& path);
+  // Loads the checkpoint; returns its weight average (empty: none).
+  std::vector<float> restore(const std::string& path);
+  // Evaluates the weights the model holds now.
+  EvalResult evaluate_current();
+  // The model's plan, the engine's shards and the weight average's buffers.
+  MemoryPlan memory_plan() const;
   void report_start();
   StepOutcome train_step(bool logged);
   // Runs one phase of the step: eagerly, or through graphs_ under --cuda-graphs.
@@ -118,6 +129,7 @@ class Trainer {
   std::unique_ptr<ViTModel> model_;
   std::unique_ptr<StepEngine> engine_;
   std::unique_ptr<StepGraphs> graphs_;  // --cuda-graphs only
+  std::unique_ptr<WeightEma> ema_;      // --ema-decay only
   std::unique_ptr<LrSchedule> schedule_;
   std::unique_ptr<CheckpointDir> ckpt_dir_;
   struct LoaderHolder;

@@ -85,6 +85,35 @@ struct ScalarAdamW {
 
 }  // namespace
 
+TEST_CASE("weight_ema rounds each product and adds, the same bits at every thread count", "[cpu][ema]") {
+  const auto seed = fresh_seed();
+  CAPTURE(seed);
+  Rng rng(seed);
+  const int n = 200003;  // over the kernel's threading threshold, odd
+  const auto params = rng.normals(n, 0.1f), start = rng.normals(n, 0.1f);
+  std::vector<float> expected = start;
+  for (const float decay : {0.5f, 0.999f}) {
+    const float take = 1.f - decay;
+    for (int i = 0; i < n; ++i) {
+      volatile float kept = decay * expected[i];  // volatile: no contraction into an FMA here either
+      volatile float taken = take * params[i];
+      expected[i] = kept + taken;
+    }
+  }
+  for (const int threads : {1, 2}) {
+    CAPTURE(threads);
+    auto be = make_cpu_backend(threads);
+    std::vector<float> ema = start, p = params;
+    for (const float decay : {0.5f, 0.999f}) be->weight_ema(view(ema, {n}), view(p, {n}), decay);
+    CHECK(ema == expected);
+    CHECK(p == params);  // the weights are only read
+  }
+  auto be = make_cpu_backend();
+  std::vector<float> ema = start, p = params, short_p(10);
+  CHECK_THROWS_WITH(be->weight_ema(view(ema, {n}), view(short_p, {10}), 0.9f), Catch::Contains("weight_ema"));
+  CHECK_THROWS_WITH(be->weight_ema(view(ema, {n}), view(p, {n}), 1.5f), Catch::Contains("decay"));
+}
+
 TEST_CASE("adamw matches a scalar AdamW over 3 steps, with no-decay segments and clipping", "[cpu][adamw]") {
   const auto seed = fresh_seed();
   CAPTURE(seed);

@@ -132,6 +132,29 @@ TEST_CASE("cuda grad_norm_squared and adamw match the CPU reference", "[cuda][op
   CHECK(e.read(a) == e.read(b));
 }
 
+TEST_CASE("cuda weight_ema gives the CPU reference's bits", "[cuda][optimizer][ema]") {
+  VS_REQUIRE_GPU();
+  const std::uint64_t seed = fresh_seed();
+  CAPTURE(seed);
+  Rng rng(seed);
+  const auto e0 = rng.normals(1000003, 0.1f), p0 = rng.normals(1000003, 0.1f);
+  // An odd length (the float4 body and the scalar tail) and an offset view
+  // (not 16-byte aligned: the scalar path throughout).
+  for (const long long offset : {0LL, 1LL}) {
+    CAPTURE(offset);
+    const long long n = 1000003 - offset;
+    std::vector<float> e_n(e0.begin() + offset, e0.end()), p_n(p0.begin() + offset, p0.end());
+    std::vector<std::vector<float>> out;
+    for (Backend* be : {backends().cpu.get(), &backends().gpu(DType::f32)}) {
+      Env env(*be, DType::f32);
+      auto e = env.input(DType::f32, {n}, e_n), p = env.input(DType::f32, {n}, p_n);
+      for (const float decay : {0.9f, 0.9999f}) env.be().weight_ema(e, p, decay);
+      out.push_back(env.read(e));
+    }
+    CHECK(out[0] == out[1]);  // exact: each product rounded on both sides, no FMA
+  }
+}
+
 TEST_CASE("cuda graph replay gives the eager results, AdamW scalars updated per replay", "[cuda][graph]") {
   VS_REQUIRE_GPU();
   Rng rng(fresh_seed());

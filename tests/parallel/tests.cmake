@@ -120,6 +120,14 @@ if(TARGET vit_train)
            COMMAND bash -c "rm -rf '${export_dir}' && for z in 0 3; do ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} 2 ${mpirun_flag_text} $<TARGET_FILE:vit_train> ${vit_train_tiny_text} --micro-batch-size 8 --zero-stage $z --stage3-param-persistence-threshold 0 --export-model '${export_dir}/z'$z >/dev/null || exit 1; done && cmp '${export_dir}/z0/model.safetensors' '${export_dir}/z3/model.safetensors'")
   set_tests_properties(parallel_mpi:vit_train_np2_zero3_exports_stage0_weights PROPERTIES TIMEOUT 120 PROCESSORS 2
     ENVIRONMENT "${mpi_env}")
+  # The weight average (--ema-decay) on 2 ranks at ZeRO stages 0, 1 and 2 (the
+  # overlapped all-gather of stage 1 included) exports the same average, byte
+  # for byte, and not the live weights (the stage-0 run without it).
+  set(ema_dir ${CMAKE_CURRENT_BINARY_DIR}/ema_export)
+  add_test(NAME parallel_mpi:vit_train_np2_ema_same_average_at_zero_0_1_2
+           COMMAND bash -c "rm -rf '${ema_dir}' && for z in 0 1 2; do ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} 2 ${mpirun_flag_text} $<TARGET_FILE:vit_train> ${vit_train_tiny_text} --micro-batch-size 8 --reduce-bucket-size 4096 --zero-stage $z --ema-decay 0.9 --export-model '${ema_dir}/z'$z >/dev/null || exit 1; done && ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} 2 ${mpirun_flag_text} $<TARGET_FILE:vit_train> ${vit_train_tiny_text} --micro-batch-size 8 --export-model '${ema_dir}/live' >/dev/null && cmp '${ema_dir}/z0/model.safetensors' '${ema_dir}/z1/model.safetensors' && cmp '${ema_dir}/z0/model.safetensors' '${ema_dir}/z2/model.safetensors' && ! cmp -s '${ema_dir}/z0/model.safetensors' '${ema_dir}/live/model.safetensors'")
+  set_tests_properties(parallel_mpi:vit_train_np2_ema_same_average_at_zero_0_1_2 PROPERTIES TIMEOUT 120 PROCESSORS 2
+    ENVIRONMENT "${mpi_env}")
   # A memory plan beyond what the machine has (here: told 1 MiB): refused on
   # every rank before step 1, with the plan's rows.
   add_test(NAME parallel_mpi:vit_train_plan_beyond_memory_refused

@@ -22,11 +22,15 @@ out = a[a.index("--metrics-out") + 1]
 holdout = int(a[a.index("--holdout") + 1])
 epochs = int(a[a.index("--epochs") + 1]) if "--epochs" in a else 3
 split = "test" if "--lr" in a else "holdout"
+ema = "--ema-decay" in a  # the average's accuracy is test_acc; the live weights' 0.01 lower
 with open(out, "w") as f:
     accs = [0.80 + 0.03 * e for e in range(1, epochs + 1)]
     for e, acc in enumerate(accs, 1):
-        f.write(json.dumps({"event": "eval", "epoch": e, "step": 10 * e, "test_acc": acc, "test_loss": 1.0,
-                            "images": holdout, "eval_s": 0.1, "elapsed_s": 10.0 * e, "split": split}) + "\n")
+        rec = {"event": "eval", "epoch": e, "step": 10 * e, "test_acc": acc, "test_loss": 1.0,
+               "images": holdout, "eval_s": 0.1, "elapsed_s": 10.0 * e, "split": split}
+        if ema:
+            rec.update({"weights": "ema", "live_test_acc": acc - 0.01, "live_test_loss": 1.1})
+        f.write(json.dumps(rec) + "\n")
     f.write(json.dumps({"event": "final", "test_acc": accs[-1], "best_test_acc": max(accs), "test_loss": 1.0,
                         "images_per_s": 100.0, "wall_s": 10.0 * epochs + 1, "steps": 10 * epochs,
                         "split": split}) + "\n")
@@ -73,6 +77,19 @@ class RecipeSweep(unittest.TestCase):
         table = (self.tmp / "all.md").read_text()
         self.assertEqual(sum(1 for l in table.splitlines() if l.startswith("| a ") or l.startswith("| b ")), 2)
         self.assertTrue([l for l in table.splitlines() if l.startswith("| b ")][0].rstrip().endswith("| 30 | 40 |"))
+
+    def test_a_run_with_the_weight_average_shows_both_weights(self):
+        r = self.sweep("--vit-train", self.fake, "--recipe", "ema=--epochs 2 --ema-decay 0.999",
+                       "--recipe", "plain=--epochs 2", "--out", self.tmp / "e.md", "--json", self.tmp / "e.json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        table = (self.tmp / "e.md").read_text()
+        ema = [l for l in table.splitlines() if l.startswith("| ema ")][0]
+        plain = [l for l in table.splitlines() if l.startswith("| plain ")][0]
+        self.assertIn("| EMA: 83.00 86.00; live: 82.00 85.00 |", ema)
+        self.assertIn("| 83.00 86.00 |", plain)
+        rows = json.loads((self.tmp / "e.json").read_text())
+        self.assertEqual([round(a, 6) for a in rows[0]["live_epochs"]], [0.82, 0.85])
+        self.assertNotIn("live_epochs", rows[1])
 
     def test_a_run_not_on_the_holdout_is_refused(self):
         r = self.sweep("--vit-train", self.fake, "--recipe", "bad=--lr 9")

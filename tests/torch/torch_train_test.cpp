@@ -60,6 +60,33 @@ TEST_CASE("vit_torch_train runs vit_train's recipe: the same losses step by step
   CHECK(final_record->at("steps") == 8);
 }
 
+TEST_CASE("vit_torch_train keeps vit_train's weight average: live weights untouched, the average near vit_train's",
+          "[torch_train][ema]") {
+  TempDir dir("torch_train_ema");
+  const std::string ema = kRecipe + " --ema-decay 0.9";
+  const ProgramRun plain = run_program(VIT_TORCH_TRAIN_EXE, kRecipe + " --metrics-out " + (dir / "plain.jsonl"), dir);
+  REQUIRE(plain.exit_code == 0);
+  const ProgramRun torch = run_program(VIT_TORCH_TRAIN_EXE, ema + " --metrics-out " + (dir / "torch.jsonl"), dir);
+  INFO(torch.out << torch.err);
+  REQUIRE(torch.exit_code == 0);
+  const ProgramRun ours = run_program(VIT_TRAIN_EXE, ema + " --device cpu --metrics-out " + (dir / "ours.jsonl"), dir);
+  REQUIRE(ours.exit_code == 0);
+  const auto plain_records = read_jsonl(dir / "plain.jsonl"), torch_records = read_jsonl(dir / "torch.jsonl"),
+             our_records = read_jsonl(dir / "ours.jsonl");
+  check_same_losses(dir / "plain.jsonl", dir / "torch.jsonl", 8);  // the average changes no step
+  const auto *plain_eval = find_event(plain_records, "eval"), *torch_eval = find_event(torch_records, "eval"),
+             *our_eval = find_event(our_records, "eval");
+  REQUIRE(plain_eval);
+  REQUIRE(torch_eval);
+  REQUIRE(our_eval);
+  CHECK(torch_eval->at("weights") == "ema");
+  CHECK(torch_eval->at("live_test_loss") == plain_eval->at("test_loss"));
+  CHECK(torch_eval->at("test_loss") != plain_eval->at("test_loss"));  // the average was evaluated
+  // The same average of nearly the same weights: the losses agree closely.
+  const double a = our_eval->at("test_loss").get<double>(), b = torch_eval->at("test_loss").get<double>();
+  CHECK(std::abs(a - b) <= 2e-3 * std::abs(a));
+}
+
 TEST_CASE("vit_torch_train refuses what the baseline does not do, naming the flag", "[torch_train]") {
   TempDir dir("torch_train_refusals");
   const std::vector<std::string> flags = {"--zero-stage 1", "--gradient-accumulation-steps 2 --micro-batch-size 32",

@@ -132,5 +132,8 @@ void TimedBackend::adamw(TensorView params, TensorView grads, TensorView m, Tens
                          std::span<const ParamSegment> segments, const AdamWHyper& hyper, TensorView grad_norm_sq) {
   timed("adamw", [&] { inner_.adamw(params, grads, m, v, segments, hyper, grad_norm_sq); });
 }
+void TimedBackend::weight_ema(TensorView ema, TensorView params, float decay) {
+  timed("weight_ema", [&] { inner_.weight_ema(ema, params, decay); });
+}
 
 }  // namespace vitscale::bench

@@ -79,6 +79,7 @@ class TimedBackend final : public Backend {
   void grad_norm_squared(TensorView out, TensorView grads) override;
   void adamw(TensorView params, TensorView grads, TensorView m, TensorView v, std::span<const ParamSegment> segments,
              const AdamWHyper& hyper, TensorView grad_norm_sq) override;
+  void weight_ema(TensorView ema, TensorView params, float decay) override;
 
  private:
   // Runs `op`, adding its wall time under `key` when enabled.

@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -44,6 +45,7 @@
 #include "train/metrics_log.h"
 #include "train/run_plan.h"
 #include "train/train_config.h"
+#include "train/weight_ema.h"
 
 namespace {
 
@@ -154,6 +156,8 @@ int run(int argc, char** argv) {
   options.device = config.device == "cuda" ? "cuda" : "cpu";  // auto: the CPU, the baseline this tool is for
   torch_ref::TorchViT model(vc, norm, options);
   model.load_flat(weights);
+  const bool average = config.ema_decay > 0;  // --ema-decay: vit_train's weight average (train/weight_ema.h)
+  if (average) model.start_average();
 
   MetricsLog log(std::cout, config.metrics_out, false);
   if (config.holdout > 0) log.set_eval_split("holdout");
@@ -165,7 +169,10 @@ int run(int argc, char** argv) {
     << " images\n"
     << "batch: " << config.train_batch_size << "; " << length.steps_per_epoch << " steps/epoch, " << length.total_steps
     << " steps (" << length.epochs << " epochs)\n"
-    << "schedule: " << schedule.describe();
+    << "schedule: " << schedule.describe()
+    << (average ? "; weight average (EMA) decay " + std::to_string(config.ema_decay) +
+                      " (evaluated in place of the live weights)"
+                : "");
   log.note(s.str());
   log.event("start", {{"backend", torch_ref::torch_description()},
                       {"threads", torch_ref::torch_threads()},
@@ -193,6 +200,7 @@ int run(int argc, char** argv) {
                     .loss;
     model.backward();
     last_norm = model.optimizer_step(step_hyper(config, schedule, step)).value_or(NAN);
+    if (average) model.update_average(WeightEma::decay_at(config.ema_decay, config.ema_warmup, step));
     batch.release();
     train_s += seconds_since(t0);
     ++window_steps;
@@ -223,12 +231,21 @@ int run(int argc, char** argv) {
       epoch_step = 0;
     }
     if (epoch_end || step == length.total_steps) {
-      const EvalOutcome e = evaluate(model, sets.eval, config.eval_batch_size);
+      EvalOutcome e = evaluate(model, sets.eval, config.eval_batch_size);
+      std::optional<double> live_acc, live_loss;
+      if (average) {  // as vit_train: the average is the run's accuracy, the live weights' beside it
+        live_acc = e.accuracy, live_loss = e.loss;
+        model.swap_average();
+        const EvalOutcome avg = evaluate(model, sets.eval, config.eval_batch_size);
+        model.swap_average();
+        e.accuracy = avg.accuracy, e.loss = avg.loss, e.seconds += avg.seconds;
+      }
       const double at = seconds_since(loop_start);
       milestones.record(e.accuracy, at);
       last_acc = e.accuracy;
       last_test_loss = e.loss;
-      log.eval({static_cast<int>(epoch_end ? epoch : epoch + 1), step, e.images, e.accuracy, e.loss, e.seconds, at});
+      log.eval({static_cast<int>(epoch_end ? epoch : epoch + 1), step, e.images, e.accuracy, e.loss, e.seconds, at,
+                live_acc, live_loss});
       window_excluded_s += e.seconds;
     }
   }

@@ -208,6 +208,7 @@ struct TorchViT::Impl {
   ParamTable table;
   torch::Device device;
   std::vector<torch::Tensor> params;               // ParamTable order, timm shapes, fp32, requires_grad
+  std::vector<torch::Tensor> average;              // start_average(): the weights' moving average, same shapes
   torch::Tensor mean, std_dev;                     // (1, C, 1, 1)
   torch::Tensor loss;                              // the last training forward's, with its graph
   std::unique_ptr<torch::optim::AdamW> optimizer;  // made at the first step
@@ -234,6 +235,32 @@ void TorchViT::load_flat(std::span<const float> flat) {
     const ParamInfo& p = table.params()[i];
     // copy_ only reads the source, hence the const_cast.
     impl_->params[i].copy_(torch::from_blob(const_cast<float*>(flat.data() + p.offset), p.shape, torch::kFloat));
+  }
+}
+
+void TorchViT::start_average() {
+  const torch::NoGradGuard no_grad;
+  impl_->average.clear();
+  for (const torch::Tensor& p : impl_->params) impl_->average.push_back(p.detach().clone());
+}
+
+void TorchViT::update_average(float decay) {
+  if (impl_->average.empty()) throw std::logic_error("TorchViT::update_average before start_average");
+  const torch::NoGradGuard no_grad;
+  for (std::size_t i = 0; i < impl_->params.size(); ++i) {
+    torch::Tensor& e = impl_->average[i];
+    e.mul_(decay);
+    e.add_(impl_->params[i].detach() * (1.f - decay));
+  }
+}
+
+void TorchViT::swap_average() {
+  if (impl_->average.empty()) throw std::logic_error("TorchViT::swap_average before start_average");
+  const torch::NoGradGuard no_grad;
+  for (std::size_t i = 0; i < impl_->params.size(); ++i) {
+    const torch::Tensor live = impl_->params[i].detach().clone();
+    impl_->params[i].copy_(impl_->average[i]);
+    impl_->average[i].copy_(live);
   }
 }
 

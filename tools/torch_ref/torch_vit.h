@@ -77,6 +77,14 @@ class TorchViT {
   std::vector<float> flat_grads() const;
   // Drops the gradients (set_to_none, PyTorch 2's default).
   void zero_grads();
+  // The weights' moving average, as vit_train's --ema-decay keeps it
+  // (train/weight_ema.h): start_average copies the weights; update_average:
+  // ema ← d·ema + (1 − d)·weights, two products and an add (separate ops,
+  // so no FMA: vit_train's rounding); swap_average exchanges the weights and
+  // the average (again: back as they were). The optimizer keeps its tensors.
+  void start_average();
+  void update_average(float decay);
+  void swap_average();
   // clip_grad_norm_ when hyper.max_grad_norm > 0 (returns the norm before
   // clipping; nullopt without clipping), then one AdamW step at hyper's
   // lr, betas, eps and weight decay. hyper.step must count 1, 2, 3, ...:
