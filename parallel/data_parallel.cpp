@@ -98,9 +98,10 @@ CommTiming DataParallel::finish() {
   return timing_;
 }
 
-double DataParallel::take_param_wait_seconds() {
-  if (zero3_) return zero3_->take_wait_seconds();
-  return zero1_ ? zero1_->take_overlapped_wait_seconds() : 0.0;
+double DataParallel::take_pass_wait_seconds() {
+  const double window = reducer_->take_window_wait_seconds();
+  if (zero3_) return window + zero3_->take_wait_seconds();
+  return window + (zero1_ ? zero1_->take_overlapped_wait_seconds() : 0.0);
 }
 
 void DataParallel::optimizer_step(const AdamWHyper& hyper) {

@@ -89,10 +89,11 @@ class DataParallel final : private ParamArrival {
   float grad_norm() const;                                   // global, before clipping (host read)
   const CommTiming& last_timing() const { return timing_; }  // finish() + optimizer_step()
   // Host seconds forward and backward spent, since the last call, waiting for
-  // parameter all-gathers (ZeRO-3's groups, ZeRO-1/2's overlapped gather):
+  // parameter all-gathers (ZeRO-3's groups, ZeRO-1/2's overlapped gather) and,
+  // at ZeRO-2/3, for a reduce-scatter to free a gradient-window slot:
   // communication the compute did not hide. CPU engines; ~0 on NCCL, whose
   // wait orders the compute stream instead of blocking the host.
-  double take_param_wait_seconds();
+  double take_pass_wait_seconds();
 
   std::size_t optimizer_bytes() const;  // moments held by this rank
   // This rank's bytes outside the model's arenas, added to its rows:

@@ -1,5 +1,6 @@
 #include "parallel/grad_reducer.h"
 
+#include <chrono>
 #include <stdexcept>
 
 namespace vitscale {
@@ -114,12 +115,15 @@ void GradReducer::settle_micro_step(CommTiming& t) {
 void GradReducer::claim_slot(int bucket) {
   const auto i = static_cast<std::size_t>(bucket);
   // The buckets that held this stretch of the ring before must be done with it.
+  const auto t0 = std::chrono::steady_clock::now();
   for (int j : window_plan_.reuses[i]) {
     if (static_cast<std::size_t>(j) >= requests_.size())
       throw std::logic_error("GradReducer: gradient window slot of bucket " + std::to_string(bucket) +
                              " is still held by bucket " + std::to_string(j) + ", not launched yet");
     requests_[static_cast<std::size_t>(j)].wait();
   }
+  if (!window_plan_.reuses[i].empty())
+    window_wait_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   backend_->fill_zero(window_.slice_flat(window_plan_.slot[i], plan_.buckets[i].count));
 }
 

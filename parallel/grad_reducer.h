@@ -35,6 +35,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "parallel/bucket_plan.h"
@@ -87,6 +88,11 @@ class GradReducer final : public GradReadyListener {
   int launched() const { return static_cast<int>(requests_.size()); }
   int in_flight();  // launched and not yet complete (tests the requests)
   const GradWindowPlan* window() const { return window_.empty() ? nullptr : &window_plan_; }
+  // Window mode: the host's seconds blocked in gradient_of since the last
+  // call, waiting for an earlier bucket's reduce-scatter to free its slot
+  // (exposed communication inside backward; ~0 on NCCL, whose wait orders
+  // the stream).
+  double take_window_wait_seconds() { return std::exchange(window_wait_s_, 0.0); }
   // Bytes the reducer itself holds (window, scratch): for the memory plan.
   std::size_t working_bytes() const { return window_arena_.buffer.bytes() + scratch_arena_.buffer.bytes(); }
 
@@ -114,6 +120,7 @@ class GradReducer final : public GradReadyListener {
   Backend* backend_ = nullptr;
   ShardedReduce sharded_;
   GradWindowPlan window_plan_;
+  double window_wait_s_ = 0;
   Arena window_arena_, scratch_arena_;
   TensorView window_, shard_grads_, scratch_;  // (capacity), (shard), (shard) f32
   std::vector<TensorView> bucket_scratch_recv_;

@@ -58,9 +58,8 @@ std::int64_t largest_bucket(const BucketPlan& plan) {
   return m;
 }
 
-GradWindowPlan plan_window(const BucketPlan& plan, const ParamTable& table, bool overlap) {
+GradWindowPlan plan_window(const BucketPlan& plan, const std::vector<std::int64_t>& ready, bool overlap) {
   if (!overlap || plan.buckets.empty()) return full_window(plan);
-  const std::vector<std::int64_t> ready = table.backward_ready_offsets();
   // The least the ring must hold: every bucket one stretch of backward writes.
   std::int64_t need = 0, above = plan.total;
   for (std::int64_t r : ready) {
@@ -79,10 +78,14 @@ GradWindowPlan plan_window(const BucketPlan& plan, const ParamTable& table, bool
 
 }  // namespace
 
-GradWindowPlan plan_grad_window(const BucketPlan& plan, const ParamTable& table, bool overlap) {
-  GradWindowPlan w = plan_window(plan, table, overlap);
+GradWindowPlan plan_grad_window(const BucketPlan& plan, const std::vector<std::int64_t>& ready, bool overlap) {
+  GradWindowPlan w = plan_window(plan, ready, overlap);
   w.largest_bucket = largest_bucket(plan);
   return w;
+}
+
+GradWindowPlan plan_grad_window(const BucketPlan& plan, const ParamTable& table, bool overlap) {
+  return plan_grad_window(plan, table.backward_ready_offsets(), overlap);
 }
 
 std::string GradWindowPlan::describe() const {

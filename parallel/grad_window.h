@@ -42,5 +42,8 @@ struct GradWindowPlan {
 
 // overlap: buckets are launched as backward reports them ready.
 GradWindowPlan plan_grad_window(const BucketPlan& plan, const ParamTable& table, bool overlap);
+// The same from backward's ready offsets (ParamTable::backward_ready_offsets'
+// order), for a caller with the layout but no table (the scaling simulator).
+GradWindowPlan plan_grad_window(const BucketPlan& plan, const std::vector<std::int64_t>& ready, bool overlap);
 
 }  // namespace vitscale

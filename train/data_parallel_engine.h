@@ -49,7 +49,7 @@ class DataParallelEngine final : public train::StepEngine {
   double finish() override;
   double optimizer_step(const AdamWHyper& hyper) override;
   float grad_norm() const override { return dp_.grad_norm(); }
-  double take_param_wait_seconds() override { return dp_.take_param_wait_seconds(); }
+  double take_pass_wait_seconds() override { return dp_.take_pass_wait_seconds(); }
   std::size_t optimizer_bytes() const override { return dp_.optimizer_bytes(); }
   void add_to_plan(MemoryPlan& plan) const override { dp_.add_to_plan(plan); }
   void gather_optimizer_state(std::vector<float>& exp_avg, std::vector<float>& exp_avg_sq) override {

@@ -54,10 +54,11 @@ class StepEngine {
   virtual double comm_total_seconds() const { return 0.0; }
   // Host seconds the passes spent, since the last call, waiting for parameter
   // all-gathers (ZeRO-3's groups; ZeRO-1/2's gather overlapped with the next
-  // forward): exposed communication inside forward and backward, which the
-  // trainer moves from their times to comm. 0 where nothing is gathered and on
-  // NCCL (its waits order the device; the host does not block).
-  virtual double take_param_wait_seconds() { return 0.0; }
+  // forward) or for a reduce-scatter to free a gradient-window slot (ZeRO-2/3):
+  // exposed communication inside forward and backward, which the trainer
+  // moves from their times to comm. 0 where nothing waits and on NCCL (its
+  // waits order the device; the host does not block).
+  virtual double take_pass_wait_seconds() { return 0.0; }
   // Global gradient norm before clipping, of the last step (reads the device).
   virtual float grad_norm() const = 0;
 

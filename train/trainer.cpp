@@ -265,11 +265,11 @@ Trainer::StepOutcome Trainer::train_step(bool logged) {
     if (breakdown) backend_.synchronize();  // phase times are only honest on an idle device
   };
   double loss_sum = 0;
-  // Parameter-gather waits inside forward and backward are exposed
+  // Parameter-gather and gradient-window waits inside forward and backward are exposed
   // communication: moved from the pass times to comm (evaluation's, since the
   // last step, dropped here).
-  engine_->take_param_wait_seconds();
-  double param_wait = 0;
+  engine_->take_pass_wait_seconds();
+  double pass_wait = 0;
   for (int i = 0; i < accum; ++i) {
     auto t0 = Clock::now();
     data::BatchLease batch = loader_->loader->next();
@@ -291,7 +291,7 @@ Trainer::StepOutcome Trainer::train_step(bool logged) {
     run_phase(StepGraphs::Phase::forward, [&] { model_->forward(grad_scale); });
     sync();
     auto t2 = Clock::now();
-    const double forward_wait = engine_->take_param_wait_seconds();
+    const double forward_wait = engine_->take_pass_wait_seconds();
     engine_->begin_micro_step(i == accum - 1);
     run_phase(StepGraphs::Phase::backward, [&] { model_->backward(engine_->listener()); });
     if (logged)
@@ -302,9 +302,9 @@ Trainer::StepOutcome Trainer::train_step(bool logged) {
     out.times.upload += std::chrono::duration<double>(t1_uploaded - t1).count();
     // (The waits happen inside the phase; max() only guards the clock's rounding.)
     out.times.forward += std::max(0.0, std::chrono::duration<double>(t2 - t1_uploaded).count() - forward_wait);
-    const double backward_wait = engine_->take_param_wait_seconds();
+    const double backward_wait = engine_->take_pass_wait_seconds();
     out.times.backward += std::max(0.0, std::chrono::duration<double>(t3 - t2).count() - backward_wait);
-    param_wait += forward_wait + backward_wait;
+    pass_wait += forward_wait + backward_wait;
   }
   auto t4 = Clock::now();
   engine_->finish();
@@ -327,8 +327,8 @@ Trainer::StepOutcome Trainer::train_step(bool logged) {
   // Exposed communication: what finish() still waited for once backward's
   // compute was done (with the breakdown on, the device was idle when it
   // started), plus the optimizer's own collectives (ZeRO-1's all-gather), plus
-  // the passes' waits for parameter gathers.
-  out.times.comm = std::chrono::duration<double>(t5 - t4).count() + opt_comm + param_wait;
+  // the passes' waits for parameter gathers and gradient-window slots.
+  out.times.comm = std::chrono::duration<double>(t5 - t4).count() + opt_comm + pass_wait;
   out.times.optimizer = std::max(0.0, std::chrono::duration<double>(t6 - t5).count() - opt_comm);
   out.times.comm_total = engine_->comm_total_seconds();
   if (logged) {

@@ -6,8 +6,10 @@
 // waited for. Nothing is communicated; data is left as it is.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <memory>
+#include <thread>
 #include <vector>
 
 #include "parallel/communicator.h"
@@ -52,6 +54,7 @@ class FakeCommunicator final : public Communicator {
   const std::int64_t* watermark = nullptr;       // the test's current ready watermark
   bool snapshot = false;                         // copy the data at launch
   bool complete_on_test = true;                  // false: only wait() completes a request
+  std::chrono::microseconds wait_delay{0};       // wait() on a request not yet complete sleeps this long
   std::function<void(std::span<double>)> peers;  // adds the other ranks' host contributions
 
   std::vector<FakeCall> calls;
@@ -67,7 +70,10 @@ class FakeCommunicator final : public Communicator {
       complete();
       return true;
     }
-    void wait() override { complete(); }
+    void wait() override {
+      if (!done_ && c_.wait_delay.count() > 0) std::this_thread::sleep_for(c_.wait_delay);
+      complete();
+    }
     double busy_seconds() const override { return 1e-3; }
 
    private:

@@ -6,6 +6,8 @@
 #include <catch2/catch.hpp>
 #include <vector>
 
+#include "runtime/backend.h"
+
 #include "fake_communicator.h"
 
 using namespace vitscale;
@@ -193,4 +195,43 @@ TEST_CASE("the reducer refuses out-of-order use", "[parallel][reducer]") {
   std::vector<float> small(10);
   CHECK_THROWS_WITH(GradReducer(f.comm, f.table, TensorView(small.data(), DType::f32, {10}), ReducerOptions{}),
                     Catch::Contains("gradient buffer"));
+}
+
+TEST_CASE("ZeRO-2's window: claiming a reused slot waits for its reduce-scatter, and the wait is counted",
+          "[parallel][reducer][zero23]") {
+  Fixture f;
+  FakeCommunicator comm(0, 2);
+  comm.complete_on_test = false;  // a request completes only when waited for
+  comm.wait_delay = std::chrono::milliseconds(5);
+  auto backend = make_cpu_backend(1);
+  const ShardLayout layout(f.table.total_numel(), 2);
+  std::vector<float> shard(static_cast<std::size_t>(layout.count(0)));
+  const TensorView shard_view(shard.data(), DType::f32, {layout.count(0)});
+  GradReducer reducer(comm, *backend, f.table, TensorView{}, ReducerOptions{4096, 0, true}, layout, shard_view,
+                      ShardedReduce{true, false});
+  REQUIRE(reducer.window());
+  REQUIRE_FALSE(reducer.window()->full);
+  int reusing = 0;
+  for (const auto& r : reducer.window()->reuses) reusing += r.empty() ? 0 : 1;
+  REQUIRE(reusing > 0);
+  // One backward as ViTModel runs it: a segment's gradient slots are asked
+  // for (highest offset first), then its ready signal.
+  reducer.begin_step(true);
+  const auto& params = f.table.params();
+  std::vector<bool> asked(params.size(), false);
+  for (std::int64_t w : backward_watermarks(f.table)) {
+    for (std::size_t k = params.size(); k-- > 0;)
+      if (!asked[k] && params[k].offset >= w) {
+        asked[k] = true;
+        CHECK(!reducer.gradient_of(static_cast<int>(k)).empty());
+      }
+    reducer.grads_ready_from(w);
+  }
+  const double waited = reducer.take_window_wait_seconds();
+  CHECK(waited >= 0.005);  // at least one reused slot's reduce-scatter was still in flight
+  CHECK(waited < 5.0);
+  CHECK(reducer.take_window_wait_seconds() == 0.0);  // taken once
+  reducer.finish();
+  CHECK(comm.pending == 0);
+  CHECK(reducer.take_window_wait_seconds() == 0.0);  // finish()'s waits are finish()'s, not the window's
 }

@@ -365,3 +365,35 @@ TEST_CASE("memory per rank by stage: the ZeRO paper's 16, 4+12/p, 2+14/p and 16/
   o.stage = 0;
   CHECK(states(zero_memory(c, o)) == 16 * psi);
 }
+
+TEST_CASE("stage 2's gradient window: backward waits for the reduce-scatter that frees a reused slot", "[zero]") {
+  // Four 4 MB parameters, one bucket each; backward segments of 10, 1, 10 and
+  // 10 ms; every collective of 4 MB on 2 ranks takes 8 ms (0.25 GB/s). The
+  // window (parallel/grad_window.h) holds 2 buckets: p1's bucket reuses p3's
+  // slot, p0's reuses p2's. Forward: 4 parts of 10 ms behind the last step's
+  // carried gathers (done at 8, 16, 24, 32 ms): it ends at 48 ms. Backward:
+  // p3 48-58 (its reduce-scatter R0 58-66), p2 58-59 (R1 66-74).
+  //   stage 1 (full buffer): p1 59-69 (R2 74-82), p0 69-79 (R3 82-90); AdamW
+  //     on the half (5 ms) after 90: 95 ms; exposed 8 (the first gather) + 11.
+  //   stage 2: p1 waits for R0, 66-76 (R2 76-84); p0 76-86 (R1 was done at 74;
+  //     R3 86-94): 99 ms; exposed 8 + 7 (the slot) + 8.
+  StepProfile p = four_params(0.04, 0.01, 0.01);
+  p.backward[1].seconds = 0.001;
+  NetworkModel net = simple_net();
+  net.intra.bandwidth_GBps = net.inter.bandwidth_GBps = 0.25;
+  const StepOptions o = on(2, 4000000);
+  const ZeroStepResult one = simulate_zero_step(p, net, o, zero(1));
+  const ZeroStepResult two = simulate_zero_step(p, net, o, zero(2));
+  CHECK(one.step_s == Approx(0.095));
+  CHECK(one.exposed_s == Approx(0.019));
+  CHECK(two.step_s == Approx(0.099));
+  CHECK(two.exposed_s == Approx(0.023));
+  CHECK(two.sent_bytes == Approx(one.sent_bytes));  // the same traffic: only the wait differs
+  // Accumulating locally (2 micro-steps, in the full buffer): no window, no wait.
+  StepOptions accum = o;
+  accum.accumulation = 2;
+  CHECK(simulate_zero_step(p, net, accum, zero(2)).step_s == Approx(simulate_zero_step(p, net, accum, zero(1)).step_s));
+  // Overlap off: the full buffer too.
+  const StepOptions off = on(2, 4000000, false);
+  CHECK(simulate_zero_step(p, net, off, zero(2)).step_s == Approx(simulate_zero_step(p, net, off, zero(1)).step_s));
+}

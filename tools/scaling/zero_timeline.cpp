@@ -1,10 +1,13 @@
 #include "tools/scaling/zero_timeline.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <limits>
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include "parallel/grad_window.h"
 
 namespace vitscale::scaling {
 
@@ -30,6 +33,8 @@ struct Task {
   int carried_group = -1;            // stages 1-2 overlapped: the group whose carried-over gather it waits for
   bool carries_gathers = false;      // stages 1-2 overlapped: issues the last step's gathers, group by group
   std::vector<std::size_t> reduces;  // buckets whose reduction it issues as it ends
+  int micro = 0;                     // the micro-step it belongs to (reductions are per micro-step)
+  std::vector<int> window_waits;     // stages 2-3: buckets whose reduce-scatter must free its gradient slot first
   bool wait_all = false;             // waits for every op issued before it (optimizer, end of step)
   double gather_after_bytes = 0;     // the all-gather it issues as it ends (stages 1-2: all; 3: persistent)
   int needs = -1;                    // op that must be done before it starts
@@ -109,6 +114,22 @@ ZeroStepResult simulate_zero_step(const StepProfile& p, const NetworkModel& net,
       comm ? plan_buckets(p.params, p.total_elements, o.bucket_bytes, o.first_bucket_bytes, p.grad_bytes)
            : std::vector<SimBucket>{};
 
+  // Stages 2-3 when every micro-step reduces (TrainConfig::zero_gradient_window):
+  // no full gradient buffer, backward writes each bucket into a slot of a
+  // ring (parallel/grad_window.h's plan, made here from the same buckets and
+  // ready points), and claiming a slot waits for the reduce-scatters of the
+  // buckets that held it before: backward can wait for the channel.
+  std::vector<std::vector<int>> slot_reuses(buckets.size());
+  if (comm && z.stage >= 2 && o.overlap && (o.accumulation == 1 || z.reduce_every_micro_step)) {
+    BucketPlan plan;
+    plan.total = p.total_elements;
+    for (const SimBucket& b : buckets) plan.buckets.push_back(Bucket{b.begin, b.count});
+    std::vector<std::int64_t> ready;
+    for (const BackwardSegment& s : segs) ready.push_back(s.ready_from);
+    const GradWindowPlan window = plan_grad_window(plan, ready, true);
+    if (!window.full) slot_reuses = window.reuses;
+  }
+
   // Stages 1-2 with overlap_comm (parallel/zero1.h): the all-gather after the
   // optimizer, one per weight group, runs on into the next step; each forward
   // part waits for its group's. In the steady state replayed here, the step
@@ -132,9 +153,10 @@ ZeroStepResult simulate_zero_step(const StepProfile& p, const NetworkModel& net,
       if (carried && m == 0) t.carried_group = static_cast<int>(group_of(f));
       tasks.push_back(t);
     }
-    std::size_t next_bucket = 0;
+    std::size_t next_bucket = 0, next_slot = 0;
     for (std::size_t i = 0; i < ns; ++i) {
       Task t = task_of(segs[i].seconds * scale);
+      t.micro = m;
       if (z.checkpointing && is_block(segs[i].label) && i != last_block) {
         t.recompute = forward_of(i) * scale;
         t.seconds += t.recompute;
@@ -145,6 +167,28 @@ ZeroStepResult simulate_zero_step(const StepProfile& p, const NetworkModel& net,
       if (reduce_now && (o.overlap || last))
         while (next_bucket < buckets.size() && (last || segs[i].ready_from <= buckets[next_bucket].begin))
           t.reduces.push_back(next_bucket++);
+      // The segment writes its gradients from its top offset down (a block's
+      // backward goes fc2, fc1, ..., qkv) and claims each bucket's slot when it
+      // first writes into it: split it there, in proportion to the elements
+      // above, where the claim has to wait (after the recompute, which writes none).
+      const std::int64_t top = i == 0 ? p.total_elements : segs[i - 1].ready_from, bottom = segs[i].ready_from;
+      const double writing_s = t.seconds - t.recompute;
+      double written = 0;  // fraction of the segment's gradients written so far
+      auto bucket_end = [&](std::size_t b) { return buckets[b].begin + buckets[b].count; };
+      while (reduce_now && next_slot < buckets.size() && bucket_end(next_slot) > bottom) {
+        const std::size_t b = next_slot++;
+        if (slot_reuses[b].empty()) continue;
+        const double above = static_cast<double>(top - std::min(top, bucket_end(b)));
+        const double at = top > bottom ? above / static_cast<double>(top - bottom) : 0.0;
+        Task before = t;  // up to the claim (with the earlier claim's wait, if any); the rest waits for this one
+        before.seconds = t.recompute + (at - written) * writing_s;
+        before.reduces.clear();
+        tasks.push_back(before);
+        t.seconds -= before.seconds;
+        t.recompute = 0;
+        t.window_waits = slot_reuses[b];
+        written = at;
+      }
       tasks.push_back(t);
     }
   }
@@ -198,6 +242,8 @@ ZeroStepResult simulate_zero_step(const StepProfile& p, const NetworkModel& net,
   // The ops, numbered in issue order.
   std::vector<Op> ops;
   std::vector<int> gather_op(tasks.size(), -1), carried_op(ns, -1);
+  std::vector<std::vector<int>> bucket_op(static_cast<std::size_t>(o.accumulation),
+                                          std::vector<int>(buckets.size(), -1));
   // Compute since the last op was issued: the spacing the contended curves are
   // measured at (NetworkModel::overlapped); ops issued together have none.
   double since_issue = 0;
@@ -232,6 +278,11 @@ ZeroStepResult simulate_zero_step(const StepProfile& p, const NetworkModel& net,
           carried_op[group_of(f)] = issue(static_cast<double>(group_elements[group_of(f)]) * pbytes);
     t.needs = t.wait_all ? static_cast<int>(ops.size()) - 1 : gather_op[k];
     if (t.carried_group >= 0) t.needs = carried_op[static_cast<std::size_t>(t.carried_group)];
+    for (int b : t.window_waits) {  // ops finish in issue order: waiting for the latest covers the others
+      const int op = bucket_op[static_cast<std::size_t>(t.micro)][static_cast<std::size_t>(b)];
+      if (op < 0) throw std::logic_error("zero replay: a gradient slot waits for a bucket not reduced yet");
+      t.needs = std::max(t.needs, op);
+    }
     t.issued_by_start = ops.size();
     since_issue += t.seconds;
     for (std::size_t b : t.reduces) {
@@ -240,6 +291,7 @@ ZeroStepResult simulate_zero_step(const StepProfile& p, const NetworkModel& net,
       const Collective kind = z.stage == 0 ? Collective::all_reduce : Collective::reduce_scatter;
       ops.push_back(Op{net.collective_s(bytes, W, kind), overlapped(bytes, kind),
                        z.stage == 0 ? allreduce_sent_bytes(bytes, W) : half_sent_bytes(bytes, W)});
+      bucket_op[static_cast<std::size_t>(t.micro)][b] = static_cast<int>(ops.size()) - 1;
     }
     if (t.gather_after_bytes > 0) issue(t.gather_after_bytes);
     t.issued_by_end = ops.size();

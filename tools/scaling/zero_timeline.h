@@ -24,6 +24,13 @@
 //            one after a persistent group) waits for its whole gather;
 //            gradients reduce-scattered per bucket; AdamW on the shard; no
 //            gather after the step (the next forward gathers)         volume 3
+// Stages 2-3 when every micro-step reduces keep a window of bucket slots
+// instead of the full gradient buffer (parallel/grad_window.h, its plan made
+// from the same buckets and ready points): backward claims a bucket's slot
+// when it first writes into it (at the fraction of its segment's elements
+// above the bucket), and a reused slot waits for the reduce-scatter of the
+// bucket that held it. That wait is exposed communication inside backward,
+// as vit_train counts it (StepEngine::take_pass_wait_seconds).
 //            (ZeroOptions: small groups persistent, a group still in its
 //            buffer not gathered again, as parallel/zero3_params.h does:
 //            a little less)

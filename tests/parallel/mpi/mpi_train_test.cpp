@@ -205,8 +205,8 @@ TEST_CASE("ZeRO-2's gradient window is smaller than the gradients, ZeRO-3 gather
   const int before = dp.zero3()->gathers();
   const CommTiming t = data_parallel_step(model, dp, s, 0);
   CHECK(t.gather_s > 0);                      // the passes' group gathers, counted at finish()
-  CHECK(dp.take_param_wait_seconds() >= 0);   // what the passes waited for them
-  CHECK(dp.take_param_wait_seconds() == 0);   // taken once
+  CHECK(dp.take_pass_wait_seconds() >= 0);    // what the passes waited for them
+  CHECK(dp.take_pass_wait_seconds() == 0);    // taken once
   dp.optimizer_step(test_hyper(1));
   // G groups: G gathers in forward, G - 2 in backward: the head and the last
   // block are still in the two buffers when backward starts.
