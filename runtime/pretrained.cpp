@@ -94,6 +94,10 @@ std::vector<std::string> init_from_pretrained(ViTModel& model, const Safetensors
   std::vector<float> flat(static_cast<std::size_t>(table.total_numel()));
   model.read_params(flat);  // what the file does not give (a fresh head) stays as initialised
   std::vector<std::string> lines;
+  if (!table.params().empty() && file.find("ema." + table.params().front().name))
+    lines.push_back(what +
+                    ": a checkpoint with a weight average (ema.*): its live weights are used; an exported "
+                    "model (--export-model) holds the average");
 
   const NamedTensor* head_w = file.find("head.weight");
   const NamedTensor* head_b = file.find("head.bias");
@@ -146,8 +150,7 @@ std::vector<std::string> init_from_pretrained(ViTModel& model, const Safetensors
   }
   for (const auto& t : file.tensors) {
     const bool head = t.name == "head.weight" || t.name == "head.bias";
-    if (!known.count(t.name) && !(fresh_head && head) && t.name.rfind("optimizer.", 0) != 0 &&
-        t.name.rfind("state.", 0) != 0)
+    if (!known.count(t.name) && !(fresh_head && head) && !is_training_state(t.name))
       throw std::runtime_error(what + ": unexpected tensor '" + t.name + "' " + shape_str(t.shape) +
                                " (not a parameter of " + cfg.describe() + ")");
   }

@@ -219,20 +219,26 @@ void save_weights(const ViTModel& model, const std::string& path, const std::map
   write_safetensors(path, f);
 }
 
-void load_weights(ViTModel& model, const SafetensorsFile& file, const std::string& what) {
+bool is_training_state(const std::string& name) {
+  for (const char* prefix : {"optimizer.", "ema.", "state."})
+    if (name.rfind(prefix, 0) == 0) return true;
+  return false;
+}
+
+void load_weights(ViTModel& model, const SafetensorsFile& file, const std::string& what, const std::string& prefix) {
   std::vector<float> flat(static_cast<std::size_t>(model.table().total_numel()), 0.f);
   std::set<std::string> known;
   for (const ParamInfo& p : model.table().params()) {
     known.insert(p.name);
-    const NamedTensor* t = file.find(p.name);
-    if (!t) throw std::runtime_error(what + ": missing tensor '" + p.name + "' " + shape_str(p.shape));
+    const NamedTensor* t = file.find(prefix + p.name);
+    if (!t) throw std::runtime_error(what + ": missing tensor '" + prefix + p.name + "' " + shape_str(p.shape));
     if (t->shape != p.shape)
-      throw std::runtime_error(what + ": tensor '" + p.name + "' has shape " + shape_str(t->shape) +
+      throw std::runtime_error(what + ": tensor '" + prefix + p.name + "' has shape " + shape_str(t->shape) +
                                ", the model needs " + shape_str(p.shape));
     std::copy(t->values.begin(), t->values.end(), flat.begin() + p.offset);
   }
   for (const auto& t : file.tensors)
-    if (!known.count(t.name) && t.name.rfind("optimizer.", 0) != 0 && t.name.rfind("state.", 0) != 0)
+    if (!known.count(t.name) && !is_training_state(t.name))
       throw std::runtime_error(what + ": unexpected tensor '" + t.name + "' " + shape_str(t.shape) +
                                " (not a parameter of " + model.config().describe() + ")");
   model.write_params(flat);

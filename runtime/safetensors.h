@@ -44,10 +44,16 @@ void write_file_atomically(const std::string& path, const std::string& bytes);
 // The model's parameters under timm names.
 void save_weights(const ViTModel& model, const std::string& path,
                   const std::map<std::string, std::string>& metadata = {});
+// A training checkpoint's tensors beside the weights (train/checkpoint.h):
+// "optimizer.*" (AdamW's moments), "ema.*" (the weight average) and "state.*".
+// Loaders of weights skip them; any other unknown tensor is a mistake.
+bool is_training_state(const std::string& tensor_name);
 // Every model parameter must be present with its timm shape; anything missing,
 // mis-shaped or unknown is refused with one line naming it.
 void load_weights(ViTModel& model, const std::string& path);
-// The same, from an already-read file.
-void load_weights(ViTModel& model, const SafetensorsFile& file, const std::string& what);
+// The same, from an already-read file; `prefix` "ema." loads a checkpoint's
+// weight average instead of its weights.
+void load_weights(ViTModel& model, const SafetensorsFile& file, const std::string& what,
+                  const std::string& prefix = "");
 
 }  // namespace vitscale

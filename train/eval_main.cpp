@@ -59,10 +59,14 @@ int run(const EvalArgs& a) {
   pass.confusion = true;
   const EvalSums sums = evaluate_split(model, *backend, test, pass);
 
-  std::cout << "vit_eval: " << saved.path << " (" << (saved.checkpoint ? "checkpoint" : "weights") << ", "
-            << card.vit.describe() << ") on " << test.describe() << ", " << backend->name() << "\n"
+  std::cout << "vit_eval: " << saved.path << " ("
+            << (saved.average      ? "checkpoint, its weight average"
+                : saved.checkpoint ? "checkpoint"
+                                   : "weights")
+            << ", " << card.vit.describe() << ") on " << test.describe() << ", " << backend->name() << "\n"
             << eval_report_text(sums, card.class_names);
   nlohmann::ordered_json report = {{"model", saved.path}, {"dataset", test.name}, {"data_source", test.source}};
+  if (saved.average) report["weights"] = "ema";
   const nlohmann::ordered_json results = eval_report_json(sums, card.class_names);
   for (const auto& [k, v] : results.items()) report[k] = v;
   const std::string out =

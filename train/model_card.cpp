@@ -134,6 +134,8 @@ SavedModel open_saved_model(const std::string& path_or_dir) {
       throw std::runtime_error(s.path + ": checkpoint metadata 'model_card' is not valid JSON");
     }
     s.card = parse_model_card(j, s.path);
+    const ParamTable table(s.card.vit);
+    s.average = !table.params().empty() && f.find("ema." + table.params().front().name) != nullptr;
     return s;
   }
   const std::string card = card_path_for(s.path);
@@ -158,7 +160,9 @@ void load_saved_weights(ViTModel& model, const SavedModel& saved) {
     if (it == f.metadata.end() || it->second != actual)
       throw std::runtime_error(saved.path + ": checksum mismatch (computed " + actual + "): the file is corrupted");
   }
-  load_weights(model, f, saved.path);  // optimizer.* tensors of a checkpoint are skipped
+  // A checkpoint's optimizer.* tensors are skipped, and so are its live weights
+  // when it has a weight average (the run's reported model).
+  load_weights(model, f, saved.path, saved.average ? "ema." : "");
 }
 
 }  // namespace vitscale::train

@@ -61,6 +61,9 @@ ExportedModel export_model(const ViTModel& model, const ModelCard& card, const s
 struct SavedModel {
   std::string path;  // the weights file read
   bool checkpoint = false;
+  // A checkpoint of an --ema-decay run: its weight average (ema.*) is what is
+  // loaded, the model the run evaluated, reported (card.result) and exported.
+  bool average = false;
   ModelCard card;
 };
 // Reads the card (not yet the weights). Throws one line naming the file.

@@ -8,8 +8,10 @@
 #include <sstream>
 
 #include "runtime/backend.h"
+#include "runtime/pretrained.h"
 #include "runtime/safetensors.h"
 #include "train/checkpoint.h"
+#include "train/model_card.h"
 #include "train/trainer.h"
 #include "train_util.h"
 
@@ -123,6 +125,25 @@ TEST_CASE("the weight average leaves training's bits alone and is every step's w
   CHECK(flat_tensors(read_safetensors(latest_checkpoint(dir / "ckpt")), table, "ema.") == average);
   // The model card's accuracy is the average's (the final evaluation's test_acc).
   CHECK(r.test_acc == ema_evals.at(24)->at("test_acc").get<double>());
+
+  // vit_eval / vit_predict open the checkpoint's average, the model the run
+  // reported; --init-from a checkpoint takes its live weights (and says so).
+  const SavedModel saved = open_saved_model(dir / "ckpt");
+  CHECK(saved.checkpoint);
+  CHECK(saved.average);
+  ViTModel loaded(saved.card.vit, *backend, ModelShape{2, 16}, ImageNorm{});
+  load_saved_weights(loaded, saved);
+  std::vector<float> got(n);
+  loaded.read_params(got);
+  CHECK(got == average);
+  CHECK_FALSE(open_saved_model(dir / "model").average);  // the export holds the average as its weights
+  ViTModel fine_tuned(saved.card.vit, *backend, ModelShape{2, 16}, ImageNorm{});
+  const std::string ckpt_path = latest_checkpoint(dir / "ckpt");
+  const std::vector<std::string> notes = init_from_pretrained(fine_tuned, read_safetensors(ckpt_path), ckpt_path);
+  fine_tuned.read_params(got);
+  CHECK(got == weights);
+  REQUIRE(notes.size() == 1);
+  CHECK_THAT(notes[0], Catch::Contains("weight average") && Catch::Contains("live weights are used"));
 }
 
 TEST_CASE("a run with the average resumes bit for bit, and only with the same average", "[ema][trainer][resume]") {

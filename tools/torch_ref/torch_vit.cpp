@@ -287,9 +287,9 @@ void TorchViT::load_safetensors(const std::string& path) {
                                ", the model needs " + shape_str(p.shape));
     std::copy(t->values.begin(), t->values.end(), flat.begin() + p.offset);
   }
-  // Checkpoints may carry optimizer state next to the weights; anything else is a mistake.
+  // Checkpoints may carry optimizer state and the weight average next to the weights; anything else is a mistake.
   for (const NamedTensor& t : file.tensors)
-    if (!known.count(t.name) && t.name.rfind("optimizer.", 0) != 0 && t.name.rfind("state.", 0) != 0)
+    if (!known.count(t.name) && !is_training_state(t.name))
       throw std::runtime_error(path + ": unexpected tensor '" + t.name + "' " + shape_str(t.shape) +
                                " (not a parameter of " + impl_->config.describe() + ")");
   load_flat(flat);
