@@ -10,9 +10,9 @@
 
 namespace vitscale::cuda {
 
-// ema (n) f32 updated in place; params (n) f32 read. Graph-capturable (decay is
-// a kernel argument: a captured graph would freeze it, so the trainer runs
-// this outside the captured phases).
+// ema (n) f32 updated in place; params (n) f32 read. decay is a kernel
+// argument, which a captured graph would freeze: the trainer runs this
+// between the captured phases, never inside one.
 void weight_ema_update(cudaStream_t stream, float* ema, const float* params, std::int64_t n, float decay);
 
 }  // namespace vitscale::cuda
