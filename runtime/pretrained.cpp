@@ -94,7 +94,7 @@ std::vector<std::string> init_from_pretrained(ViTModel& model, const Safetensors
   std::vector<float> flat(static_cast<std::size_t>(table.total_numel()));
   model.read_params(flat);  // what the file does not give (a fresh head) stays as initialised
   std::vector<std::string> lines;
-  if (!table.params().empty() && file.find("ema." + table.params().front().name))
+  if (has_weight_average(file, table))
     lines.push_back(what +
                     ": a checkpoint with a weight average (ema.*): its live weights are used; an exported "
                     "model (--export-model) holds the average");

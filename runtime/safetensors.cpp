@@ -220,9 +220,13 @@ void save_weights(const ViTModel& model, const std::string& path, const std::map
 }
 
 bool is_training_state(const std::string& name) {
-  for (const char* prefix : {"optimizer.", "ema.", "state."})
+  for (const char* prefix : {"optimizer.", kWeightAveragePrefix, "state."})
     if (name.rfind(prefix, 0) == 0) return true;
   return false;
+}
+
+bool has_weight_average(const SafetensorsFile& file, const ParamTable& table) {
+  return !table.params().empty() && file.find(kWeightAveragePrefix + table.params().front().name) != nullptr;
 }
 
 void load_weights(ViTModel& model, const SafetensorsFile& file, const std::string& what, const std::string& prefix) {

@@ -14,6 +14,7 @@
 
 namespace vitscale {
 
+class ParamTable;
 class ViTModel;
 
 struct NamedTensor {
@@ -48,11 +49,15 @@ void save_weights(const ViTModel& model, const std::string& path,
 // "optimizer.*" (AdamW's moments), "ema.*" (the weight average) and "state.*".
 // Loaders of weights skip them; any other unknown tensor is a mistake.
 bool is_training_state(const std::string& tensor_name);
+// The prefix of a checkpoint's weight average (--ema-decay): "ema.<name>".
+inline constexpr const char* kWeightAveragePrefix = "ema.";
+// Whether `file` holds a weight average of `table`'s model (its first parameter under the prefix).
+bool has_weight_average(const SafetensorsFile& file, const ParamTable& table);
 // Every model parameter must be present with its timm shape; anything missing,
 // mis-shaped or unknown is refused with one line naming it.
 void load_weights(ViTModel& model, const std::string& path);
-// The same, from an already-read file; `prefix` "ema." loads a checkpoint's
-// weight average instead of its weights.
+// The same, from an already-read file; `prefix` kWeightAveragePrefix loads a
+// checkpoint's weight average instead of its weights.
 void load_weights(ViTModel& model, const SafetensorsFile& file, const std::string& what,
                   const std::string& prefix = "");
 

@@ -91,7 +91,8 @@ void write_checkpoint(const std::string& path, const ParamTable& table, const Ch
   for (const ParamInfo& p : table.params())
     f.tensors.push_back({"optimizer.exp_avg_sq." + p.name, p.shape, slice(c.exp_avg_sq, p)});
   if (!c.ema.empty())
-    for (const ParamInfo& p : table.params()) f.tensors.push_back({"ema." + p.name, p.shape, slice(c.ema, p)});
+    for (const ParamInfo& p : table.params())
+      f.tensors.push_back({kWeightAveragePrefix + p.name, p.shape, slice(c.ema, p)});
 
   const TrainState& s = c.state;
   f.metadata["format"] = "pt";  // what safetensors.torch / timm expect
@@ -169,9 +170,9 @@ Checkpoint read_checkpoint(const std::string& path, const ParamTable& table) {
   fill(c.params, "");
   fill(c.exp_avg, "optimizer.exp_avg.");
   fill(c.exp_avg_sq, "optimizer.exp_avg_sq.");
-  if (!table.params().empty() && f.find("ema." + table.params().front().name)) {
+  if (has_weight_average(f, table)) {
     c.ema.assign(n, 0.f);
-    fill(c.ema, "ema.");
+    fill(c.ema, kWeightAveragePrefix);
   }
   return c;
 }

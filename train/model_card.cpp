@@ -134,8 +134,7 @@ SavedModel open_saved_model(const std::string& path_or_dir) {
       throw std::runtime_error(s.path + ": checkpoint metadata 'model_card' is not valid JSON");
     }
     s.card = parse_model_card(j, s.path);
-    const ParamTable table(s.card.vit);
-    s.average = !table.params().empty() && f.find("ema." + table.params().front().name) != nullptr;
+    s.average = has_weight_average(f, ParamTable(s.card.vit));
     return s;
   }
   const std::string card = card_path_for(s.path);
@@ -162,7 +161,7 @@ void load_saved_weights(ViTModel& model, const SavedModel& saved) {
   }
   // A checkpoint's optimizer.* tensors are skipped, and so are its live weights
   // when it has a weight average (the run's reported model).
-  load_weights(model, f, saved.path, saved.average ? "ema." : "");
+  load_weights(model, f, saved.path, saved.average ? kWeightAveragePrefix : "");
 }
 
 }  // namespace vitscale::train

@@ -153,8 +153,7 @@ void Trainer::build_model() {
 MemoryPlan Trainer::memory_plan() const {
   MemoryPlan plan = model_->memory_plan();
   engine_->add_to_plan(plan);
-  // The average and the live weights' copy while it is evaluated (train/weight_ema.h).
-  if (config_.ema_decay > 0) plan.ema = 2 * static_cast<std::size_t>(model_->table().total_numel()) * sizeof(float);
+  if (config_.ema_decay > 0) plan.ema = WeightEma::planned_bytes(model_->table());
   return plan;
 }
 

@@ -48,9 +48,10 @@ class WeightEma {
   void read(std::span<float> host);
   void write(std::span<const float> host);
 
-  std::size_t bytes() const { return average_buffer_.bytes() + live_buffer_.bytes(); }
-  double decay() const { return decay_; }
-  bool warmup() const { return warmup_; }
+  // What the two buffers take, for the memory plan before they exist.
+  static std::size_t planned_bytes(const ParamTable& table) {
+    return 2 * static_cast<std::size_t>(table.total_numel()) * sizeof(float);
+  }
 
  private:
   ViTModel& model_;
