@@ -81,9 +81,9 @@ ZeroStepResult simulate_zero_step(const StepProfile& p, const NetworkModel& net,
   auto forward_of = [&](std::size_t i) {
     return bwd > 0 ? p.forward_s * segs[i].seconds / bwd : p.forward_s / static_cast<double>(ns);
   };
-  auto extent = [&](std::size_t i) {  // elements of segment i's parameters
-    return (i == 0 ? p.total_elements : segs[i - 1].ready_from) - segs[i].ready_from;
-  };
+  // Segment i's parameters are the flat elements [segs[i].ready_from, top_of(i)).
+  auto top_of = [&](std::size_t i) { return i == 0 ? p.total_elements : segs[i - 1].ready_from; };
+  auto extent = [&](std::size_t i) { return top_of(i) - segs[i].ready_from; };
   // Weight groups (ParamTable::weight_groups): the embedding, each block, and
   // the final norm with the head; a group is named by its first segment going back.
   auto group_of = [&](std::size_t i) -> std::size_t {
@@ -171,7 +171,7 @@ ZeroStepResult simulate_zero_step(const StepProfile& p, const NetworkModel& net,
       // backward goes fc2, fc1, ..., qkv) and claims each bucket's slot when it
       // first writes into it: split it there, in proportion to the elements
       // above, where the claim has to wait (after the recompute, which writes none).
-      const std::int64_t top = i == 0 ? p.total_elements : segs[i - 1].ready_from, bottom = segs[i].ready_from;
+      const std::int64_t top = top_of(i), bottom = segs[i].ready_from;
       const double writing_s = t.seconds - t.recompute;
       double written = 0;  // fraction of the segment's gradients written so far
       auto bucket_end = [&](std::size_t b) { return buckets[b].begin + buckets[b].count; };
