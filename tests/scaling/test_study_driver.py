@@ -159,14 +159,27 @@ class MergeRepeatsTest(unittest.TestCase):
         self.assertNotIn("repeat_steps_s", merged["acc"])   # not repeated: unchanged
         self.assertEqual([r["name"] for r in merge_repeats([first, second])], ["a", "b", "acc"])
 
-    def test_the_profile_is_the_fastest_pass_of_the_slower_core(self):
-        def runs(*steps):
-            return [Summary(step_s=s) for s in steps]
-        # Pass 1: cores at 0.20 / 0.26 s; pass 2: 0.21 / 0.22 (the fastest slower core); pass 3 failed.
-        best = zero_study.fastest_corun([runs(0.20, 0.26), runs(0.22, 0.21), []])
-        self.assertEqual(best.step_s, 0.22)
-        self.assertIsNone(zero_study.fastest_corun([]))
-        self.assertIsNone(zero_study.fastest_corun([[], []]))
+    def test_a_zero_points_profile_is_the_slower_core_of_each_bracket_averaged(self):
+        def core(step, fwd, bwd, opt):
+            return Summary(step_s=step, walls=[step, step], phases_ms={"forward": fwd, "backward": bwd,
+                                                                       "optimizer": opt, "data": 1.0})
+        shape = {"backward": [{"seconds": 0.01}, {"seconds": 0.03}]}
+        # Before the run the second core is the slower (0.26 s), after it the first (0.30 s).
+        r = {"corun": [[core(0.20, 50, 100, 20), core(0.26, 60, 150, 30)],
+                       [core(0.30, 70, 170, 40), core(0.22, 50, 110, 20)], []]}
+        prof, cv, diff = zero_study.corun_profile(shape, r, "test")
+        self.assertAlmostEqual(prof["forward_s"], 0.065)
+        self.assertAlmostEqual(sum(s["seconds"] for s in prof["backward"]), 0.160)
+        self.assertAlmostEqual(prof["backward"][1]["seconds"] / prof["backward"][0]["seconds"], 3.0)
+        self.assertAlmostEqual(prof["optimizer_s"], 0.035)
+        self.assertAlmostEqual(prof["step_overhead_s"], 0.28 - 0.261)
+        self.assertAlmostEqual(diff, (0.30 - 0.26) / 0.28)
+        self.assertEqual(cv, 0.0)
+        self.assertEqual(shape["backward"][0]["seconds"], 0.01)  # the shared split is not touched
+        one = zero_study.corun_profile(shape, {"corun": [[core(0.2, 50, 100, 20)]]}, "test")
+        self.assertIsNone(one[2])  # one bracket: no before/after to compare
+        self.assertIsNone(zero_study.corun_profile(shape, {"corun": [[], []]}, "test"))
+        self.assertIsNone(zero_study.corun_profile(shape, {}, "test"))
 
     def test_every_second_pass_runs_the_grid_backwards(self):
         grid = [("a", 1), ("b", 1), ("c", 1)]

@@ -226,8 +226,6 @@ class Runner:
         self._datasets: dict[str, tuple[list[str], str, str]] = {}
         # (ZeRO stage, checkpointing, world > 1) -> the binary's reason for refusing it
         self.refused: dict[tuple[int, bool, bool], str] = {}
-        # The ZeRO axis's profile runs (vit_scaling): one list of per-core summaries per pass.
-        self.zero_coruns: list[list] = []
         (self.raw / "logs").mkdir(parents=True, exist_ok=True)
         (self.raw / "metrics").mkdir(parents=True, exist_ok=True)
 

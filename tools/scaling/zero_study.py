@@ -10,9 +10,9 @@ The simulator's check (zero_validation.md): every measured point is replayed by
 `vit_scaling_sim --zero-stage S [--activation-checkpointing]` from
   - the layer split of vit_scaling_profile on this model and micro-batch,
   - totals (forward, backward, optimizer, input) measured with every core busy: at world 1 the
-    1-rank stage-0 run itself; at worlds 2 and 4 concurrent 1-rank copies, one per core
-    (Runner.corun), measured before the axis in every pass, the fastest pass's kept (fastest_corun);
-    world 4 is oversubscribed (--cpu-cores),
+    1-rank stage-0 run itself; at worlds 2 and 4 concurrent 1-rank stage-0 copies, one per core
+    (Runner.corun), measured just before and just after the point's chosen repeat (corun_profile),
+    as the other axes do; world 4 is oversubscribed (--cpu-cores),
   - the machine's measured network model (zero_network.json): the all-reduce, the reduce-scatter
     and the all-gather each timed on idle cores and while the core computes, through the calls
     MpiCommunicator makes (an older model without the last two charges each half an all-reduce;
@@ -45,19 +45,10 @@ STAGES = (0, 1, 2, 3)
 WORLDS = (1, 2, 4)
 
 
-def fastest_corun(passes: list[list]):
-    """The multi-rank profile's run from the co-runs of every pass (each a list of per-core
-    summaries): within a pass the slower core (synchronous steps wait for it), across passes the
-    fastest of those, as every point of the axis is its fastest repeat (the same estimator on
-    both sides of the comparison). None without any co-run."""
-    slowest = [max(p, key=lambda s: s.step_s) for p in passes if p]
-    return min(slowest, key=lambda s: s.step_s) if slowest else None
-
-
-def corun_config() -> Config:
-    """The 1-rank stage-0 run whose concurrent copies (one per core) give the multi-rank profile."""
-    return Config("profile", "profile-zero", "cifar10", 1, ZERO_MICRO, bucket_elems=ZERO_BUCKET_ELEMS,
-                  model_flags=ZERO_MODEL)
+def corun_config(name: str) -> Config:
+    """The 1-rank stage-0 run whose concurrent copies (one per core), taken just before and just
+    after a multi-rank point, give that point's profile."""
+    return Config("profile", name, "cifar10", 1, ZERO_MICRO, bucket_elems=ZERO_BUCKET_ELEMS, model_flags=ZERO_MODEL)
 
 
 def zero_grid() -> list[tuple[Config, int | None]]:
@@ -95,6 +86,25 @@ def measured_profile(shape: dict, runs, source: str) -> tuple[dict, float]:
     return p, (sum(cvs) / len(cvs) if cvs else 0.0)
 
 
+def corun_profile(shape: dict, r: dict, source: str) -> tuple[dict, float, float | None] | None:
+    """A multi-rank point's profile from the co-runs bracketing its chosen repeat (r["corun"]: the
+    per-core summaries before, and after, the run): in each bracket the slower core (synchronous
+    steps wait for it), the brackets averaged. Returns (profile, step cv, after vs before: the
+    relative change of the bracket's step, None with one bracket), None without a co-run.
+
+    Why around each point and not once per pass: on this VM the same co-run differs by ~10% from
+    one pass to the next, and every 2- and 4-rank point replayed from one such profile moved with
+    it (17 against 23 of 24 within 15% in two runs of the same code on 2026-12-03)."""
+    brackets = [b for b in r.get("corun") or [] if b]
+    if not brackets:
+        return None
+    runs = [max(b, key=lambda s: s.step_s) for b in brackets]
+    prof, cv = measured_profile(shape, runs, source)
+    diff = ((runs[1].step_s - runs[0].step_s) / (0.5 * (runs[0].step_s + runs[1].step_s))
+            if len(runs) == 2 else None)
+    return prof, cv, diff
+
+
 def zero_shape(prof_bin: Path, raw: Path) -> dict | None:
     d = ZERO_DIMS
     path = raw / "profiles" / "zero-shape.json"
@@ -108,11 +118,12 @@ def zero_shape(prof_bin: Path, raw: Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def predict(results: list[dict], corun_passes: list[list], sim: Path, prof_bin: Path, net: Path, raw: Path,
-            cores: int, cpu_model: str, steps: int) -> dict[str, dict]:
+def predict(results: list[dict], sim: Path, prof_bin: Path, net: Path, raw: Path, cores: int, cpu_model: str,
+            steps: int) -> dict[str, dict]:
     """Adds predicted_* to every ok zero point (in place); returns the predictions of the points
     that did not run (a stage not available yet), by name, so the ladder shows them simulated.
-    corun_passes: the co-run summaries of each pass (fastest_corun picks the profile's)."""
+    A multi-rank point is replayed from its own co-runs (corun_profile); a point without any (not
+    run, or its co-runs failed) from its world's stage-0 point's, else from the 1-rank profile."""
     zero = {r["name"]: r for r in results if r["experiment"] == "zero" and r["status"] == "ok"}
     alone = zero.get("zero-s0-w1-full")
     if alone is None or not sim.exists() or not prof_bin.exists() or not net.exists():
@@ -122,17 +133,24 @@ def predict(results: list[dict], corun_passes: list[list], sim: Path, prof_bin: 
     if shape is None:
         print("  (zero axis: vit_scaling_profile failed: no prediction)")
         return {}
-    profiles = {1: measured_profile(shape, [alone["summary"]],
-                                    f"measured: {alone['name']} (1 rank, {steps} steps) x vit_scaling_profile; "
-                                    f"{cpu_model}")}
-    slow = fastest_corun(corun_passes)
-    if slow is not None:
-        profiles[2] = measured_profile(shape, [slow], f"measured: {cores} concurrent 1-rank stage-0 runs, one per "
-                                                      f"core (the slower core's medians; the fastest of "
-                                                      f"{len([p for p in corun_passes if p])} passes) x "
-                                                      f"vit_scaling_profile; {cpu_model}")
-    for world, (prof, _) in profiles.items():
-        (raw / "profiles" / f"zero-{'alone' if world == 1 else 'corun'}.json").write_text(json.dumps(prof, indent=1))
+    alone_prof, _ = measured_profile(shape, [alone["summary"]],
+                                     f"measured: {alone['name']} (1 rank, {steps} steps) x vit_scaling_profile; "
+                                     f"{cpu_model}")
+    alone_path = raw / "profiles" / "zero-alone.json"
+    alone_path.write_text(json.dumps(alone_prof, indent=1))
+    # name -> (profile file, jitter cv, note) for every multi-rank point with co-runs of its own
+    own = {}
+    for name, r in zero.items():
+        got = None if r["world"] < 2 else corun_profile(
+            shape, r, f"measured: {cores} concurrent 1-rank stage-0 runs, one per core, just before and after "
+                      f"{r.get('tag', name)} (the slower core's medians) x vit_scaling_profile; {cpu_model}")
+        if got is None:
+            continue
+        prof, cv, diff = got
+        path = raw / "profiles" / f"zero-corun-{name}.json"
+        path.write_text(json.dumps(prof, indent=1))
+        after = "" if diff is None else f", after vs before {100 * diff:+.0f}%"
+        own[name] = (path, cv, f"co-run profile around the run, cv {cv:.2f}{after}")
     d = ZERO_DIMS
     memory_of = ",".join(str(d[k]) for k in ("image", "channels", "patch", "dim", "depth", "heads", "mlp", "classes"))
     simulated_only = {}
@@ -140,9 +158,15 @@ def predict(results: list[dict], corun_passes: list[list], sim: Path, prof_bin: 
         r = zero.get(cfg.name)
         if r is None:
             r = simulated_only.setdefault(cfg.name, {**cfg.__dict__})
-        key = 1 if cfg.world == 1 or 2 not in profiles else 2
-        cv = profiles[key][1] if cfg.world > 1 else 0.0
-        path = raw / "profiles" / f"zero-{'alone' if key == 1 else 'corun'}.json"
+        if cfg.world == 1:
+            path, cv, note = alone_path, 0.0, "1-rank run's own profile"
+        elif cfg.name in own:
+            path, cv, note = own[cfg.name]
+        elif f"zero-s0-w{cfg.world}-full" in own:
+            path, cv, note = own[f"zero-s0-w{cfg.world}-full"]
+            note = f"no co-run of its own: stage 0's at {cfg.world} ranks ({note})"
+        else:
+            path, cv, note = alone_path, 0.0, "no co-run profile: the 1-rank run's (all cores busy ignored)"
         cmd = [str(sim), "--profile", str(path), "--network-json", str(net), "--world", str(cfg.world),
                "--micro-batch", str(cfg.micro), "--accumulation", str(cfg.accum),
                "--overlap", "on" if cfg.overlap else "off", "--bucket-mb", f"{cfg.bucket_elems * 4 / 2**20:.6f}",
@@ -160,7 +184,7 @@ def predict(results: list[dict], corun_passes: list[list], sim: Path, prof_bin: 
         r["predicted_exposed_s"] = point["exposed_s"]
         r["predicted_recompute_s"] = point["recompute_s"]
         r["predicted_memory"] = point.get("memory_bytes", {})
-        r["prediction_note"] = ("1-rank run's own profile" if key == 1 else f"co-run profile, cv {cv:.2f}")
+        r["prediction_note"] = note
         if "step_s" in r:
             r["predicted_error"] = (point["step_s"] - r["step_s"]) / r["step_s"]
     return simulated_only
