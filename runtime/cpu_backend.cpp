@@ -182,13 +182,15 @@ void CpuBackend::linear_backward(TensorView d_in, TensorView d_weight, TensorVie
   const std::int64_t K = in.dim(1);
   float* dw = f32(op, "d_weight", d_weight, {N, K});
   float* db = optional_f32(op, "d_bias", d_bias, {N});
+  float* dx = nullptr;
+  const float* w = nullptr;
   if (!d_in.empty()) {
-    float* dx = f32(op, "d_in", d_in, {M, K});
+    dx = f32(op, "d_in", d_in, {M, K});
     expect_distinct(op, "d_in", d_in, "d_out", d_out);
-    cpu::linear_backward_input(dx, dy, f32(op, "weight", weight, {N, K}), M, K, N);
+    w = f32(op, "weight", weight, {N, K});
   }
-  cpu::linear_backward_weight(dw, db, dy, x, gemm_scratch(cpu::linear_backward_weight_scratch_floats(M, K, N)), M, K,
-                              N);
+  cpu::linear_backward(dx, dw, db, dy, x, w, gemm_scratch(cpu::linear_backward_weight_scratch_floats(M, K, N)), M, K,
+                       N);
 }
 
 void CpuBackend::gelu_backward(TensorView d_pre, TensorView d_out, TensorView pre) {

@@ -128,8 +128,8 @@ void linear_backward_input(float* d_in, const float* d_out, const float* weight,
   }
 }
 
-void linear_backward_weight(float* d_weight, float* d_bias, const float* d_out, const float* in, float* scratch,
-                            std::int64_t M, std::int64_t K, std::int64_t N) {
+void linear_backward(float* d_in, float* d_weight, float* d_bias, const float* d_out, const float* in,
+                     const float* weight, float* scratch, std::int64_t M, std::int64_t K, std::int64_t N) {
   const SingleThreadedBlas single_threaded_blas;
   const std::int64_t parts = weight_grad_parts(M, K, N);
   // The bias gradient's column sums of d_out are the row sums of the GEMM's A
@@ -144,6 +144,7 @@ void linear_backward_weight(float* d_weight, float* d_bias, const float* d_out, 
     }
   };
   if (parts == 1) {
+    if (d_in) linear_backward_input(d_in, d_out, weight, M, K, N);
     gemm_weight_grad(d_weight, true, d_out, in, M, K, N, d_bias ? bias_parts.data() : nullptr);
     add_bias_parts();
     return;
@@ -153,7 +154,11 @@ void linear_backward_weight(float* d_weight, float* d_bias, const float* d_out, 
   // operand is M x K, as large as the work is long); cut this way, each row is
   // packed once. Part p's partial sum goes to scratch[p], and each element of
   // d_weight then adds its parts in order 0..parts-1: one summation order for
-  // any thread count.
+  // any thread count. The input gradient of the same rows is computed just
+  // before, by the same thread, so that the part's rows of d_out (1.1 MB at
+  // fc1's 533 x 512) come from DRAM once and from cache the second time. A row
+  // of d_in is a full reduction over N whatever the blocking, so its bits are
+  // those of linear_backward_input.
   const std::int64_t elems = N * K;
   const std::int64_t chunks = (elems + kPartialSumChunk - 1) / kPartialSumChunk;
 #pragma omp parallel
@@ -161,6 +166,7 @@ void linear_backward_weight(float* d_weight, float* d_bias, const float* d_out, 
 #pragma omp for schedule(dynamic, 1)
     for (std::int64_t p = 0; p < parts; ++p) {
       const Range rows = block_range(M, p, parts);
+      if (d_in) gemm_input_grad_rows(d_in + rows.begin * K, d_out + rows.begin * N, weight, rows.size(), K, N);
       gemm_weight_grad(scratch + p * elems, false, d_out + rows.begin * N, in + rows.begin * K, rows.size(), K, N,
                        d_bias ? bias_parts.data() + p * N : nullptr);
     }

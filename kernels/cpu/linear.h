@@ -39,15 +39,18 @@ void linear_backward_input(float* d_in,          // (M, K)
                            const float* weight,  // (N, K)
                            std::int64_t M, std::int64_t K, std::int64_t N);
 
-// d_weight += d_outᵀ · in and d_bias += Σ_rows d_out (accumulated; d_bias may
-// be nullptr). `scratch` holds linear_backward_weight_scratch_floats(M, K, N)
-// floats (nullptr when that is 0).
-void linear_backward_weight(float* d_weight,     // (N, K)
-                            float* d_bias,       // (N) or nullptr
-                            const float* d_out,  // (M, N)
-                            const float* in,     // (M, K)
-                            float* scratch,      // (parts, N, K)
-                            std::int64_t M, std::int64_t K, std::int64_t N);
+// d_in = d_out · weight (assigned; skipped when d_in is nullptr), d_weight +=
+// d_outᵀ · in and d_bias += Σ_rows d_out (accumulated; d_bias may be nullptr),
+// in one pass over d_out's row blocks. `scratch` holds
+// linear_backward_weight_scratch_floats(M, K, N) floats (nullptr when that is 0).
+void linear_backward(float* d_in,          // (M, K) or nullptr
+                     float* d_weight,      // (N, K)
+                     float* d_bias,        // (N) or nullptr
+                     const float* d_out,   // (M, N)
+                     const float* in,      // (M, K)
+                     const float* weight,  // (N, K)
+                     float* scratch,       // (parts, N, K)
+                     std::int64_t M, std::int64_t K, std::int64_t N);
 std::size_t linear_backward_weight_scratch_floats(std::int64_t M, std::int64_t K, std::int64_t N);
 
 }  // namespace vitscale::cpu

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "kernels/cpu/gelu.h"
+#include "kernels/cpu/linear.h"
 #include "tests/cpu/cpu_test_util.h"
 
 namespace vitscale::test {
@@ -82,6 +83,30 @@ TEST_CASE("linear backward matches finite differences and accumulates parameter 
                         TensorView{});
     CHECK(d_w3 == d_w);
   }
+}
+
+TEST_CASE("linear backward's input gradient, taken with the weight gradient's row blocks, keeps its own bits",
+          "[cpu][linear]") {
+  // At this shape (8.4e8 multiply-adds) linear_backward_input cuts M into 24
+  // row blocks and the weight gradient into 12 parts; linear_backward computes
+  // d_in on the parts' 12 blocks, beside each part. Each row of d_in is a full
+  // reduction over N, so the blocking must not change a bit.
+  const auto seed = fresh_seed();
+  CAPTURE(seed);
+  Rng rng(seed);
+  const std::int64_t M = 6400, K = 256, N = 512;
+  auto in = rng.normals(M * K), w = rng.normals(N * K, 0.05f), d_out = rng.normals(M * N);
+  std::vector<float> d_in(M * K), d_in_alone(M * K), d_w(N * K, 0.f), d_b(N, 0.f);
+  std::vector<float> scratch(cpu::linear_backward_weight_scratch_floats(M, K, N));
+  REQUIRE(scratch.size() == static_cast<std::size_t>(12 * N * K));
+  cpu::linear_backward(d_in.data(), d_w.data(), d_b.data(), d_out.data(), in.data(), w.data(), scratch.data(), M, K, N);
+  cpu::linear_backward_input(d_in_alone.data(), d_out.data(), w.data(), M, K, N);
+  CHECK(d_in == d_in_alone);
+  // And without d_in the weight gradient is the same.
+  std::vector<float> d_w2(N * K, 0.f), d_b2(N, 0.f);
+  cpu::linear_backward(nullptr, d_w2.data(), d_b2.data(), d_out.data(), in.data(), nullptr, scratch.data(), M, K, N);
+  CHECK(d_w2 == d_w);
+  CHECK(d_b2 == d_b);
 }
 
 TEST_CASE("GELU is the exact erf GELU to float precision", "[cpu][gelu]") {
