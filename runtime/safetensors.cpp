@@ -229,10 +229,11 @@ bool has_weight_average(const SafetensorsFile& file, const ParamTable& table) {
   return !table.params().empty() && file.find(kWeightAveragePrefix + table.params().front().name) != nullptr;
 }
 
-void load_weights(ViTModel& model, const SafetensorsFile& file, const std::string& what, const std::string& prefix) {
-  std::vector<float> flat(static_cast<std::size_t>(model.table().total_numel()), 0.f);
+std::vector<float> read_flat_params(const SafetensorsFile& file, const ParamTable& table, const std::string& what,
+                                    const std::string& model_description, const std::string& prefix) {
+  std::vector<float> flat(static_cast<std::size_t>(table.total_numel()), 0.f);
   std::set<std::string> known;
-  for (const ParamInfo& p : model.table().params()) {
+  for (const ParamInfo& p : table.params()) {
     known.insert(p.name);
     const NamedTensor* t = file.find(prefix + p.name);
     if (!t) throw std::runtime_error(what + ": missing tensor '" + prefix + p.name + "' " + shape_str(p.shape));
@@ -244,8 +245,12 @@ void load_weights(ViTModel& model, const SafetensorsFile& file, const std::strin
   for (const auto& t : file.tensors)
     if (!known.count(t.name) && !is_training_state(t.name))
       throw std::runtime_error(what + ": unexpected tensor '" + t.name + "' " + shape_str(t.shape) +
-                               " (not a parameter of " + model.config().describe() + ")");
-  model.write_params(flat);
+                               " (not a parameter of " + model_description + ")");
+  return flat;
+}
+
+void load_weights(ViTModel& model, const SafetensorsFile& file, const std::string& what, const std::string& prefix) {
+  model.write_params(read_flat_params(file, model.table(), what, model.config().describe(), prefix));
 }
 
 void load_weights(ViTModel& model, const std::string& path) { load_weights(model, read_safetensors(path), path); }

@@ -53,8 +53,13 @@ bool is_training_state(const std::string& tensor_name);
 inline constexpr const char* kWeightAveragePrefix = "ema.";
 // Whether `file` holds a weight average of `table`'s model (its first parameter under the prefix).
 bool has_weight_average(const SafetensorsFile& file, const ParamTable& table);
-// Every model parameter must be present with its timm shape; anything missing,
-// mis-shaped or unknown is refused with one line naming it.
+// The flat parameters (`table`'s layout) from `file`, each under `prefix` + its
+// timm name. Every parameter must be present with its timm shape; anything
+// missing, mis-shaped or unknown (training state aside) is refused with one
+// line naming it, `what` (the file) and `model_description` (ViTConfig::describe).
+std::vector<float> read_flat_params(const SafetensorsFile& file, const ParamTable& table, const std::string& what,
+                                    const std::string& model_description, const std::string& prefix = "");
+// The same into the model.
 void load_weights(ViTModel& model, const std::string& path);
 // The same, from an already-read file; `prefix` kWeightAveragePrefix loads a
 // checkpoint's weight average instead of its weights.

@@ -31,12 +31,6 @@ void crc_update(uLong& crc, const void* data, std::size_t bytes) {
   }
 }
 
-std::string shape_str(const std::vector<std::int64_t>& s) {
-  std::string out = "(";
-  for (std::size_t i = 0; i < s.size(); ++i) out += (i ? "," : "") + std::to_string(s[i]);
-  return out + ")";
-}
-
 [[noreturn]] void fail(const std::string& path, const std::string& what) {
   throw std::runtime_error(path + ": " + what);
 }

@@ -55,18 +55,20 @@ void WeightEma::with_average(const std::function<void()>& fn) {
   fn();
 }
 
+void WeightEma::expect_size(const char* op, std::size_t floats) const {
+  if (static_cast<std::int64_t>(floats) != average_.numel())
+    throw std::invalid_argument(std::string("WeightEma::") + op + ": " + std::to_string(floats) +
+                                " floats for an average of " + std::to_string(average_.numel()));
+}
+
 void WeightEma::read(std::span<float> host) {
   settle();
-  if (static_cast<std::int64_t>(host.size()) != average_.numel())
-    throw std::invalid_argument("WeightEma::read: " + std::to_string(host.size()) + " floats for an average of " +
-                                std::to_string(average_.numel()));
+  expect_size("read", host.size());
   backend_.copy_to_host(host.data(), average_.data, average_.bytes());
 }
 
 void WeightEma::write(std::span<const float> host) {
-  if (static_cast<std::int64_t>(host.size()) != average_.numel())
-    throw std::invalid_argument("WeightEma::write: " + std::to_string(host.size()) + " floats for an average of " +
-                                std::to_string(average_.numel()));
+  expect_size("write", host.size());
   backend_.copy_to_device(average_.data, host.data(), average_.bytes());
   backend_.synchronize();
   owed_step_ = 0;

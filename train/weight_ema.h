@@ -54,6 +54,9 @@ class WeightEma {
   }
 
  private:
+  // Refuses a host buffer of another length than the average, naming `op`.
+  void expect_size(const char* op, std::size_t floats) const;
+
   ViTModel& model_;
   Backend& backend_;
   double decay_;

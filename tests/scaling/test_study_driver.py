@@ -13,7 +13,7 @@ from pathlib import Path
 sys.dont_write_bytecode = True
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools" / "scaling"))
 
-from study_runner import (Config, Machine, Runner, contended_steps, median_curve, median_curves,  # noqa: E402
+from study_runner import (Config, Machine, Runner, contended_steps, corun_profile, median_curve, median_curves,  # noqa: E402
                           merge_repeats, parse_gaps_us, pass_order, Summary, read_memory, steal_pct, summarize,
                           zero_refusal)
 import zero_study  # noqa: E402
@@ -167,7 +167,7 @@ class MergeRepeatsTest(unittest.TestCase):
         # Before the run the second core is the slower (0.26 s), after it the first (0.30 s).
         r = {"corun": [[core(0.20, 50, 100, 20), core(0.26, 60, 150, 30)],
                        [core(0.30, 70, 170, 40), core(0.22, 50, 110, 20)], []]}
-        prof, cv, diff = zero_study.corun_profile(shape, r, "test")
+        prof, cv, diff = corun_profile(shape, r, "test")
         self.assertAlmostEqual(prof["forward_s"], 0.065)
         self.assertAlmostEqual(sum(s["seconds"] for s in prof["backward"]), 0.160)
         self.assertAlmostEqual(prof["backward"][1]["seconds"] / prof["backward"][0]["seconds"], 3.0)
@@ -176,10 +176,10 @@ class MergeRepeatsTest(unittest.TestCase):
         self.assertAlmostEqual(diff, (0.30 - 0.26) / 0.28)
         self.assertEqual(cv, 0.0)
         self.assertEqual(shape["backward"][0]["seconds"], 0.01)  # the shared split is not touched
-        one = zero_study.corun_profile(shape, {"corun": [[core(0.2, 50, 100, 20)]]}, "test")
+        one = corun_profile(shape, {"corun": [[core(0.2, 50, 100, 20)]]}, "test")
         self.assertIsNone(one[2])  # one bracket: no before/after to compare
-        self.assertIsNone(zero_study.corun_profile(shape, {"corun": [[], []]}, "test"))
-        self.assertIsNone(zero_study.corun_profile(shape, {}, "test"))
+        self.assertIsNone(corun_profile(shape, {"corun": [[], []]}, "test"))
+        self.assertIsNone(corun_profile(shape, {}, "test"))
 
     def test_every_second_pass_runs_the_grid_backwards(self):
         grid = [("a", 1), ("b", 1), ("c", 1)]

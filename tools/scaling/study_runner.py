@@ -461,6 +461,50 @@ def pass_order(grid, repeat: int) -> list:
     return list(grid) if repeat % 2 == 0 else list(reversed(list(grid)))
 
 
+# --- the simulator's profile of a measured run --------------------------------------
+
+def _mean_phase(runs, key):
+    return 1e-3 * sum(s.phases_ms.get(key, 0.0) for s in runs) / len(runs)
+
+
+def measured_profile(shape: dict, runs, source: str) -> tuple[dict, float]:
+    """The layer split `shape` (vit_scaling_profile) with the totals of `runs` (summaries of
+    vit_train runs): forward, backward, optimizer, input and the rest of the step as overhead;
+    and the runs' mean step-time coefficient of variation (the simulator's straggler term)."""
+    fwd, bwd, opt = _mean_phase(runs, "forward"), _mean_phase(runs, "backward"), _mean_phase(runs, "optimizer")
+    data = _mean_phase(runs, "data") + _mean_phase(runs, "upload")
+    step = sum(s.step_s for s in runs) / len(runs)
+    p = json.loads(json.dumps(shape))
+    b0 = sum(seg["seconds"] for seg in p["backward"])
+    for seg in p["backward"]:
+        seg["seconds"] *= bwd / b0
+    p.update(forward_s=fwd, optimizer_s=opt, input_s=data, step_overhead_s=max(0.0, step - (fwd + bwd + opt + data)))
+    p["source"] = source
+    cvs = [statistics.pstdev(s.walls) / statistics.mean(s.walls) for s in runs if len(s.walls) > 1]
+    return p, (sum(cvs) / len(cvs) if cvs else 0.0)
+
+
+def corun_profile(shape: dict, r: dict, source: str) -> tuple[dict, float, float | None] | None:
+    """A multi-rank run's profile from the co-runs bracketing it (r["corun"]: the per-core
+    summaries just before, and just after, the run; of its chosen repeat): in each bracket the slower core (synchronous
+    steps wait for it), the brackets averaged. Returns (profile, step cv, after vs before: the
+    relative change of the bracket's step, None with one bracket), None without a co-run.
+
+    Every replayed multi-rank run of the study takes its profile this way (vit_scaling's axes and
+    the ZeRO axis, zero_study.predict). The ZeRO axis once shared one profile per pass among all
+    its points; on this VM that profile moved by ~10% from one pass to the next, and every 2- and
+    4-rank point moved with it (17 against 23 of 24 within 15% in two runs of the same code on
+    2026-12-03)."""
+    brackets = [b for b in r.get("corun") or [] if b]
+    if not brackets:
+        return None
+    runs = [max(b, key=lambda s: s.step_s) for b in brackets]
+    prof, cv = measured_profile(shape, runs, source)
+    diff = ((runs[1].step_s - runs[0].step_s) / (0.5 * (runs[0].step_s + runs[1].step_s))
+            if len(runs) == 2 else None)
+    return prof, cv, diff
+
+
 def merge_repeats(passes: list[list[dict]]) -> list[dict]:
     """One result per configuration from several passes over the grid.
 

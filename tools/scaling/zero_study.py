@@ -22,11 +22,10 @@ The simulator's check (zero_validation.md): every measured point is replayed by
 from __future__ import annotations
 
 import json
-import statistics
 import subprocess
 from pathlib import Path
 
-from study_runner import Config
+from study_runner import Config, corun_profile, measured_profile
 
 # A model whose parameters and optimizer state are a visible share of a rank's memory
 # (10.8 M parameters: 43 MB fp32 weights, 87 MB AdamW moments) with few tokens, so that a
@@ -64,46 +63,6 @@ def zero_grid() -> list[tuple[Config, int | None]]:
 
 
 # --- the simulator's check -------------------------------------------------------------
-
-def _mean_phase(runs, key):
-    return 1e-3 * sum(s.phases_ms.get(key, 0.0) for s in runs) / len(runs)
-
-
-def measured_profile(shape: dict, runs, source: str) -> tuple[dict, float]:
-    """The layer split `shape` (vit_scaling_profile) with the totals of `runs` (summaries of
-    vit_train runs): forward, backward, optimizer, input and the rest of the step as overhead;
-    and the runs' mean step-time coefficient of variation (the simulator's straggler term)."""
-    fwd, bwd, opt = _mean_phase(runs, "forward"), _mean_phase(runs, "backward"), _mean_phase(runs, "optimizer")
-    data = _mean_phase(runs, "data") + _mean_phase(runs, "upload")
-    step = sum(s.step_s for s in runs) / len(runs)
-    p = json.loads(json.dumps(shape))
-    b0 = sum(seg["seconds"] for seg in p["backward"])
-    for seg in p["backward"]:
-        seg["seconds"] *= bwd / b0
-    p.update(forward_s=fwd, optimizer_s=opt, input_s=data, step_overhead_s=max(0.0, step - (fwd + bwd + opt + data)))
-    p["source"] = source
-    cvs = [statistics.pstdev(s.walls) / statistics.mean(s.walls) for s in runs if len(s.walls) > 1]
-    return p, (sum(cvs) / len(cvs) if cvs else 0.0)
-
-
-def corun_profile(shape: dict, r: dict, source: str) -> tuple[dict, float, float | None] | None:
-    """A multi-rank point's profile from the co-runs bracketing its chosen repeat (r["corun"]: the
-    per-core summaries before, and after, the run): in each bracket the slower core (synchronous
-    steps wait for it), the brackets averaged. Returns (profile, step cv, after vs before: the
-    relative change of the bracket's step, None with one bracket), None without a co-run.
-
-    Why around each point and not once per pass: on this VM the same co-run differs by ~10% from
-    one pass to the next, and every 2- and 4-rank point replayed from one such profile moved with
-    it (17 against 23 of 24 within 15% in two runs of the same code on 2026-12-03)."""
-    brackets = [b for b in r.get("corun") or [] if b]
-    if not brackets:
-        return None
-    runs = [max(b, key=lambda s: s.step_s) for b in brackets]
-    prof, cv = measured_profile(shape, runs, source)
-    diff = ((runs[1].step_s - runs[0].step_s) / (0.5 * (runs[0].step_s + runs[1].step_s))
-            if len(runs) == 2 else None)
-    return prof, cv, diff
-
 
 def zero_shape(prof_bin: Path, raw: Path) -> dict | None:
     d = ZERO_DIMS

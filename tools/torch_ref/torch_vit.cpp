@@ -12,7 +12,6 @@
 #include <cstdio>
 #include <cstring>
 #include <map>
-#include <set>
 #include <stdexcept>
 
 #include "runtime/safetensors.h"
@@ -24,12 +23,6 @@ namespace {
 namespace F = torch::nn::functional;
 
 constexpr double kLayerNormEps = 1e-6;  // timm's ViT
-
-std::string shape_str(const std::vector<std::int64_t>& s) {
-  std::string out = "(";
-  for (std::size_t i = 0; i < s.size(); ++i) out += (i ? "," : "") + std::to_string(s[i]);
-  return out + ")";
-}
 
 // torch.autocast(device_type, dtype=bf16) as a scope: the forward's matmuls
 // run in bf16, the parameters stay fp32. Restores the previous state on exit.
@@ -274,25 +267,8 @@ std::vector<float> TorchViT::flat_params() const {
 }
 
 void TorchViT::load_safetensors(const std::string& path) {
-  const SafetensorsFile file = read_safetensors(path);
-  const ParamTable& table = impl_->table;
-  std::vector<float> flat(static_cast<std::size_t>(table.total_numel()), 0.f);
-  std::set<std::string> known;
-  for (const ParamInfo& p : table.params()) {
-    known.insert(p.name);
-    const NamedTensor* t = file.find(p.name);
-    if (!t) throw std::runtime_error(path + ": missing tensor '" + p.name + "' " + shape_str(p.shape));
-    if (t->shape != p.shape)
-      throw std::runtime_error(path + ": tensor '" + p.name + "' has shape " + shape_str(t->shape) +
-                               ", the model needs " + shape_str(p.shape));
-    std::copy(t->values.begin(), t->values.end(), flat.begin() + p.offset);
-  }
-  // Checkpoints may carry optimizer state and the weight average next to the weights; anything else is a mistake.
-  for (const NamedTensor& t : file.tensors)
-    if (!known.count(t.name) && !is_training_state(t.name))
-      throw std::runtime_error(path + ": unexpected tensor '" + t.name + "' " + shape_str(t.shape) +
-                               " (not a parameter of " + impl_->config.describe() + ")");
-  load_flat(flat);
+  // vitscale's own loader's rules and messages (checkpoints' training state skipped).
+  load_flat(read_flat_params(read_safetensors(path), impl_->table, path, impl_->config.describe()));
 }
 
 TorchForward TorchViT::forward(std::span<const std::uint8_t> images, std::span<const float> targets, int batch,
