@@ -41,6 +41,22 @@ struct ImageNorm {
 
 enum class Pooling { cls_token, mean };
 
+// The tensors of one MLP's backward, fc2(gelu(fc1(in))), R rows.
+struct MlpBackwardViews {
+  TensorView d_in;          // (R, D), assigned; may be empty
+  TensorView d_fc1_weight;  // (F, D), accumulated
+  TensorView d_fc1_bias;    // (F), accumulated; may be empty
+  TensorView d_fc2_weight;  // (D, F), accumulated
+  TensorView d_fc2_bias;    // (D), accumulated; may be empty
+  TensorView d_hidden;      // (R, F): d(pre), working memory
+  TensorView d_out;         // (R, D): d(fc2's output)
+  TensorView in;            // (R, D): fc1's input
+  TensorView pre;           // (R, F): fc1's output, before GELU
+  TensorView act;           // (R, F): gelu(pre), fc2's input
+  TensorView fc1_weight;    // (F, D)
+  TensorView fc2_weight;    // (D, F)
+};
+
 // One contiguous run of the flat parameter buffer with its weight-decay rule.
 struct ParamSegment {
   std::int64_t offset = 0;  // in elements, into the flat parameter buffer
@@ -110,6 +126,14 @@ class Backend {
                                TensorView in, TensorView weight) = 0;
   // d_pre (M, N) = d_out ⊙ gelu'(pre); d_pre may alias d_out.
   virtual void gelu_backward(TensorView d_pre, TensorView d_out, TensorView pre) = 0;
+  // fc2's linear_backward, gelu_backward, fc1's linear_backward. A backend may
+  // fuse them (the CPU one does, keeping each row block's d_hidden in cache)
+  // as long as every output keeps the bits of these three calls.
+  virtual void mlp_backward(const MlpBackwardViews& v) {
+    linear_backward(v.d_hidden, v.d_fc2_weight, v.d_fc2_bias, v.d_out, v.act, v.fc2_weight);
+    gelu_backward(v.d_hidden, v.d_hidden, v.pre);
+    linear_backward(v.d_in, v.d_fc1_weight, v.d_fc1_bias, v.d_hidden, v.in, v.fc1_weight);
+  }
 
   // ---- layernorm ---------------------------------------------------------------
   // Over the last dim D of in (R, D): out = (in - mean) * rstd * gamma + beta;

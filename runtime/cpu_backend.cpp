@@ -201,6 +201,34 @@ void CpuBackend::gelu_backward(TensorView d_pre, TensorView d_out, TensorView pr
   cpu::gelu_backward(d_pre.as<float>(), d_out.as<float>(), p, pre.numel());
 }
 
+void CpuBackend::mlp_backward(const MlpBackwardViews& v) {
+  const char* op = "mlp_backward";
+  const float* dy = f32(op, "d_out", v.d_out, {-1, -1});
+  const std::int64_t M = v.d_out.dim(0), D = v.d_out.dim(1);
+  const float* pre = f32(op, "pre", v.pre, {M, -1});
+  const std::int64_t F = v.pre.dim(1);
+  cpu::MlpBackwardArgs args{
+      .d_in = optional_f32(op, "d_in", v.d_in, {M, D}),
+      .d_fc1_weight = f32(op, "d_fc1_weight", v.d_fc1_weight, {F, D}),
+      .d_fc1_bias = optional_f32(op, "d_fc1_bias", v.d_fc1_bias, {F}),
+      .d_fc2_weight = f32(op, "d_fc2_weight", v.d_fc2_weight, {D, F}),
+      .d_fc2_bias = optional_f32(op, "d_fc2_bias", v.d_fc2_bias, {D}),
+      .d_hidden = f32(op, "d_hidden", v.d_hidden, {M, F}),
+      .d_out = dy,
+      .in = f32(op, "in", v.in, {M, D}),
+      .pre = pre,
+      .act = f32(op, "act", v.act, {M, F}),
+      .fc1_weight = f32(op, "fc1_weight", v.fc1_weight, {F, D}),
+      .fc2_weight = f32(op, "fc2_weight", v.fc2_weight, {D, F}),
+  };
+  // d_hidden is written while d_out, pre and act are read; d_in while d_hidden is.
+  expect_distinct(op, "d_hidden", v.d_hidden, "d_out", v.d_out);
+  expect_distinct(op, "d_hidden", v.d_hidden, "pre", v.pre);
+  expect_distinct(op, "d_hidden", v.d_hidden, "act", v.act);
+  if (args.d_in) expect_distinct(op, "d_in", v.d_in, "d_hidden", v.d_hidden);
+  cpu::mlp_backward(args, gemm_scratch(cpu::mlp_backward_scratch_floats(M, D, F)), M, D, F);
+}
+
 // ---- layernorm --------------------------------------------------------------
 
 void CpuBackend::layernorm(TensorView out, TensorView mean, TensorView rstd, TensorView in, TensorView gamma,

@@ -402,11 +402,18 @@ void ViTModel::backward(GradReadyListener* listener) {
     if (shape_.activation_checkpointing && l < c.depth - 1) forward_block(a, l, true, weights);
     const BlockActivations& b = a.blocks[static_cast<std::size_t>(l)];
     const BlockParamIndex& p = table_.blocks[static_cast<std::size_t>(l)];
-    be.linear_backward(a.d_fc1.reshaped({R, F}), g(p.fc2_w, {D, F}), g(p.fc2_b, {D}), a.d_x.reshaped({R, D}),
-                       b.fc1_act.reshaped({R, F}), w(p.fc2_w, {D, F}));
-    be.gelu_backward(a.d_fc1.reshaped({R, F}), a.d_fc1.reshaped({R, F}), b.fc1_pre.reshaped({R, F}));
-    be.linear_backward(a.d_ln.reshaped({R, D}), g(p.fc1_w, {F, D}), g(p.fc1_b, {F}), a.d_fc1.reshaped({R, F}),
-                       b.ln2.reshaped({R, D}), w(p.fc1_w, {F, D}));
+    be.mlp_backward({.d_in = a.d_ln.reshaped({R, D}),
+                     .d_fc1_weight = g(p.fc1_w, {F, D}),
+                     .d_fc1_bias = g(p.fc1_b, {F}),
+                     .d_fc2_weight = g(p.fc2_w, {D, F}),
+                     .d_fc2_bias = g(p.fc2_b, {D}),
+                     .d_hidden = a.d_fc1.reshaped({R, F}),
+                     .d_out = a.d_x.reshaped({R, D}),
+                     .in = b.ln2.reshaped({R, D}),
+                     .pre = b.fc1_pre.reshaped({R, F}),
+                     .act = b.fc1_act.reshaped({R, F}),
+                     .fc1_weight = w(p.fc1_w, {F, D}),
+                     .fc2_weight = w(p.fc2_w, {D, F})});
     be.layernorm_backward(a.d_x.reshaped({R, D}), g(p.norm2_w, {D}), g(p.norm2_b, {D}), a.d_ln.reshaped({R, D}),
                           b.mid.reshaped({R, D}), b.ln2_mean.reshaped({R}), b.ln2_rstd.reshaped({R}),
                           w(p.norm2_w, {D}));

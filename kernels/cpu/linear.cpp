@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "kernels/cpu/gelu.h"
 #include "kernels/cpu/gemm.h"
 
 namespace vitscale::cpu {
@@ -97,6 +98,33 @@ void gemm_weight_grad(float* dst, bool accumulate, const float* d_out_rows, cons
   gemm(gemm_isa(), args);
 }
 
+// d_weight (elems) += Σ_p parts[p] (elems), per element in part order 0..parts-1,
+// in double. An orphaned worksharing loop: call it from every thread of a
+// parallel region (no barrier at its end).
+void add_weight_parts(float* d_weight, const float* parts, std::int64_t part_count, std::int64_t elems) {
+  const std::int64_t chunks = (elems + kPartialSumChunk - 1) / kPartialSumChunk;
+#pragma omp for schedule(static) nowait
+  for (std::int64_t c = 0; c < chunks; ++c) {
+    const std::int64_t begin = c * kPartialSumChunk, width = std::min(kPartialSumChunk, elems - begin);
+    double sum[kPartialSumChunk] = {};
+    for (std::int64_t p = 0; p < part_count; ++p) {
+      const float* part = parts + p * elems + begin;
+      for (std::int64_t e = 0; e < width; ++e) sum[e] += part[e];
+    }
+    float* dw = d_weight + begin;
+    for (std::int64_t e = 0; e < width; ++e) dw[e] = static_cast<float>(dw[e] + sum[e]);
+  }
+}
+
+// d_bias (N) += Σ_p bias_parts[p] (N), in part order, in double.
+void add_bias_parts(float* d_bias, const std::vector<double>& bias_parts, std::int64_t part_count, std::int64_t N) {
+  for (std::int64_t j = 0; j < N; ++j) {
+    double sum = 0;
+    for (std::int64_t p = 0; p < part_count; ++p) sum += bias_parts[static_cast<std::size_t>(p * N + j)];
+    d_bias[j] = static_cast<float>(d_bias[j] + sum);
+  }
+}
+
 }  // namespace
 
 std::size_t linear_backward_weight_scratch_floats(std::int64_t M, std::int64_t K, std::int64_t N) {
@@ -135,18 +163,10 @@ void linear_backward(float* d_in, float* d_weight, float* d_bias, const float* d
   // The bias gradient's column sums of d_out are the row sums of the GEMM's A
   // (d_outᵀ), read while A is packed: part p's in bias_parts[p], in double.
   std::vector<double> bias_parts(d_bias ? static_cast<std::size_t>(parts * N) : 0, 0.0);  // (parts, N)
-  const auto add_bias_parts = [&] {
-    if (!d_bias) return;
-    for (std::int64_t j = 0; j < N; ++j) {
-      double sum = 0;
-      for (std::int64_t p = 0; p < parts; ++p) sum += bias_parts[p * N + j];
-      d_bias[j] = static_cast<float>(d_bias[j] + sum);
-    }
-  };
   if (parts == 1) {
     if (d_in) linear_backward_input(d_in, d_out, weight, M, K, N);
     gemm_weight_grad(d_weight, true, d_out, in, M, K, N, d_bias ? bias_parts.data() : nullptr);
-    add_bias_parts();
+    if (d_bias) add_bias_parts(d_bias, bias_parts, parts, N);
     return;
   }
   // The reduction over M is cut into fixed row ranges. Cutting the output
@@ -159,30 +179,71 @@ void linear_backward(float* d_in, float* d_weight, float* d_bias, const float* d
   // fc1's 533 x 512) come from DRAM once and from cache the second time. A row
   // of d_in is a full reduction over N whatever the blocking, so its bits are
   // those of linear_backward_input.
-  const std::int64_t elems = N * K;
-  const std::int64_t chunks = (elems + kPartialSumChunk - 1) / kPartialSumChunk;
 #pragma omp parallel
   {
 #pragma omp for schedule(dynamic, 1)
     for (std::int64_t p = 0; p < parts; ++p) {
       const Range rows = block_range(M, p, parts);
       if (d_in) gemm_input_grad_rows(d_in + rows.begin * K, d_out + rows.begin * N, weight, rows.size(), K, N);
-      gemm_weight_grad(scratch + p * elems, false, d_out + rows.begin * N, in + rows.begin * K, rows.size(), K, N,
+      gemm_weight_grad(scratch + p * N * K, false, d_out + rows.begin * N, in + rows.begin * K, rows.size(), K, N,
                        d_bias ? bias_parts.data() + p * N : nullptr);
     }
-#pragma omp for schedule(static) nowait
-    for (std::int64_t c = 0; c < chunks; ++c) {
-      const std::int64_t begin = c * kPartialSumChunk, width = std::min(kPartialSumChunk, elems - begin);
-      double sum[kPartialSumChunk] = {};
-      for (std::int64_t p = 0; p < parts; ++p) {
-        const float* part = scratch + p * elems + begin;
-        for (std::int64_t e = 0; e < width; ++e) sum[e] += part[e];
-      }
-      float* dw = d_weight + begin;
-      for (std::int64_t e = 0; e < width; ++e) dw[e] = static_cast<float>(dw[e] + sum[e]);
-    }
+    add_weight_parts(d_weight, scratch, parts, N * K);
 #pragma omp single
-    add_bias_parts();
+    if (d_bias) add_bias_parts(d_bias, bias_parts, parts, N);
+  }
+}
+
+std::size_t mlp_backward_scratch_floats(std::int64_t M, std::int64_t D, std::int64_t F) {
+  return 2 * linear_backward_weight_scratch_floats(M, D, F);
+}
+
+void mlp_backward(const MlpBackwardArgs& a, float* scratch, std::int64_t M, std::int64_t D, std::int64_t F) {
+  // fc2 is linear_backward's (M, K = F, N = D), fc1's (M, K = D, N = F): the
+  // same multiply-adds, so the same row parts (weight_grad_parts).
+  const std::int64_t parts = weight_grad_parts(M, F, D);
+  if (parts == 1) {
+    linear_backward(a.d_hidden, a.d_fc2_weight, a.d_fc2_bias, a.d_out, a.act, a.fc2_weight, scratch, M, F, D);
+    gelu_backward(a.d_hidden, a.d_hidden, a.pre, M * F);
+    linear_backward(a.d_in, a.d_fc1_weight, a.d_fc1_bias, a.d_hidden, a.in, a.fc1_weight, scratch, M, D, F);
+    return;
+  }
+  const SingleThreadedBlas single_threaded_blas;
+  const std::int64_t elems = D * F;
+  // The weight gradients' partial sums, fc2's (parts, D, F) then fc1's (parts, F, D),
+  // and the biases' in double, fc2's (parts, D) and fc1's (parts, F).
+  float* fc2_parts = scratch;
+  float* fc1_parts = scratch + parts * elems;
+  std::vector<double> fc2_bias_parts(a.d_fc2_bias ? static_cast<std::size_t>(parts * D) : 0, 0.0);
+  std::vector<double> fc1_bias_parts(a.d_fc1_bias ? static_cast<std::size_t>(parts * F) : 0, 0.0);
+  // Part p's rows go through all three ops on one thread, each op with the
+  // blocking it has alone (linear_backward's parts; GELU is per element), so
+  // every output has the bits of the three separate calls. What changes is
+  // where the part's d_hidden rows (533 x 512, 1.1 MB at the CPU bench's
+  // shape) are between the ops: in this core's cache, instead of written to
+  // DRAM by fc2's backward and read back by the GELU pass and by fc1's.
+#pragma omp parallel
+  {
+#pragma omp for schedule(dynamic, 1)
+    for (std::int64_t p = 0; p < parts; ++p) {
+      const Range rows = block_range(M, p, parts);
+      float* d_hidden = a.d_hidden + rows.begin * F;  // (rows, F)
+      const float* d_out = a.d_out + rows.begin * D;  // (rows, D)
+      gemm_input_grad_rows(d_hidden, d_out, a.fc2_weight, rows.size(), F, D);
+      gemm_weight_grad(fc2_parts + p * elems, false, d_out, a.act + rows.begin * F, rows.size(), F, D,
+                       a.d_fc2_bias ? fc2_bias_parts.data() + p * D : nullptr);
+      gelu_backward_on_this_thread(d_hidden, d_hidden, a.pre + rows.begin * F, rows.size() * F);
+      if (a.d_in) gemm_input_grad_rows(a.d_in + rows.begin * D, d_hidden, a.fc1_weight, rows.size(), D, F);
+      gemm_weight_grad(fc1_parts + p * elems, false, d_hidden, a.in + rows.begin * D, rows.size(), D, F,
+                       a.d_fc1_bias ? fc1_bias_parts.data() + p * F : nullptr);
+    }
+    add_weight_parts(a.d_fc2_weight, fc2_parts, parts, elems);
+    add_weight_parts(a.d_fc1_weight, fc1_parts, parts, elems);
+#pragma omp single
+    {
+      if (a.d_fc2_bias) add_bias_parts(a.d_fc2_bias, fc2_bias_parts, parts, D);
+      if (a.d_fc1_bias) add_bias_parts(a.d_fc1_bias, fc1_bias_parts, parts, F);
+    }
   }
 }
 

@@ -53,4 +53,30 @@ void linear_backward(float* d_in,          // (M, K) or nullptr
                      std::int64_t M, std::int64_t K, std::int64_t N);
 std::size_t linear_backward_weight_scratch_floats(std::int64_t M, std::int64_t K, std::int64_t N);
 
+// The backward of a transformer MLP, fc2(gelu(fc1(in))): what
+//   linear_backward(d_hidden, d_fc2_weight, d_fc2_bias, d_out, act, fc2_weight)
+//   gelu_backward(d_hidden, d_hidden, pre)
+//   linear_backward(d_in, d_fc1_weight, d_fc1_bias, d_hidden, in, fc1_weight)
+// compute, bit for bit, in one pass over the weight gradients' row parts.
+// Weight and bias gradients accumulate; d_hidden and d_in are assigned (d_in
+// skipped when nullptr, the biases' when nullptr).
+struct MlpBackwardArgs {
+  float* d_in;              // (M, D) or nullptr
+  float* d_fc1_weight;      // (F, D)
+  float* d_fc1_bias;        // (F) or nullptr
+  float* d_fc2_weight;      // (D, F)
+  float* d_fc2_bias;        // (D) or nullptr
+  float* d_hidden;          // (M, F): d(pre), working memory
+  const float* d_out;       // (M, D): d(fc2's output)
+  const float* in;          // (M, D): fc1's input
+  const float* pre;         // (M, F): fc1's output, before GELU
+  const float* act;         // (M, F): gelu(pre), fc2's input
+  const float* fc1_weight;  // (F, D)
+  const float* fc2_weight;  // (D, F)
+};
+void mlp_backward(const MlpBackwardArgs& args,
+                  float* scratch,  // mlp_backward_scratch_floats(M, D, F) floats
+                  std::int64_t M, std::int64_t D, std::int64_t F);
+std::size_t mlp_backward_scratch_floats(std::int64_t M, std::int64_t D, std::int64_t F);
+
 }  // namespace vitscale::cpu

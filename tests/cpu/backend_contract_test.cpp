@@ -38,6 +38,24 @@ TEST_CASE("ops refuse wrong shapes and dtypes with std::invalid_argument naming 
                                         part(d, {4, 8}), part(e, {6, 8})),
                     Contains("linear_backward"));
   CHECK_THROWS_AS(be->gelu_backward(part(a, {4, 6}), part(b, {4, 6}), part(c, {6, 4})), std::invalid_argument);
+  // mlp_backward (R = 2, D = 2, F = 4): act's shape wrong, then d_hidden on top of d_out.
+  const auto mlp = [&](TensorView act, TensorView d_hidden) {
+    be->mlp_backward({.d_in = {},
+                      .d_fc1_weight = part(a, {4, 2}),
+                      .d_fc1_bias = {},
+                      .d_fc2_weight = part(b, {2, 4}),
+                      .d_fc2_bias = {},
+                      .d_hidden = d_hidden,
+                      .d_out = part(d, {2, 2}),
+                      .in = part(e, {2, 2}),
+                      .pre = part(f, {2, 4}),
+                      .act = act,
+                      .fc1_weight = part(a, {4, 2}),
+                      .fc2_weight = part(b, {2, 4})});
+  };
+  CHECK_NOTHROW(mlp(part(f, {2, 4}), part(c, {2, 4})));
+  CHECK_THROWS_WITH(mlp(part(f, {2, 3}), part(c, {2, 4})), Contains("mlp_backward") && Contains("act"));
+  CHECK_THROWS_WITH(mlp(part(f, {2, 4}), part(d, {2, 4})), Contains("mlp_backward") && Contains("d_hidden"));
 
   CHECK_THROWS_WITH(
       be->layernorm(part(a, {4, 8}), part(b, {4}), part(c, {3}), part(d, {4, 8}), part(e, {8}), part(f, {8})),

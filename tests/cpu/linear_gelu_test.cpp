@@ -1,6 +1,8 @@
 // Linear layers and GELU on the CPU backend: forward against double-precision
 // loops, backward against finite differences, and the accumulation rules
 // (d_weight, d_bias +=; d_in, d_pre =).
+#include <array>
+#include <bit>
 #include <cmath>
 
 #include "kernels/cpu/gelu.h"
@@ -21,6 +23,15 @@ std::vector<double> linear_reference(const std::vector<float>& in, const std::ve
       out[m * N + n] = s;
     }
   return out;
+}
+
+// How many elements differ (a count, not the two vectors, when a check fails).
+std::size_t mismatches(const std::vector<float>& a, const std::vector<float>& b) {
+  REQUIRE(a.size() == b.size());
+  std::size_t count = 0;
+  for (std::size_t i = 0; i < a.size(); ++i)
+    count += std::bit_cast<std::uint32_t>(a[i]) != std::bit_cast<std::uint32_t>(b[i]);
+  return count;
 }
 
 double gelu_reference(double x) { return 0.5 * x * std::erfc(-x / std::sqrt(2.0)); }
@@ -159,6 +170,58 @@ TEST_CASE("linear_gelu = linear then GELU, gelu_backward matches finite differen
   auto in_place = weights;
   be->gelu_backward(view(in_place, {M, N}), view(in_place, {M, N}), view(x, {M, N}));
   CHECK(in_place == d_pre);
+}
+
+TEST_CASE("mlp_backward has the bits of fc2's linear_backward, gelu_backward and fc1's linear_backward",
+          "[cpu][gelu][linear]") {
+  // 6400 x 128 x 512 is the CPU bench's MLP (12 row parts, d_hidden's rows a
+  // multiple of 16 floats); 1001 x 72 x 200 has 6 parts of uneven length whose
+  // GELU runs end off a vector boundary; 20 x 8 x 16 is one part (no fusion).
+  const auto seed = fresh_seed();
+  CAPTURE(seed);
+  Rng rng(seed);
+  auto be = make_cpu_backend();
+  for (const auto& [M, D, F] : {std::array<int, 3>{6400, 128, 512}, {1001, 72, 200}, {20, 8, 16}}) {
+    CAPTURE(M, D, F);
+    const bool with_d_in = M != 1001;  // the middle shape also checks the optional outputs
+    auto in = rng.normals(M * D), pre = rng.normals(M * F), d_out = rng.normals(M * D);
+    auto fc1_w = rng.normals(F * D, 0.1f), fc2_w = rng.normals(D * F, 0.1f);
+    std::vector<float> act(pre.size());
+    cpu::gelu_forward(act.data(), pre.data(), static_cast<std::int64_t>(pre.size()));
+    // Gradients start non-zero: they accumulate.
+    const auto d_fc1_w0 = rng.normals(F * D), d_fc1_b0 = rng.normals(F), d_fc2_w0 = rng.normals(D * F),
+               d_fc2_b0 = rng.normals(D);
+
+    auto d_fc1_w = d_fc1_w0, d_fc1_b = d_fc1_b0, d_fc2_w = d_fc2_w0, d_fc2_b = d_fc2_b0;
+    std::vector<float> d_in(M * D, 5.f), d_hidden(M * F, 3.f);
+    be->linear_backward(view(d_hidden, {M, F}), view(d_fc2_w, {D, F}), with_d_in ? view(d_fc2_b, {D}) : TensorView{},
+                        view(d_out, {M, D}), view(act, {M, F}), view(fc2_w, {D, F}));
+    be->gelu_backward(view(d_hidden, {M, F}), view(d_hidden, {M, F}), view(pre, {M, F}));
+    be->linear_backward(with_d_in ? view(d_in, {M, D}) : TensorView{}, view(d_fc1_w, {F, D}), view(d_fc1_b, {F}),
+                        view(d_hidden, {M, F}), view(in, {M, D}), view(fc1_w, {F, D}));
+
+    auto f_fc1_w = d_fc1_w0, f_fc1_b = d_fc1_b0, f_fc2_w = d_fc2_w0, f_fc2_b = d_fc2_b0;
+    std::vector<float> f_d_in(M * D, 5.f), f_hidden(M * F, -1.f);
+    be->mlp_backward({.d_in = with_d_in ? view(f_d_in, {M, D}) : TensorView{},
+                      .d_fc1_weight = view(f_fc1_w, {F, D}),
+                      .d_fc1_bias = view(f_fc1_b, {F}),
+                      .d_fc2_weight = view(f_fc2_w, {D, F}),
+                      .d_fc2_bias = with_d_in ? view(f_fc2_b, {D}) : TensorView{},
+                      .d_hidden = view(f_hidden, {M, F}),
+                      .d_out = view(d_out, {M, D}),
+                      .in = view(in, {M, D}),
+                      .pre = view(pre, {M, F}),
+                      .act = view(act, {M, F}),
+                      .fc1_weight = view(fc1_w, {F, D}),
+                      .fc2_weight = view(fc2_w, {D, F})});
+    CHECK(mismatches(f_hidden, d_hidden) == 0);
+    CHECK(mismatches(f_d_in, d_in) == 0);  // all 5s when skipped
+    CHECK(mismatches(f_fc1_w, d_fc1_w) == 0);
+    CHECK(mismatches(f_fc1_b, d_fc1_b) == 0);
+    CHECK(mismatches(f_fc2_w, d_fc2_w) == 0);
+    CHECK(mismatches(f_fc2_b, d_fc2_b) == 0);  // d_fc2_b0 when skipped
+    CHECK(f_fc1_w != d_fc1_w0);
+  }
 }
 
 }  // namespace vitscale::test

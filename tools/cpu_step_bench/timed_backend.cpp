@@ -90,6 +90,10 @@ void TimedBackend::gelu_backward(TensorView d_pre, TensorView d_out, TensorView 
   timed("gelu_backward", [&] { inner_.gelu_backward(d_pre, d_out, pre); });
 }
 
+void TimedBackend::mlp_backward(const MlpBackwardViews& v) {
+  timed(gemm_key("mlp_backward", v.in, v.fc1_weight), [&] { inner_.mlp_backward(v); });
+}
+
 void TimedBackend::layernorm(TensorView out, TensorView mean, TensorView rstd, TensorView in, TensorView gamma,
                              TensorView beta) {
   timed("layernorm", [&] { inner_.layernorm(out, mean, rstd, in, gamma, beta); });

@@ -62,6 +62,7 @@ class TimedBackend final : public Backend {
   void linear_backward(TensorView d_in, TensorView d_weight, TensorView d_bias, TensorView d_out, TensorView in,
                        TensorView weight) override;
   void gelu_backward(TensorView d_pre, TensorView d_out, TensorView pre) override;
+  void mlp_backward(const MlpBackwardViews& v) override;
   void layernorm(TensorView out, TensorView mean, TensorView rstd, TensorView in, TensorView gamma,
                  TensorView beta) override;
   void add_layernorm(TensorView sum, TensorView out, TensorView mean, TensorView rstd, TensorView a, TensorView b,
