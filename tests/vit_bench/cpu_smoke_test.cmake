@@ -10,7 +10,7 @@ if(NOT rc EQUAL 0)
   message(FATAL_ERROR "vit_bench --device cpu exited ${rc}:\n${out}\n${err}")
 endif()
 foreach(op "linear qkv fwd" "linear qkv bwd" "linear proj fwd" "linear\\+gelu fc1 fwd" "linear fc1 bwd" "linear fc2 fwd"
-           "linear fc2 bwd" "gelu bwd" "attention fwd" "attention bwd" "layernorm fwd" "add_layernorm fwd"
+           "linear fc2 bwd" "gelu bwd" "mlp bwd" "attention fwd" "attention bwd" "layernorm fwd" "add_layernorm fwd"
            "layernorm bwd" "add" "cross_entropy fwd\\+bwd" "grad norm² \\+ adamw \\(clip\\)")
   if(NOT out MATCHES "\\| ${op} \\|[^\n]*\\| [0-9]+%")
     message(FATAL_ERROR "vit_bench --device cpu: no row for '${op}' with a fraction of its ceiling:\n${out}")

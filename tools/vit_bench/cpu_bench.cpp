@@ -180,6 +180,32 @@ void bench_ops(Backend& be, const BenchOptions& o, const ViTConfig& cfg, int thr
     }
   }
 
+  // ---- the MLP's backward as the model runs it: one fused op (fc2 bwd, GELU bwd, fc1 bwd) ----
+  {
+    auto x = p.make({R, D}), pre = p.make({R, F}), act = p.make({R, F}), d_out = p.make({R, D});
+    auto fc1_w = p.make({F, D}, -0.05f, 0.05f), fc2_w = p.make({D, F}, -0.05f, 0.05f);
+    auto d_in = p.make({R, D}), d_hidden = p.make({R, F}), d_fc1_w = p.make({F, D}), d_fc1_b = p.make({F}),
+         d_fc2_w = p.make({D, F}), d_fc2_b = p.make({D});
+    const MlpBackwardViews v{.d_in = d_in,
+                             .d_fc1_weight = d_fc1_w,
+                             .d_fc1_bias = d_fc1_b,
+                             .d_fc2_weight = d_fc2_w,
+                             .d_fc2_bias = d_fc2_b,
+                             .d_hidden = d_hidden,
+                             .d_out = d_out,
+                             .in = x,
+                             .pre = pre,
+                             .act = act,
+                             .fc1_weight = fc1_w,
+                             .fc2_weight = fc2_w};
+    const double us = time([&] { be.mlp_backward(v); });
+    // LibTorch's figure: the sum of its three ops (fc2's and fc1's linear backward, GELU backward).
+    add("mlp bwd", s_rd + " F=" + std::to_string(F), us, 0, 8.0 * R * D * F,
+        "fc2 bwd, GELU bwd, fc1 bwd per row block; torch: the three ops' sum",
+        VITSCALE_TORCH(torch_linear(on_cpu, R, D, F, false, false).bwd_us + torch_gelu_backward(on_cpu, R * F) +
+                       torch_linear(on_cpu, R, F, D, false, false).bwd_us));
+  }
+
   // ---- attention ----
   {
     auto qkv = p.make({B, T, 3 * D}), out = p.make({B, T, D}), lse = p.make({B, H, T}), dout = p.make({B, T, D}),
