@@ -169,8 +169,7 @@ void CpuBackend::linear_gelu(TensorView pre, TensorView out, TensorView in, Tens
   float* y = f32(op, "out", out, {M, N});
   expect_distinct(op, "pre", pre, "in", in);
   expect_distinct(op, "out", out, "pre", pre);
-  cpu::linear_forward(p, x, w, optional_f32(op, "bias", bias, {N}), M, K, N);
-  cpu::gelu_forward(y, p, M * N);
+  cpu::linear_gelu_forward(p, y, x, w, optional_f32(op, "bias", bias, {N}), M, K, N);
 }
 
 void CpuBackend::linear_backward(TensorView d_in, TensorView d_weight, TensorView d_bias, TensorView d_out,

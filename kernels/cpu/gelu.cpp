@@ -85,6 +85,8 @@ void gelu_backward(float* d_in, const float* d_out, const float* pre, std::int64
   }
 }
 
+void gelu_forward_on_this_thread(float* out, const float* in, std::int64_t n) { gelu_forward_chunk(out, in, n); }
+
 void gelu_backward_on_this_thread(float* d_in, const float* d_out, const float* pre, std::int64_t n) {
   gelu_backward_chunk(d_in, d_out, pre, n);
 }

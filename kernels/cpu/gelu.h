@@ -29,8 +29,10 @@ void gelu_backward(float* d_in,         // (n)
                    const float* pre,    // (n)
                    std::int64_t n);
 
-// gelu_backward on the calling thread only (for kernels that call it on their
-// own blocks from inside a parallel region). Per element the same bits.
+// gelu_forward and gelu_backward on the calling thread only (for kernels that
+// call them on their own blocks from inside a parallel region). Per element
+// the same bits.
+void gelu_forward_on_this_thread(float* out, const float* in, std::int64_t n);
 void gelu_backward_on_this_thread(float* d_in, const float* d_out, const float* pre, std::int64_t n);
 
 // The same arithmetic for one value (tests and other kernels' references).

@@ -145,6 +145,20 @@ void linear_forward(float* out, const float* in, const float* weight, const floa
   }
 }
 
+void linear_gelu_forward(float* pre, float* out, const float* in, const float* weight, const float* bias,
+                         std::int64_t M, std::int64_t K, std::int64_t N) {
+  const SingleThreadedBlas single_threaded_blas;
+  const std::int64_t blocks = row_blocks(M, K, N);
+  // linear_forward's blocks; each block's GELU runs as soon as its GEMM has
+  // written the rows, while they are in this core's cache.
+#pragma omp parallel for schedule(dynamic, 1) if (blocks > 1)
+  for (std::int64_t b = 0; b < blocks; ++b) {
+    const Range rows = block_range(M, b, blocks);
+    gemm_bias_rows(pre + rows.begin * N, in + rows.begin * K, weight, bias, rows.size(), K, N);
+    gelu_forward_on_this_thread(out + rows.begin * N, pre + rows.begin * N, rows.size() * N);
+  }
+}
+
 void linear_backward_input(float* d_in, const float* d_out, const float* weight, std::int64_t M, std::int64_t K,
                            std::int64_t N) {
   const SingleThreadedBlas single_threaded_blas;

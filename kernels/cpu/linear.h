@@ -33,6 +33,15 @@ void linear_forward(float* out,           // (M, N)
                     const float* bias,    // (N) or nullptr
                     std::int64_t M, std::int64_t K, std::int64_t N);
 
+// pre = in · weightᵀ + bias, out = gelu(pre): the bits of linear_forward then
+// gelu_forward, with each row block's GELU taken right after its GEMM.
+void linear_gelu_forward(float* pre,           // (M, N)
+                         float* out,           // (M, N)
+                         const float* in,      // (M, K)
+                         const float* weight,  // (N, K)
+                         const float* bias,    // (N) or nullptr
+                         std::int64_t M, std::int64_t K, std::int64_t N);
+
 // d_in = d_out · weight (assigned).
 void linear_backward_input(float* d_in,          // (M, K)
                            const float* d_out,   // (M, N)

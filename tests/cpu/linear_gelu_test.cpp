@@ -172,6 +172,25 @@ TEST_CASE("linear_gelu = linear then GELU, gelu_backward matches finite differen
   CHECK(in_place == d_pre);
 }
 
+TEST_CASE("linear_gelu has the bits of linear then gelu_forward", "[cpu][gelu][linear]") {
+  // linear_gelu takes each row block's GELU right after its GEMM; at 1001 x 72
+  // -> 200 the 6 blocks' GELU runs start and end off a vector boundary.
+  const auto seed = fresh_seed();
+  CAPTURE(seed);
+  Rng rng(seed);
+  auto be = make_cpu_backend();
+  for (const auto& [M, K, N] : {std::array<int, 3>{6400, 128, 512}, {1001, 72, 200}, {20, 8, 16}}) {
+    CAPTURE(M, K, N);
+    auto in = rng.normals(M * K), w = rng.normals(N * K, 0.1f), b = rng.normals(N);
+    std::vector<float> pre(M * N), out(M * N), pre_alone(M * N), out_alone(M * N);
+    be->linear_gelu(view(pre, {M, N}), view(out, {M, N}), view(in, {M, K}), view(w, {N, K}), view(b, {N}));
+    be->linear(view(pre_alone, {M, N}), view(in, {M, K}), view(w, {N, K}), view(b, {N}));
+    cpu::gelu_forward(out_alone.data(), pre_alone.data(), static_cast<std::int64_t>(pre_alone.size()));
+    CHECK(mismatches(pre, pre_alone) == 0);
+    CHECK(mismatches(out, out_alone) == 0);
+  }
+}
+
 TEST_CASE("mlp_backward has the bits of fc2's linear_backward, gelu_backward and fc1's linear_backward",
           "[cpu][gelu][linear]") {
   // 6400 x 128 x 512 is the CPU bench's MLP (12 row parts, d_hidden's rows a
