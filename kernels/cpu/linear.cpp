@@ -132,8 +132,13 @@ std::size_t linear_backward_weight_scratch_floats(std::int64_t M, std::int64_t K
   return parts > 1 ? static_cast<std::size_t>(parts * N * K) : 0;
 }
 
-void linear_forward(float* out, const float* in, const float* weight, const float* bias, std::int64_t M, std::int64_t K,
-                    std::int64_t N) {
+namespace {
+
+// out = in · weightᵀ + bias by row blocks; with gelu_out, gelu_out = gelu(out)
+// too, each block's GELU taken as soon as its GEMM has written the rows, while
+// they are in this core's cache (per element the bits of gelu_forward).
+void forward_blocks(float* out, float* gelu_out, const float* in, const float* weight, const float* bias,
+                    std::int64_t M, std::int64_t K, std::int64_t N) {
   const SingleThreadedBlas single_threaded_blas;
   const std::int64_t blocks = row_blocks(M, K, N);
   // Blocks are independent (disjoint output rows), so any thread may take any
@@ -142,21 +147,20 @@ void linear_forward(float* out, const float* in, const float* weight, const floa
   for (std::int64_t b = 0; b < blocks; ++b) {
     const Range rows = block_range(M, b, blocks);
     gemm_bias_rows(out + rows.begin * N, in + rows.begin * K, weight, bias, rows.size(), K, N);
+    if (gelu_out) gelu_forward_on_this_thread(gelu_out + rows.begin * N, out + rows.begin * N, rows.size() * N);
   }
+}
+
+}  // namespace
+
+void linear_forward(float* out, const float* in, const float* weight, const float* bias, std::int64_t M, std::int64_t K,
+                    std::int64_t N) {
+  forward_blocks(out, nullptr, in, weight, bias, M, K, N);
 }
 
 void linear_gelu_forward(float* pre, float* out, const float* in, const float* weight, const float* bias,
                          std::int64_t M, std::int64_t K, std::int64_t N) {
-  const SingleThreadedBlas single_threaded_blas;
-  const std::int64_t blocks = row_blocks(M, K, N);
-  // linear_forward's blocks; each block's GELU runs as soon as its GEMM has
-  // written the rows, while they are in this core's cache.
-#pragma omp parallel for schedule(dynamic, 1) if (blocks > 1)
-  for (std::int64_t b = 0; b < blocks; ++b) {
-    const Range rows = block_range(M, b, blocks);
-    gemm_bias_rows(pre + rows.begin * N, in + rows.begin * K, weight, bias, rows.size(), K, N);
-    gelu_forward_on_this_thread(out + rows.begin * N, pre + rows.begin * N, rows.size() * N);
-  }
+  forward_blocks(pre, out, in, weight, bias, M, K, N);
 }
 
 void linear_backward_input(float* d_in, const float* d_out, const float* weight, std::int64_t M, std::int64_t K,
