@@ -62,18 +62,20 @@ cpu::PoolKind pool_kind(Pooling mode) {
 
 }  // namespace
 
-// The GEMM kernel is read here, not at the first linear call: an unknown or
-// unsupported VITSCALE_CPU_GEMM is then refused at start-up, before any data
-// is loaded or step is run.
+// The GEMM and attention kernels are read here, not at the first call: an
+// unknown or unsupported VITSCALE_CPU_GEMM or VITSCALE_CPU_ATTENTION is then
+// refused at start-up, before any data is loaded or step is run.
 CpuBackend::CpuBackend(int threads) {
   if (threads > 0) omp_set_num_threads(threads);
   cpu::gemm_isa();
+  cpu::attention_isa();
 }
 
 std::string CpuBackend::name() const {
   const int threads = omp_get_max_threads();
   return "cpu (" + std::to_string(threads) + (threads == 1 ? " thread, " : " threads, ") +
-         cpu::gemm_isa_name(cpu::gemm_isa()) + " GEMM)";
+         cpu::gemm_isa_name(cpu::gemm_isa()) + " GEMM, " + cpu::attention_isa_name(cpu::attention_isa()) +
+         " attention)";
 }
 
 // ---- memory -----------------------------------------------------------------

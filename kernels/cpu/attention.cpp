@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <stdexcept>
+#include <string>
 
 #include "kernels/cpu/cpu_dispatch.h"
 #include "kernels/cpu/vector_math.h"
@@ -14,29 +16,49 @@
 namespace vitscale::cpu {
 namespace {
 
-// Eight floats: one AVX register in the AVX2 clone, two SSE registers in the
-// baseline one. GCC's vector extension pins the register tiles below, which
-// plain loops did not (the compiler spilled the accumulators).
+// Eight floats: one AVX register (two SSE ones in the baseline kernels).
+// GCC's vector extension pins the register tiles below, which plain loops did
+// not (the compiler spilled the accumulators).
 using Float8 = float __attribute__((vector_size(32)));
-// Sixteen floats: the 16-wide column tile. One AVX-512 register in the v4
-// clone, two AVX registers in the v3 clone (the code the v3 clone had with
-// two Float8), four SSE registers in the baseline. Each lane is the same
-// multiply-add chain at any width, so the bits do not depend on the clone.
+// The 16-wide column tile, in two forms with the same lanes and the same
+// multiply-add chain per lane (so the same bits):
+//   - Float16, one AVX-512 register, for the x86-64-v4 kernels;
+//   - Float8Pair, two AVX registers, for the v3 (AVX2) and baseline kernels.
+// A 64-byte vector type has no register on an AVX2 target: GCC kept each
+// Float16 accumulator on the stack and moved it through 16-byte pieces
+// (~110 moves per 12 multiply-adds in the v3 code), which held attention to
+// ~13 GFLOP/s on an AVX2-only EPYC. The pair's halves each get a register.
 using Float16 = float __attribute__((vector_size(64)));
+struct Float8Pair {
+  Float8 lo, hi;
+};
+// Defined inline in the kernels that use them, with the target of each.
+#define VITSCALE_INLINE inline __attribute__((always_inline))
+VITSCALE_INLINE Float8Pair operator*(float a, const Float8Pair& b) { return {a * b.lo, a * b.hi}; }
+VITSCALE_INLINE Float8Pair operator+(const Float8Pair& x, const Float8Pair& y) { return {x.lo + y.lo, x.hi + y.hi}; }
+
 // By reference, not by value: a 32- or 64-byte vector passed in registers
-// would need AVX in the baseline clone's ABI. Inlined either way.
+// would need AVX in the baseline kernels' ABI. Inlined either way.
 template <typename Vec>
-inline __attribute__((always_inline)) void load_vec(Vec& v, const float* p) {
+VITSCALE_INLINE void load_vec(Vec& v, const float* p) {
   std::memcpy(&v, p, sizeof v);
 }
 template <typename Vec>
-inline __attribute__((always_inline)) void store_vec(float* p, const Vec& v) {
+VITSCALE_INLINE void store_vec(float* p, const Vec& v) {
   std::memcpy(p, &v, sizeof v);
 }
+VITSCALE_INLINE void load_vec(Float8Pair& v, const float* p) {
+  load_vec(v.lo, p);
+  load_vec(v.hi, p + 8);
+}
+VITSCALE_INLINE void store_vec(float* p, const Float8Pair& v) {
+  store_vec(p, v.lo);
+  store_vec(p + 8, v.hi);
+}
 
-// Register tile: up to kRows rows × up to kCols columns of accumulators (in
-// the v3 clone 12 of the 16 AVX registers, 2 more hold b's row, 1 the
-// broadcast a value; in the v4 clone 6 zmm, one instruction per row where two
+// Register tile: up to kRows rows × up to kCols columns of accumulators (with
+// Float8Pair 12 of the 16 AVX registers, 2 more hold b's row, 1 the
+// broadcast a value; with Float16 6 zmm, one instruction per row where two
 // ymm ones were: attention 12-26% faster forward, 7-17% backward at
 // T = 17 and 50, vit_bench --device cpu, AMD EPYC family 26). Every
 // product in a head is built from it. Columns come in 16-wide tiles and, when
@@ -48,14 +70,13 @@ inline __attribute__((always_inline)) void store_vec(float* p, const Vec& v) {
 // changes a bit.
 constexpr std::int64_t kRows = 6;
 constexpr std::int64_t kLanes = 8;          // floats per Float8
-constexpr std::int64_t kCols = 2 * kLanes;  // floats per Float16
+constexpr std::int64_t kCols = 2 * kLanes;  // floats per 16-wide tile (Wide)
 
 constexpr std::int64_t round_up(std::int64_t n, std::int64_t m) { return (n + m - 1) / m * m; }
 
-// The helpers below must be inlined into the cloned head functions: an
+// The helpers below must be inlined into the per-target head kernels: an
 // out-of-line copy is compiled for the baseline target only (SSE2), which made
 // the products 6x slower when GCC declined to inline `product`.
-#define VITSCALE_INLINE inline __attribute__((always_inline))
 
 // A matrix read in place: element (r, k) at p[r·row + k·col]. A row-major
 // matrix has col = 1; one stored transposed has row = 1: P and dS are kept
@@ -93,34 +114,36 @@ VITSCALE_INLINE void tile_product(float* c, std::int64_t ldc, Strided a, const f
   for (int r = 0; r < R; ++r) store_vec(c + r * ldc + c0, acc[r]);
 }
 
-// c (R, n) = a (R, K) · b (K, n); n a multiple of 8.
-template <int R>
+// c (R, n) = a (R, K) · b (K, n); n a multiple of 8. Wide: Float16 or
+// Float8Pair, the 16-wide tile.
+template <typename Wide, int R>
 VITSCALE_INLINE void rows_product(float* c, std::int64_t ldc, Strided a, const float* b, std::int64_t ldb,
                                   std::int64_t K, std::int64_t n) {
   std::int64_t c0 = 0;
-  for (; c0 + kCols <= n; c0 += kCols) tile_product<Float16, R>(c, ldc, a, b, ldb, K, c0);
+  for (; c0 + kCols <= n; c0 += kCols) tile_product<Wide, R>(c, ldc, a, b, ldb, K, c0);
   if (c0 < n) tile_product<Float8, R>(c, ldc, a, b, ldb, K, c0);
 }
 
 // The last block of a product: `rows` (< kRows) rows, dispatched to the tile
 // of that height.
-template <int R>
+template <typename Wide, int R>
 VITSCALE_INLINE void tail_rows_product(std::int64_t rows, float* c, std::int64_t ldc, Strided a, const float* b,
                                        std::int64_t ldb, std::int64_t K, std::int64_t n) {
   if constexpr (R > 0) {
     if (rows == R)
-      rows_product<R>(c, ldc, a, b, ldb, K, n);
+      rows_product<Wide, R>(c, ldc, a, b, ldb, K, n);
     else
-      tail_rows_product<R - 1>(rows, c, ldc, a, b, ldb, K, n);
+      tail_rows_product<Wide, R - 1>(rows, c, ldc, a, b, ldb, K, n);
   }
 }
 
 // c (M, n) = a (M, K) · b (K, n); n a multiple of 8.
+template <typename Wide>
 VITSCALE_INLINE void product(float* c, std::int64_t ldc, Strided a, const float* b, std::int64_t ldb, std::int64_t M,
                              std::int64_t K, std::int64_t n) {
   std::int64_t i0 = 0;
-  for (; i0 + kRows <= M; i0 += kRows) rows_product<kRows>(c + i0 * ldc, ldc, a.from_row(i0), b, ldb, K, n);
-  tail_rows_product<kRows - 1>(M - i0, c + i0 * ldc, ldc, a.from_row(i0), b, ldb, K, n);
+  for (; i0 + kRows <= M; i0 += kRows) rows_product<Wide, kRows>(c + i0 * ldc, ldc, a.from_row(i0), b, ldb, K, n);
+  tail_rows_product<Wide, kRows - 1>(M - i0, c + i0 * ldc, ldc, a.from_row(i0), b, ldb, K, n);
 }
 
 // The padded sizes and per-thread buffers of one head. Queries are padded to
@@ -206,13 +229,14 @@ VITSCALE_INLINE void load_rows(float* dst, const float* src, std::int64_t ld, co
 // c rows (T, hd), `ldc` apart, = a (T, K) · b (K, hdp). Straight into c when
 // hd is a multiple of 8 (the tiles then write exactly hd columns), else into
 // res (T, hdp) and copied: either way nothing past a row's hd floats is written.
+template <typename Wide>
 VITSCALE_INLINE void product_to_rows(float* c, std::int64_t ldc, Strided a, const float* b, std::int64_t K,
                                      const HeadLayout& l, float* res) {
   if (l.hd == l.hdp) {
-    product(c, ldc, a, b, l.hdp, l.T, K, l.hd);
+    product<Wide>(c, ldc, a, b, l.hdp, l.T, K, l.hd);
     return;
   }
-  product(res, l.hdp, a, b, l.hdp, l.T, K, l.hdp);
+  product<Wide>(res, l.hdp, a, b, l.hdp, l.T, K, l.hdp);
   for (std::int64_t r = 0; r < l.T; ++r) std::copy(res + r * l.hdp, res + r * l.hdp + l.hd, c + r * ldc);
 }
 
@@ -265,16 +289,16 @@ VITSCALE_INLINE void softmax_query_block(float* st, float* lse, std::int64_t i0,
 
 // One head of one image. q, k, v: its first query / key / value, rows `ld`
 // apart (3D); out, lse: its first output row (rows ld_out apart) and lse row.
-VITSCALE_CPU_CLONES void head_forward(float* out, std::int64_t ld_out, float* lse, const float* q, const float* k,
-                                      const float* v, std::int64_t ld, const HeadLayout& l, float scale,
-                                      float* scratch) {
+template <typename Wide>
+VITSCALE_INLINE void head_forward(float* out, std::int64_t ld_out, float* lse, const float* q, const float* k,
+                                  const float* v, std::int64_t ld, const HeadLayout& l, float scale, float* scratch) {
   const HeadScratch s(scratch, l);
   load_transposed(s.qt, q, ld, l);
   load_rows(s.vp, v, ld, l);
-  product(s.p, l.Tp, {k, ld, 1}, s.qt, l.Tp, l.T, l.hd, l.Tp);  // Sᵀ = K·Qᵀ (T, Tp)
+  product<Wide>(s.p, l.Tp, {k, ld, 1}, s.qt, l.Tp, l.T, l.hd, l.Tp);  // Sᵀ = K·Qᵀ (T, Tp)
   for (std::int64_t i0 = 0; i0 < l.Tp; i0 += kQueryBlock)
     softmax_query_block(s.p, lse, i0, std::min(kQueryBlock, l.Tp - i0), l, scale);
-  product_to_rows(out, ld_out, {s.p, 1, l.Tp}, s.vp, l.T, l, s.res);  // O = P·V, P read from Pᵀ
+  product_to_rows<Wide>(out, ld_out, {s.p, 1, l.Tp}, s.vp, l.T, l, s.res);  // O = P·V, P read from Pᵀ
 }
 
 // dSᵀ = Pᵀ ∘ (dPᵀ − D) for the queries [i0, i0 + n) (n ≤ kQueryBlock), where
@@ -301,23 +325,24 @@ VITSCALE_INLINE void softmax_backward_query_block(float* pt, float* dst, const f
 // head's Pᵀ and dSᵀ (T, Tp each) are formed first, then dQ, dK and dV are
 // three plain products reading them in place (dQ through Strided with
 // row = 1), so each gradient row is written once.
-VITSCALE_CPU_CLONES void head_backward(float* d_q, float* d_k, float* d_v, const float* d_out, std::int64_t ld_out,
-                                       const float* lse, const float* q, const float* k, const float* v,
-                                       std::int64_t ld, const HeadLayout& l, float scale, float* scratch) {
+template <typename Wide>
+VITSCALE_INLINE void head_backward(float* d_q, float* d_k, float* d_v, const float* d_out, std::int64_t ld_out,
+                                   const float* lse, const float* q, const float* k, const float* v, std::int64_t ld,
+                                   const HeadLayout& l, float scale, float* scratch) {
   const HeadScratch s(scratch, l);
   load_transposed(s.qt, q, ld, l);
   load_transposed(s.dot, d_out, ld_out, l);
   load_rows(s.kp, k, ld, l, scale);
   load_rows(s.qp, q, ld, l, scale);
   load_rows(s.dop, d_out, ld_out, l);
-  product(s.p, l.Tp, {k, ld, 1}, s.qt, l.Tp, l.T, l.hd, l.Tp);    // Sᵀ = K·Qᵀ (T, Tp)
-  product(s.ds, l.Tp, {v, ld, 1}, s.dot, l.Tp, l.T, l.hd, l.Tp);  // dPᵀ = V·dOᵀ (T, Tp)
+  product<Wide>(s.p, l.Tp, {k, ld, 1}, s.qt, l.Tp, l.T, l.hd, l.Tp);    // Sᵀ = K·Qᵀ (T, Tp)
+  product<Wide>(s.ds, l.Tp, {v, ld, 1}, s.dot, l.Tp, l.T, l.hd, l.Tp);  // dPᵀ = V·dOᵀ (T, Tp)
   for (std::int64_t i0 = 0; i0 < l.Tp; i0 += kQueryBlock)
     softmax_backward_query_block(s.p, s.ds, lse, i0, std::min(kQueryBlock, l.Tp - i0), l, scale);
   // dQ = dS·(scale · K);  dK = dSᵀ·(scale · Q);  dV = Pᵀ·dO.
-  product_to_rows(d_q, ld, {s.ds, 1, l.Tp}, s.kp, l.T, l, s.res);
-  product_to_rows(d_k, ld, {s.ds, l.Tp, 1}, s.qp, l.T, l, s.res);
-  product_to_rows(d_v, ld, {s.p, l.Tp, 1}, s.dop, l.T, l, s.res);
+  product_to_rows<Wide>(d_q, ld, {s.ds, 1, l.Tp}, s.kp, l.T, l, s.res);
+  product_to_rows<Wide>(d_k, ld, {s.ds, l.Tp, 1}, s.qp, l.T, l, s.res);
+  product_to_rows<Wide>(d_v, ld, {s.p, l.Tp, 1}, s.dop, l.T, l, s.res);
 }
 
 // Where head bh = (b, h) lives: its first query row in qkv (B, T, 3D), its
@@ -348,58 +373,174 @@ VITSCALE_INLINE void prefetch_rows(const float* src, std::int64_t ld, std::int64
   }
 }
 
-}  // namespace
+// One call's operands, for either direction (the other direction's are null).
+struct AttentionCall {
+  float* out;          // (B, T, D): forward
+  float* lse_out;      // (B, H, T): forward
+  float* d_qkv;        // (B, T, 3D): backward
+  const float* d_out;  // (B, T, D): backward
+  const float* lse;    // (B, H, T): backward
+  const float* qkv;    // (B, T, 3D)
+  std::int64_t B, T, D, H;
+  HeadLayout layout;
+  float scale;  // 1 / √hd
+};
 
-std::size_t attention_scratch_floats(std::int64_t T, std::int64_t head_dim) { return HeadLayout(T, head_dim).floats(); }
+template <typename Wide>
+VITSCALE_INLINE void forward_head(const AttentionCall& c, std::int64_t bh, float* scratch) {
+  const HeadAt at(bh, c.T, c.D, c.H);
+  const float* q = c.qkv + at.qkv;
+  head_forward<Wide>(c.out + at.act, c.D, c.lse_out + bh * c.T, q, q + c.D, q + 2 * c.D, 3 * c.D, c.layout, c.scale,
+                     scratch);
+}
 
-void attention_forward(float* out, float* lse, const float* qkv, float* scratch, int threads, std::int64_t B,
-                       std::int64_t T, std::int64_t D, std::int64_t H) {
-  const HeadLayout layout(T, D / H);
-  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(layout.hd)));
-  const std::size_t slot = layout.floats();
+template <typename Wide>
+VITSCALE_INLINE void backward_head(const AttentionCall& c, std::int64_t bh, float* scratch) {
+  const HeadAt at(bh, c.T, c.D, c.H);
+  const float* q = c.qkv + at.qkv;
+  float* dq = c.d_qkv + at.qkv;
+  head_backward<Wide>(dq, dq + c.D, dq + 2 * c.D, c.d_out + at.act, c.D, c.lse + bh * c.T, q, q + c.D, q + 2 * c.D,
+                      3 * c.D, c.layout, c.scale, scratch);
+}
+
+// One direction for one head bh, compiled once per ISA below: a target
+// attribute each, not target_clones, because the 16-wide tile's type differs
+// by ISA (Float16 only where AVX-512 gives it a register), and because the
+// tests call every copy this CPU runs, by name, to compare them.
+using HeadKernel = void (*)(const AttentionCall& c, std::int64_t bh, float* scratch);
+
+void forward_baseline(const AttentionCall& c, std::int64_t bh, float* s) { forward_head<Float8Pair>(c, bh, s); }
+void backward_baseline(const AttentionCall& c, std::int64_t bh, float* s) { backward_head<Float8Pair>(c, bh, s); }
+#ifdef VITSCALE_X86_LEVELS
+VITSCALE_TARGET_X86_64_V3 void forward_avx2(const AttentionCall& c, std::int64_t bh, float* s) {
+  forward_head<Float8Pair>(c, bh, s);
+}
+VITSCALE_TARGET_X86_64_V3 void backward_avx2(const AttentionCall& c, std::int64_t bh, float* s) {
+  backward_head<Float8Pair>(c, bh, s);
+}
+VITSCALE_TARGET_X86_64_V4 void forward_avx512(const AttentionCall& c, std::int64_t bh, float* s) {
+  forward_head<Float16>(c, bh, s);
+}
+VITSCALE_TARGET_X86_64_V4 void backward_avx512(const AttentionCall& c, std::int64_t bh, float* s) {
+  backward_head<Float16>(c, bh, s);
+}
+#endif
+
+HeadKernel head_kernel(AttentionIsa isa, bool backward) {
+  if (!attention_isa_supported(isa))
+    throw std::invalid_argument(std::string("attention: this CPU does not run the ") + attention_isa_name(isa) +
+                                " kernels");
+  switch (isa) {
+#ifdef VITSCALE_X86_LEVELS
+    case AttentionIsa::kAvx512:
+      return backward ? backward_avx512 : forward_avx512;
+    case AttentionIsa::kAvx2:
+      return backward ? backward_avx2 : forward_avx2;
+#endif
+    default:
+      return backward ? backward_baseline : forward_baseline;
+  }
+}
+
+// Brings head bh's rows into cache: its q, k and v rows, and in the forward
+// its output rows (for writing), in the backward its d_out rows and its d_qkv
+// rows (for writing).
+VITSCALE_INLINE void prefetch_head(const AttentionCall& c, std::int64_t bh) {
+  const HeadAt at(bh, c.T, c.D, c.H);
+  const std::int64_t hd = c.layout.hd;
+  for (int part = 0; part < 3; ++part) {
+    prefetch_rows(c.qkv + at.qkv + part * c.D, 3 * c.D, c.T, hd, false);
+    if (c.d_qkv) prefetch_rows(c.d_qkv + at.qkv + part * c.D, 3 * c.D, c.T, hd, true);
+  }
+  if (c.d_qkv)
+    prefetch_rows(c.d_out + at.act, c.D, c.T, hd, false);
+  else
+    prefetch_rows(c.out + at.act, c.D, c.T, hd, true);
+}
+
+// Every (image, head) pair once, split statically over the threads, each
+// thread prefetching its next head (consecutive under a static schedule)
+// while it computes this one.
+void run_heads(HeadKernel kernel, const AttentionCall& c, float* scratch, int threads) {
+  const std::int64_t heads = c.B * c.H;
+  const std::size_t slot = c.layout.floats();
 #pragma omp parallel num_threads(threads)
   {
     float* mine = scratch + slot * static_cast<std::size_t>(omp_get_thread_num());
 #pragma omp for schedule(static)
-    for (std::int64_t bh = 0; bh < B * H; ++bh) {
-      if (bh + 1 < B * H) {  // the next head of this thread (static schedule: consecutive)
-        const HeadAt next(bh + 1, T, D, H);
-        for (int part = 0; part < 3; ++part) prefetch_rows(qkv + next.qkv + part * D, 3 * D, T, layout.hd, false);
-        prefetch_rows(out + next.act, D, T, layout.hd, true);
-      }
-      const HeadAt at(bh, T, D, H);
-      const float* q = qkv + at.qkv;
-      head_forward(out + at.act, D, lse + bh * T, q, q + D, q + 2 * D, 3 * D, layout, scale, mine);
+    for (std::int64_t bh = 0; bh < heads; ++bh) {
+      if (bh + 1 < heads) prefetch_head(c, bh + 1);
+      kernel(c, bh, mine);
     }
   }
 }
 
+float head_scale(const HeadLayout& l) { return static_cast<float>(1.0 / std::sqrt(static_cast<double>(l.hd))); }
+
+}  // namespace
+
+const char* attention_isa_name(AttentionIsa isa) {
+  switch (isa) {
+    case AttentionIsa::kBaseline:
+      return "baseline";
+    case AttentionIsa::kAvx2:
+      return "avx2";
+    case AttentionIsa::kAvx512:
+      return "avx512";
+  }
+  return "?";
+}
+
+bool attention_isa_supported(AttentionIsa isa) {
+  switch (isa) {
+    case AttentionIsa::kBaseline:
+      return true;
+#ifdef VITSCALE_X86_LEVELS
+    case AttentionIsa::kAvx2:
+      return __builtin_cpu_supports("x86-64-v3");
+    case AttentionIsa::kAvx512:
+      return __builtin_cpu_supports("x86-64-v4");
+#else
+    case AttentionIsa::kAvx2:
+    case AttentionIsa::kAvx512:
+      return false;
+#endif
+  }
+  return false;
+}
+
+AttentionIsa attention_isa() {
+  // The CPU does not change under a process.
+  static const AttentionIsa isa = [] {
+    constexpr AttentionIsa kWidestFirst[] = {AttentionIsa::kAvx512, AttentionIsa::kAvx2, AttentionIsa::kBaseline};
+    AttentionIsa widest = AttentionIsa::kBaseline;
+    for (AttentionIsa candidate : kWidestFirst)
+      if (attention_isa_supported(candidate)) {
+        widest = candidate;
+        break;
+      }
+    return isa_from_environment("VITSCALE_CPU_ATTENTION",
+                                {AttentionIsa::kBaseline, AttentionIsa::kAvx2, AttentionIsa::kAvx512},
+                                attention_isa_name, attention_isa_supported, widest);
+  }();
+  return isa;
+}
+
+std::size_t attention_scratch_floats(std::int64_t T, std::int64_t head_dim) { return HeadLayout(T, head_dim).floats(); }
+
+void attention_forward(float* out, float* lse, const float* qkv, float* scratch, int threads, std::int64_t B,
+                       std::int64_t T, std::int64_t D, std::int64_t H, AttentionIsa isa) {
+  const HeadLayout layout(T, D / H);
+  const AttentionCall call{out, lse, nullptr, nullptr, nullptr, qkv, B, T, D, H, layout, head_scale(layout)};
+  run_heads(head_kernel(isa, false), call, scratch, threads);
+}
+
 void attention_backward(float* d_qkv, const float* d_out, const float* qkv, [[maybe_unused]] const float* out,
                         const float* lse, float* scratch, int threads, std::int64_t B, std::int64_t T, std::int64_t D,
-                        std::int64_t H) {
+                        std::int64_t H, AttentionIsa isa) {
   const HeadLayout layout(T, D / H);
-  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(layout.hd)));
-  const std::size_t slot = layout.floats();
-#pragma omp parallel num_threads(threads)
-  {
-    float* mine = scratch + slot * static_cast<std::size_t>(omp_get_thread_num());
-#pragma omp for schedule(static)
-    for (std::int64_t bh = 0; bh < B * H; ++bh) {
-      if (bh + 1 < B * H) {  // the next head of this thread (static schedule: consecutive)
-        const HeadAt next(bh + 1, T, D, H);
-        for (int part = 0; part < 3; ++part) {
-          prefetch_rows(qkv + next.qkv + part * D, 3 * D, T, layout.hd, false);
-          prefetch_rows(d_qkv + next.qkv + part * D, 3 * D, T, layout.hd, true);
-        }
-        prefetch_rows(d_out + next.act, D, T, layout.hd, false);
-      }
-      const HeadAt at(bh, T, D, H);
-      const float* q = qkv + at.qkv;
-      float* dq = d_qkv + at.qkv;
-      head_backward(dq, dq + D, dq + 2 * D, d_out + at.act, D, lse + bh * T, q, q + D, q + 2 * D, 3 * D, layout, scale,
-                    mine);
-    }
-  }
+  const AttentionCall call{nullptr, nullptr, d_qkv, d_out, lse, qkv, B, T, D, H, layout, head_scale(layout)};
+  run_heads(head_kernel(isa, true), call, scratch, threads);
 }
 
 }  // namespace vitscale::cpu

@@ -19,6 +19,13 @@
 // place, each output row written once.
 // The next head's rows are prefetched while one head computes. Every gradient
 // element is written by one thread in a fixed order: deterministic.
+//
+// The head kernels are compiled three times (attention.cpp): for AVX-512
+// (x86-64-v4: one zmm per 16-wide tile row), AVX2 + FMA (x86-64-v3: two ymm)
+// and baseline x86-64; each call runs the ISA it is given, by default the
+// widest this CPU runs (attention_isa). AVX2 and AVX-512 do the same multiply-adds per lane in
+// the same order, so they give the same bits; the baseline has no FMA and
+// differs from them in the last bits.
 #pragma once
 
 #include <cstddef>
@@ -26,17 +33,30 @@
 
 namespace vitscale::cpu {
 
+enum class AttentionIsa { kBaseline, kAvx2, kAvx512 };
+
+// "baseline", "avx2", "avx512".
+const char* attention_isa_name(AttentionIsa isa);
+// Whether this CPU runs `isa` (x86-64-v3 for avx2, x86-64-v4 for avx512).
+bool attention_isa_supported(AttentionIsa isa);
+// The ISA the CPU backend runs: VITSCALE_CPU_ATTENTION (baseline, avx2 or
+// avx512) when set, else the widest this CPU runs. Decided once per process;
+// an unknown or unsupported value throws std::invalid_argument naming it.
+AttentionIsa attention_isa();
+
 // Floats of scratch each thread needs (padded copies of Q, K, V and dO, Kᵀ and
 // Vᵀ, the head's P and dS, one result block).
 std::size_t attention_scratch_floats(std::int64_t T, std::int64_t head_dim);
 
 // out = softmax(Q Kᵀ / √hd) V per (b, h); lse = log Σ_j exp(q·k_j / √hd).
 // scratch holds `threads` slots of attention_scratch_floats(T, hd) floats.
+// An `isa` this CPU does not run throws std::invalid_argument.
 void attention_forward(float* out,        // (B, T, D)
                        float* lse,        // (B, H, T)
                        const float* qkv,  // (B, T, 3D)
                        float* scratch,    // (threads, attention_scratch_floats(T, hd))
-                       int threads, std::int64_t B, std::int64_t T, std::int64_t D, std::int64_t H);
+                       int threads, std::int64_t B, std::int64_t T, std::int64_t D, std::int64_t H,
+                       AttentionIsa isa = attention_isa());
 
 // d_qkv = gradient of attention_forward (assigned).
 void attention_backward(float* d_qkv,        // (B, T, 3D)
@@ -45,6 +65,7 @@ void attention_backward(float* d_qkv,        // (B, T, 3D)
                         const float* out,    // (B, T, D): not read here (D = rowsum(P ∘ dP))
                         const float* lse,    // (B, H, T)
                         float* scratch,      // (threads, attention_scratch_floats(T, hd))
-                        int threads, std::int64_t B, std::int64_t T, std::int64_t D, std::int64_t H);
+                        int threads, std::int64_t B, std::int64_t T, std::int64_t D, std::int64_t H,
+                        AttentionIsa isa = attention_isa());
 
 }  // namespace vitscale::cpu

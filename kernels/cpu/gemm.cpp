@@ -8,6 +8,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "kernels/cpu/cpu_dispatch.h"
+
 namespace vitscale::cpu {
 namespace {
 
@@ -52,19 +54,6 @@ GemmIsa default_isa() {
   return GemmIsa::kOpenBlas;
 }
 
-GemmIsa isa_from_environment() {
-  const char* value = std::getenv("VITSCALE_CPU_GEMM");
-  if (!value || !*value) return default_isa();
-  for (GemmIsa isa : {GemmIsa::kOpenBlas, GemmIsa::kAvx2, GemmIsa::kAvx512}) {
-    if (std::string(value) != gemm_isa_name(isa)) continue;
-    if (!gemm_isa_supported(isa))
-      throw std::invalid_argument(std::string("VITSCALE_CPU_GEMM=") + value + ": this CPU does not support it");
-    return isa;
-  }
-  throw std::invalid_argument(std::string("VITSCALE_CPU_GEMM=") + value +
-                              ": unknown (expected openblas, avx2 or avx512)");
-}
-
 }  // namespace
 
 const char* gemm_isa_name(GemmIsa isa) {
@@ -98,7 +87,10 @@ bool gemm_isa_supported(GemmIsa isa) {
 }
 
 GemmIsa gemm_isa() {
-  static const GemmIsa isa = isa_from_environment();  // the CPU does not change under a process
+  // The CPU does not change under a process.
+  static const GemmIsa isa =
+      isa_from_environment("VITSCALE_CPU_GEMM", {GemmIsa::kOpenBlas, GemmIsa::kAvx2, GemmIsa::kAvx512}, gemm_isa_name,
+                           gemm_isa_supported, default_isa());
   return isa;
 }
 

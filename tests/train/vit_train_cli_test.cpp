@@ -17,6 +17,7 @@
 #include <iterator>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "train/checkpoint.h"
@@ -253,13 +254,20 @@ TEST_CASE("vit_train refuses bad input with one line and a non-zero exit", "[cli
     check_one_line_error(o, "cannot open the metrics file");
     CHECK(o.out.find("step ") == std::string::npos);
   }
-  SECTION("an unknown VITSCALE_CPU_GEMM fails at start-up, not at the first linear layer") {
-    const ScopedEnv gemm("VITSCALE_CPU_GEMM", "avx9000");
-    std::vector<std::string> args = tiny_synthetic_flags();
-    args.insert(args.end(), {"--max-steps", "5"});
-    const Outcome o = run_vit_train(args, dir);
-    check_one_line_error(o, "VITSCALE_CPU_GEMM=avx9000: unknown (expected openblas, avx2 or avx512)");
-    CHECK(o.out.find("model:") == std::string::npos);  // before the model is built
+  SECTION("an unknown VITSCALE_CPU_GEMM or VITSCALE_CPU_ATTENTION fails at start-up, not at the first call") {
+    for (auto [variable, value, message] :
+         {std::tuple{"VITSCALE_CPU_GEMM", "avx9000",
+                     "VITSCALE_CPU_GEMM=avx9000: unknown (expected openblas, avx2 or avx512)"},
+          std::tuple{"VITSCALE_CPU_ATTENTION", "sse9",
+                     "VITSCALE_CPU_ATTENTION=sse9: unknown (expected baseline, avx2 or avx512)"}}) {
+      CAPTURE(variable);
+      const ScopedEnv kernel(variable, value);
+      std::vector<std::string> args = tiny_synthetic_flags();
+      args.insert(args.end(), {"--max-steps", "5"});
+      const Outcome o = run_vit_train(args, dir);
+      check_one_line_error(o, message);
+      CHECK(o.out.find("model:") == std::string::npos);  // before the model is built
+    }
   }
   SECTION("a corrupted checkpoint") {
     std::ofstream(dir / "ckpt.safetensors") << "not a checkpoint at all";

@@ -28,6 +28,7 @@
 #include <thread>
 #include <vector>
 
+#include "kernels/cpu/attention.h"
 #include "kernels/cpu/gemm.h"
 #include "runtime/adamw_optimizer.h"
 #include "runtime/vit_flops.h"
@@ -155,7 +156,8 @@ int run(const Options& o) {
   std::printf("vit_cpu_step_bench: %s, batch %d, %d threads (LibTorch: %d)\n", cfg.describe().c_str(), B, threads,
               torch_threads);
   std::printf("  vitscale: %s; baseline: %s\n", cpu->name().c_str(), torch_ref::torch_description().c_str());
-  std::printf("  vitscale's CPU GEMM: %s\n", cpu::gemm_isa_name(cpu::gemm_isa()));
+  std::printf("  vitscale's CPU GEMM: %s; attention: %s\n", cpu::gemm_isa_name(cpu::gemm_isa()),
+              cpu::attention_isa_name(cpu::attention_isa()));
   if (ceiling > 0)
     std::printf("  SGEMM ceiling: %.1f GFLOP/s (%d^3, %d threads, fastest of 10; OpenBLAS %.1f, vitscale %.1f)\n",
                 ceiling / 1e9, o.ceiling_gemm, threads, sgemm.openblas_flops / 1e9, sgemm.vitscale_flops / 1e9);
