@@ -22,10 +22,10 @@
 //
 // The head kernels are compiled three times (attention.cpp): for AVX-512
 // (x86-64-v4: one zmm per 16-wide tile row), AVX2 + FMA (x86-64-v3: two ymm)
-// and baseline x86-64; each call runs the ISA it is given, by default the
-// widest this CPU runs (attention_isa). AVX2 and AVX-512 do the same multiply-adds per lane in
-// the same order, so they give the same bits; the baseline has no FMA and
-// differs from them in the last bits.
+// and baseline x86-64; each call runs the ISA it is given, by default
+// attention_isa(). AVX2 and AVX-512 do the same multiply-adds per lane in the
+// same order, so they give the same bits; the baseline has no FMA and differs
+// from them in the last bits.
 #pragma once
 
 #include <cstddef>

@@ -1,8 +1,8 @@
 // cpu_dispatch.h — how the CPU kernels get wide SIMD without -march=native.
 //
 // The build targets baseline x86-64 (SSE2) so that one binary runs on every CI
-// machine. The few loops that are compute-bound (GELU's erf,
-// layernorm rows, AdamW) are compiled three times with GCC's target_clones:
+// machine. The few loops that are compute-bound (GELU's erf, layernorm rows,
+// AdamW) are compiled three times with GCC's target_clones:
 // for x86-64-v4 (AVX-512: Intel Xeons, AMD Zen 4/5), for x86-64-v3 (AVX2 +
 // FMA: older AMD EPYCs) and for the baseline; the loader picks the best clone
 // once, at start-up (an ifunc). The v4 clone pays on the elementwise loops:
@@ -21,6 +21,10 @@
 // the outlined body would not be cloned.
 #pragma once
 
+#include <cstdlib>
+#include <stdexcept>
+#include <string>
+
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define VITSCALE_CPU_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
@@ -34,10 +38,6 @@
 #define VITSCALE_TARGET_X86_64_V3 __attribute__((target("arch=x86-64-v3")))
 #define VITSCALE_TARGET_X86_64_V4 __attribute__((target("arch=x86-64-v4")))
 #endif
-
-#include <cstdlib>
-#include <stdexcept>
-#include <string>
 
 namespace vitscale::cpu {
 
