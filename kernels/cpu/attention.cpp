@@ -512,13 +512,9 @@ bool attention_isa_supported(AttentionIsa isa) {
 AttentionIsa attention_isa() {
   // The CPU does not change under a process.
   static const AttentionIsa isa = [] {
-    constexpr AttentionIsa kWidestFirst[] = {AttentionIsa::kAvx512, AttentionIsa::kAvx2, AttentionIsa::kBaseline};
-    AttentionIsa widest = AttentionIsa::kBaseline;
-    for (AttentionIsa candidate : kWidestFirst)
-      if (attention_isa_supported(candidate)) {
-        widest = candidate;
-        break;
-      }
+    const AttentionIsa widest = attention_isa_supported(AttentionIsa::kAvx512) ? AttentionIsa::kAvx512
+                                : attention_isa_supported(AttentionIsa::kAvx2) ? AttentionIsa::kAvx2
+                                                                               : AttentionIsa::kBaseline;
     return isa_from_environment("VITSCALE_CPU_ATTENTION",
                                 {AttentionIsa::kBaseline, AttentionIsa::kAvx2, AttentionIsa::kAvx512},
                                 attention_isa_name, attention_isa_supported, widest);
